@@ -1,0 +1,172 @@
+//! Validated identifiers: stage ids, attempt numbers and job keys. Every id that ends up in a
+//! path passes through here first (no `/`, no `..`, nothing a shell or git would mangle).
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A stage id: `[a-z0-9][a-z0-9._-]{0,63}`, never `..`-like.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schemars(transparent)]
+pub struct StageId(#[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))] String);
+
+/// Why a string is not a valid stage id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a valid stage id (want 1-64 of a-z 0-9 . _ -, starting with a letter or digit)")]
+pub struct BadStageId(pub String);
+
+impl StageId {
+    /// Parses and validates a stage id.
+    ///
+    /// # Errors
+    /// [`BadStageId`] when the text is empty, too long, starts with punctuation, contains a
+    /// character outside `a-z 0-9 . _ -`, or contains `..`.
+    pub fn new(s: &str) -> Result<Self, BadStageId> {
+        let bytes = s.as_bytes();
+        let ok_first = bytes
+            .first()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let ok_rest = bytes.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
+        if ok_first && ok_rest && bytes.len() <= 64 && !s.contains("..") {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(BadStageId(s.to_owned()))
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for StageId {
+    type Error = BadStageId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(&s)
+    }
+}
+
+impl From<StageId> for String {
+    fn from(id: StageId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for StageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The three kinds of detached job an attempt is made of.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Worker,
+    Acceptance,
+    Verifier,
+}
+
+impl Role {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Worker => "worker",
+            Self::Acceptance => "acceptance",
+            Self::Verifier => "verifier",
+        }
+    }
+
+    /// Parses `worker`, `acceptance` or `verifier`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "worker" => Some(Self::Worker),
+            "acceptance" => Some(Self::Acceptance),
+            "verifier" => Some(Self::Verifier),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One detached job: a stage, an attempt number (1-based) and a role. Its file stem
+/// (`<stage>@a<n>-<role>`) names the registry entry and is unambiguous because `@` never
+/// appears in a stage id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobKey {
+    pub stage: StageId,
+    pub attempt: u32,
+    pub role: Role,
+}
+
+impl JobKey {
+    #[must_use]
+    pub fn stem(&self) -> String {
+        format!("{}@a{}-{}", self.stage, self.attempt, self.role)
+    }
+
+    /// The inverse of [`JobKey::stem`].
+    #[must_use]
+    pub fn from_stem(stem: &str) -> Option<Self> {
+        let (stage, rest) = stem.split_once('@')?;
+        let rest = rest.strip_prefix('a')?;
+        let (n, role) = rest.split_once('-')?;
+        Some(Self {
+            stage: StageId::new(stage).ok()?,
+            attempt: n.parse().ok()?,
+            role: Role::parse(role)?,
+        })
+    }
+}
+
+impl fmt::Display for JobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} a{} {}", self.stage, self.attempt, self.role)
+    }
+}
+
+/// The directory name of an attempt under `state/handoffs/<stage>/`.
+#[must_use]
+pub fn attempt_dir(attempt: u32) -> String {
+    format!("a{attempt}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_ids() {
+        for ok in ["a", "s1", "auth-refactor", "v1.2_x", "0"] {
+            assert!(StageId::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "A", "-x", ".x", "a/b", "a..b", "a b", &"x".repeat(65)] {
+            assert!(StageId::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn job_stem_round_trip() {
+        let k = JobKey {
+            stage: StageId::new("a-b.c").unwrap(),
+            attempt: 12,
+            role: Role::Verifier,
+        };
+        assert_eq!(k.stem(), "a-b.c@a12-verifier");
+        assert_eq!(JobKey::from_stem(&k.stem()), Some(k));
+        assert_eq!(JobKey::from_stem("x@a1-nobody"), None);
+    }
+}

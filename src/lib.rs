@@ -1,0 +1,29 @@
+//! nightshift: runs coding-agent CLIs unattended overnight and checks their work before it
+//! counts. The pure decision core lives in [`engine`]; everything else is the imperative shell
+//! around it (files, git, processes). See `docs/DESIGN.md`.
+
+pub mod agent;
+pub mod card;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod engine;
+pub mod envelope;
+pub mod error;
+pub mod failpoint;
+pub mod git;
+pub mod glob;
+pub mod ids;
+pub mod job;
+pub mod ledger;
+pub mod lock;
+pub mod now;
+pub mod observe;
+pub mod paths;
+pub mod proc;
+pub mod prompt;
+pub mod protect;
+pub mod schema;
+pub mod store;
+pub mod tick;
+pub mod worktree;

@@ -1,0 +1,125 @@
+//! Every path nightshift reads or writes inside a repository, in one place. Paths handed to
+//! other modules are absolute (joined onto the repo root); paths stored in files or shown to
+//! the user are relative to the repo root (LESSONS: no absolute home paths in committed files).
+
+use std::path::{Path, PathBuf};
+
+use crate::ids::{JobKey, Role, StageId, attempt_dir};
+
+pub const CONFIG_FILE: &str = "nightshift.yaml";
+pub const STATE_DIR: &str = "state";
+pub const LEDGER_BRANCH: &str = "nightshift/ledger";
+pub const LEDGER_REF: &str = "refs/heads/nightshift/ledger";
+
+/// The repository root and every nightshift path below it.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+}
+
+impl Paths {
+    #[must_use]
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    #[must_use]
+    pub fn config(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
+    }
+    #[must_use]
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+    #[must_use]
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir().join("state.yaml")
+    }
+    #[must_use]
+    pub fn budget_file(&self) -> PathBuf {
+        self.state_dir().join("budget.json")
+    }
+    /// The tick lock (flock, released by the kernel on death).
+    #[must_use]
+    pub fn lock_file(&self) -> PathBuf {
+        self.state_dir().join(".lock")
+    }
+    /// Left by a finished job whose chained tick found the lock busy.
+    #[must_use]
+    pub fn poke_file(&self) -> PathBuf {
+        self.state_dir().join(".poke")
+    }
+    /// The ledger's private index (never the user's).
+    #[must_use]
+    pub fn ledger_index(&self) -> PathBuf {
+        self.state_dir().join(".ledger-index")
+    }
+    /// Seq of the state last committed to the ledger (a cache; the ledger is the truth).
+    #[must_use]
+    pub fn ledger_seq_file(&self) -> PathBuf {
+        self.state_dir().join(".ledger-seq")
+    }
+    /// The copy of a stage card taken by `add-stage` (what agents read; hashed).
+    #[must_use]
+    pub fn card_copy(&self, stage: &StageId) -> PathBuf {
+        self.state_dir().join("cards").join(format!("{stage}.md"))
+    }
+    #[must_use]
+    pub fn handoff_dir(&self, stage: &StageId, attempt: u32) -> PathBuf {
+        self.state_dir()
+            .join("handoffs")
+            .join(stage.as_str())
+            .join(attempt_dir(attempt))
+    }
+    /// The outcome file a job writes when it ends.
+    #[must_use]
+    pub fn outcome_file(&self, job: &JobKey) -> PathBuf {
+        self.handoff_dir(&job.stage, job.attempt)
+            .join(format!("{}.json", job.role))
+    }
+    /// The outcome of the integration effect (written by the tick itself).
+    #[must_use]
+    pub fn integration_file(&self, stage: &StageId, attempt: u32) -> PathBuf {
+        self.handoff_dir(stage, attempt).join("integration.json")
+    }
+    #[must_use]
+    pub fn agents_dir(&self) -> PathBuf {
+        self.state_dir().join("active-agents")
+    }
+    #[must_use]
+    pub fn registry_file(&self, job: &JobKey) -> PathBuf {
+        self.agents_dir().join(format!("{}.json", job.stem()))
+    }
+    /// Held (flock) by the job's wrapper and inherited by its agent for their whole lives.
+    #[must_use]
+    pub fn alive_file(&self, job: &JobKey) -> PathBuf {
+        self.agents_dir().join(format!("{}.lock", job.stem()))
+    }
+    #[must_use]
+    pub fn log_file(&self, job: &JobKey) -> PathBuf {
+        self.state_dir()
+            .join("logs")
+            .join(job.stage.as_str())
+            .join(format!("{}-{}.log", attempt_dir(job.attempt), job.role))
+    }
+    #[must_use]
+    pub fn worktree(&self, stage: &StageId) -> PathBuf {
+        self.state_dir().join("worktrees").join(stage.as_str())
+    }
+    /// `path` relative to the repo root, for storing and showing.
+    #[must_use]
+    pub fn rel(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// The branch that holds a stage's work.
+#[must_use]
+pub fn stage_branch(stage: &StageId) -> String {
+    format!("nightshift/stage/{stage}")
+}
+
+/// Roles in the order an attempt runs them.
+pub const ROLES: [Role; 3] = [Role::Worker, Role::Acceptance, Role::Verifier];
