@@ -7,10 +7,21 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A stage id: `[a-z0-9][a-z0-9._-]{0,63}`, never `..`-like.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-#[schemars(transparent)]
-pub struct StageId(#[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))] String);
+pub struct StageId(String);
+
+/// The pattern every stage id matches (also in the JSON Schemas).
+pub const STAGE_ID_PATTERN: &str = r"^[a-z0-9][a-z0-9._-]{0,63}$";
+
+impl JsonSchema for StageId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StageId".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": STAGE_ID_PATTERN })
+    }
+}
 
 /// Why a string is not a valid stage id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
