@@ -1,1 +1,181 @@
-//! (being written)
+//! Stage cards: markdown with YAML front matter. The front matter says who works, who checks,
+//! what must pass and what must not be touched; the body (objective, deliverables, criteria) is
+//! what agents read. A card is hashed when it is added: the stored copy, not the file the user
+//! may still be editing, is what every attempt sees.
+
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::agent::script::Recipe;
+use crate::config::RawTimeouts;
+use crate::error::{NsError, NsResult};
+use crate::ids::StageId;
+use crate::schema::{self, Doc};
+
+/// The YAML front matter of a stage card (`templates/stage-card.md` documents every field).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FrontMatter {
+    pub id: StageId,
+    pub title: String,
+    #[serde(default)]
+    pub worker: Option<String>,
+    #[serde(default)]
+    pub verifier: Option<String>,
+    #[serde(default)]
+    pub allow_same_family: bool,
+    #[serde(default)]
+    pub acceptance: Vec<String>,
+    #[serde(default)]
+    pub depends_on: Vec<StageId>,
+    #[serde(default)]
+    pub protected: Vec<String>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub timeouts: Option<RawTimeouts>,
+    #[serde(default)]
+    pub budget: Option<CardBudget>,
+    /// Recipes for the built-in `script` agent (demo and tests).
+    #[serde(default)]
+    pub script: Option<Recipe>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardBudget {
+    /// Agent wall time this stage may use across all its attempts, e.g. `2h`.
+    #[serde(default)]
+    pub max_wall_time: Option<String>,
+}
+
+/// A parsed card with its exact text and hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Card {
+    pub front: FrontMatter,
+    pub body: String,
+    pub text: String,
+    pub hash: String,
+}
+
+/// `sha256:<hex>` of some bytes.
+#[must_use]
+pub fn sha256(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(71);
+    out.push_str("sha256:");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+impl Card {
+    /// Parses a card's text. `label` names it in errors.
+    ///
+    /// # Errors
+    /// When the front matter is missing, unterminated, not valid YAML, has unknown keys
+    /// (naming the line, counted within the front matter), or the body is empty.
+    pub fn parse(text: &str, label: &str) -> NsResult<Self> {
+        let hint = "see templates/stage-card.md for the card format";
+        let rest = text
+            .strip_prefix("---\n")
+            .or_else(|| text.strip_prefix("---\r\n"))
+            .ok_or_else(|| {
+                NsError::failure(format!(
+                    "{label}: a card starts with a `---` line (YAML front matter)"
+                ))
+                .hint(hint)
+            })?;
+        let end = find_closing_fence(rest).ok_or_else(|| {
+            NsError::failure(format!(
+                "{label}: the front matter has no closing `---` line"
+            ))
+            .hint(hint)
+        })?;
+        let yaml = &rest[..end];
+        let body = rest[end..]
+            .split_once('\n')
+            .map_or("", |(_, b)| b)
+            .trim()
+            .to_owned();
+        let front: FrontMatter = schema::parse_yaml(
+            yaml,
+            &format!("{label} (front matter from line 2)"),
+            Doc::Card,
+        )
+        .map_err(|e| e.hint(hint))?;
+        if front.title.trim().is_empty() {
+            return Err(NsError::failure(format!("{label}: `title` is empty")).hint(hint));
+        }
+        if body.is_empty() {
+            return Err(NsError::failure(format!(
+                "{label}: the card has no body (the objective, deliverables and criteria agents read)"
+            ))
+            .hint(hint));
+        }
+        Ok(Self {
+            front,
+            body,
+            text: text.to_owned(),
+            hash: sha256(text.as_bytes()),
+        })
+    }
+
+    /// Reads and parses a card file.
+    ///
+    /// # Errors
+    /// When the file cannot be read or [`Card::parse`] fails.
+    pub fn load(path: &Path, label: &str) -> NsResult<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            NsError::failure(format!("cannot read card {label}")).cause(e.to_string())
+        })?;
+        Self::parse(&text, label)
+    }
+}
+
+fn find_closing_fence(rest: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in rest.split_inclusive('\n') {
+        if line.trim_end() == "---" {
+            return Some(offset);
+        }
+        offset += line.len();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CARD: &str = "---\nid: s1\ntitle: First\nacceptance:\n  - test -f out.txt\n---\n# Objective\nWrite out.txt.\n";
+
+    #[test]
+    fn parses_a_card() {
+        let c = Card::parse(CARD, "s1.md").unwrap();
+        assert_eq!(c.front.id.as_str(), "s1");
+        assert_eq!(c.front.acceptance, vec!["test -f out.txt"]);
+        assert!(c.body.starts_with("# Objective"));
+        assert!(c.hash.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_with_line() {
+        let text = "---\nid: s1\ntitle: t\nacceptence: []\n---\nbody\n";
+        let e = Card::parse(text, "s1.md").unwrap_err().to_string();
+        assert!(e.contains("acceptence"), "{e}");
+        assert!(e.contains('3'), "line missing: {e}");
+    }
+
+    #[test]
+    fn rejects_bad_id_and_missing_fence() {
+        assert!(Card::parse("---\nid: ../x\ntitle: t\n---\nb\n", "x.md").is_err());
+        assert!(Card::parse("id: s1\n", "x.md").is_err());
+        assert!(Card::parse("---\nid: s1\ntitle: t\n", "x.md").is_err());
+        assert!(Card::parse("---\nid: s1\ntitle: t\n---\n\n", "x.md").is_err());
+    }
+}

@@ -1,1 +1,104 @@
-//! (being written)
+//! The command line: clap definitions and dispatch to `cmd::*`. Prints errors in the house
+//! shape (`error:` / `caused by:` / `hint:`) and maps them to the named exit codes.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+use crate::error::{EXIT_CODES_HELP, NsError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nightshift",
+    version,
+    about = "Runs coding agents unattended overnight, and checks their work before it counts.",
+    long_about = "Runs coding agents unattended overnight, and checks their work before it counts.\n\n\
+Write stage cards (one unit of work each), enqueue them with `nightshift add-stage`, and let a \
+scheduler run `nightshift tick` every few minutes. Each tick advances every ready stage by one \
+step (dispatch a worker, run acceptance, dispatch a verifier of another model family, \
+integrate, retry or escalate) and records it on the git branch nightshift/ledger. In the \
+morning, `nightshift status` and `nightshift log` tell you what happened.\n\n\
+Try it: `nightshift demo` runs a whole night on the built-in scripted agent in seconds.",
+    after_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    /// The repository to work on (default: the current directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set up nightshift in a git repository (idempotent): nightshift.yaml, state/, .gitignore
+    /// entries and the ledger branch.
+    Init(cmd::init::Args),
+    /// Validate stage cards and enqueue them. The card is copied and hashed: later edits to
+    /// the file do not change a dispatched attempt.
+    AddStage(cmd::add_stage::Args),
+    /// Advance every ready stage by one step and exit (what the scheduler runs). Exits 0 at
+    /// once if another tick is running.
+    Tick(cmd::tick::Args),
+    /// Show every stage, what it waits on, and the budget.
+    Status(cmd::status::Args),
+    /// Show the ledger history (one entry per state change), newest first.
+    Log(cmd::log::Args),
+    /// Put an escalated, cancelled or done stage back in the queue with a fresh attempt count.
+    Requeue(cmd::ops::StageArg),
+    /// Cancel a stage, killing its running job if any.
+    Cancel(cmd::ops::StageArg),
+    /// Clear a budget halt and the counters that caused it.
+    Resume(cmd::ops::NoArgs),
+    /// Restore a deleted or corrupt state/state.yaml or state/budget.json from the ledger.
+    Repair(cmd::repair::Args),
+    /// Run a whole night on the built-in scripted agent, in seconds, in a fresh repository.
+    Demo(cmd::demo::Args),
+    /// (internal) Run one detached job: a worker, acceptance run or verifier.
+    #[command(name = "__job", hide = true)]
+    Job(cmd::job::Args),
+    /// (internal) The built-in scripted agent.
+    #[command(name = "__script-agent", hide = true)]
+    ScriptAgent,
+}
+
+/// Runs the command line and returns the exit code.
+#[must_use]
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                crate::error::EXIT_USAGE
+            } else {
+                0
+            };
+        }
+    };
+    let repo = cli.repo.clone().unwrap_or_else(|| PathBuf::from("."));
+    let result = match cli.command {
+        Command::Init(a) => cmd::init::run(&repo, &a),
+        Command::AddStage(a) => cmd::add_stage::run(&repo, &a),
+        Command::Tick(a) => cmd::tick::run(&repo, &a),
+        Command::Status(a) => cmd::status::run(&repo, &a),
+        Command::Log(a) => cmd::log::run(&repo, &a),
+        Command::Requeue(a) => cmd::ops::requeue(&repo, &a),
+        Command::Cancel(a) => cmd::ops::cancel(&repo, &a),
+        Command::Resume(a) => cmd::ops::resume(&repo, &a),
+        Command::Repair(a) => cmd::repair::run(&repo, &a),
+        Command::Demo(a) => cmd::demo::run(&a),
+        Command::Job(a) => cmd::job::run(&a),
+        Command::ScriptAgent => Ok(crate::agent::script::main_from_env()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}
+
+fn report(e: &NsError) -> i32 {
+    eprintln!("{e}");
+    e.code
+}

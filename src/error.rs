@@ -56,7 +56,10 @@ impl NsError {
     }
     #[must_use]
     pub fn bug(message: impl Into<String>) -> Self {
-        Self::new(EXIT_BUG, format!("{} (this is a bug in nightshift)", message.into()))
+        Self::new(
+            EXIT_BUG,
+            format!("{} (this is a bug in nightshift)", message.into()),
+        )
     }
     #[must_use]
     pub fn cause(mut self, cause: impl Into<String>) -> Self {

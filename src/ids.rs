@@ -25,7 +25,9 @@ impl JsonSchema for StageId {
 
 /// Why a string is not a valid stage id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a valid stage id (want 1-64 of a-z 0-9 . _ -, starting with a letter or digit)")]
+#[error(
+    "`{0}` is not a valid stage id (want 1-64 of a-z 0-9 . _ -, starting with a letter or digit)"
+)]
 pub struct BadStageId(pub String);
 
 impl StageId {

@@ -1,1 +1,174 @@
-//! (being written)
+//! The detached job wrapper (`nightshift __job`): one process per worker, acceptance run or
+//! verifier. It holds `state/active-agents/<job>.lock` for its whole life (and passes the
+//! descriptor to the agent, so the lock means "this attempt still has processes"), registers
+//! itself, runs its role with a deadline enforced from outside the agent, writes the outcome
+//! under `state/handoffs/`, deregisters, and pokes the repo with a chained tick. It never
+//! writes `state.yaml` or `budget.json`: only ticks do.
+
+mod brief;
+mod roles;
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::observe::{OUTCOME_VERSION, Outcome, OutcomeResult};
+use crate::error::{NsError, NsResult};
+use crate::ids::{JobKey, Role};
+use crate::paths::Paths;
+use crate::store;
+
+pub const REGISTRATION_VERSION: u32 = 1;
+
+/// `state/active-agents/<job>.json`: who is running an attempt, so ticks, `status` and the
+/// watchdog can find and kill it. Volatile (not in the ledger).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    pub version: u32,
+    pub stage: crate::ids::StageId,
+    pub attempt: u32,
+    pub role: Role,
+    /// The wrapper (leader of its own session and process group).
+    pub pid: u32,
+    pub pgid: i32,
+    /// Start time of the wrapper (clock ticks since boot), so a recycled pid is not mistaken
+    /// for it.
+    pub start_time: Option<u64>,
+    /// The agent or acceptance command, once started (its own process group).
+    pub child_pid: Option<u32>,
+    pub child_pgid: Option<i32>,
+    pub command: Vec<String>,
+    /// Log path relative to the repo root.
+    pub log: String,
+    pub started_at: Timestamp,
+}
+
+impl Registration {
+    /// Process groups to kill for this job.
+    #[must_use]
+    pub fn pgids(&self) -> Vec<i32> {
+        let mut v = vec![self.pgid];
+        v.extend(self.child_pgid);
+        v
+    }
+}
+
+/// The arguments of `nightshift __job`.
+#[derive(Debug, Clone)]
+pub struct JobArgs {
+    pub repo: PathBuf,
+    pub job: JobKey,
+    pub timeout_secs: u64,
+    pub start_point: Option<String>,
+}
+
+/// Runs one job to its end. Returns the process exit code.
+///
+/// # Errors
+/// When the job cannot even register (its lock or registry cannot be written); every other
+/// failure is recorded in the outcome instead.
+pub fn run_job(args: &JobArgs) -> NsResult<i32> {
+    let paths = Paths::new(&args.repo);
+    let job = &args.job;
+    std::fs::create_dir_all(paths.agents_dir())
+        .map_err(|e| NsError::failure("cannot create state/active-agents").cause(e.to_string()))?;
+    let alive = crate::lock::lock(&paths.alive_file(job)).map_err(|e| {
+        NsError::failure(format!("cannot lock the registry of {job}")).cause(e.to_string())
+    })?;
+    if paths.outcome_file(job).exists() {
+        return Ok(0); // a duplicate wrapper: the job already ran
+    }
+    let mut reg = registration(&paths, job)?;
+    store::write_json(&paths.registry_file(job), &reg)?;
+    let clock = Instant::now();
+    let ctx = roles::RoleCtx {
+        paths: &paths,
+        args,
+        alive: &alive,
+        reg: &mut reg,
+    };
+    let result = roles::run_role(ctx);
+    let outcome = Outcome {
+        version: OUTCOME_VERSION,
+        stage: job.stage.clone(),
+        attempt: job.attempt,
+        finished_at: crate::now::now().unwrap_or_else(|_| Timestamp::now()),
+        wall_secs: clock.elapsed().as_secs(),
+        result,
+    };
+    store::write_json(&paths.outcome_file(job), &outcome)?;
+    let _ = std::fs::remove_file(paths.registry_file(job));
+    let _ = std::fs::remove_file(paths.alive_file(job));
+    drop(alive);
+    crate::tick::chained(&paths);
+    Ok(0)
+}
+
+fn registration(paths: &Paths, job: &JobKey) -> NsResult<Registration> {
+    let pid = std::process::id();
+    let pgid = rustix::process::getpgrp().as_raw_nonzero().get();
+    Ok(Registration {
+        version: REGISTRATION_VERSION,
+        stage: job.stage.clone(),
+        attempt: job.attempt,
+        role: job.role,
+        pid,
+        pgid,
+        start_time: crate::proc::start_time(pid),
+        child_pid: None,
+        child_pgid: None,
+        command: Vec::new(),
+        log: paths.rel(&paths.log_file(job)),
+        started_at: crate::now::now()?,
+    })
+}
+
+/// Reads a registration, if any (a missing or half-written one is `None`).
+#[must_use]
+pub fn read_registration(path: &Path) -> Option<Registration> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// An outcome result for a role whose job could not start its work at all.
+#[must_use]
+pub fn setup_failure(role: Role, detail: String) -> OutcomeResult {
+    match role {
+        Role::Worker => OutcomeResult::Worker {
+            run: crate::engine::observe::AgentRun::default(),
+            envelope: None,
+            envelope_error: None,
+            protected_changed: Vec::new(),
+            setup_error: Some(detail),
+        },
+        Role::Acceptance => OutcomeResult::Acceptance {
+            commands: Vec::new(),
+            setup_error: Some(detail),
+        },
+        Role::Verifier => OutcomeResult::Verifier {
+            run: crate::engine::observe::AgentRun {
+                error_detail: Some(detail.clone()),
+                is_error: true,
+                ..Default::default()
+            },
+            verdict: None,
+            verdict_error: Some(detail),
+        },
+    }
+}
+
+pub use roles::regression_commands;
+
+/// How many acceptance commands ran for a stage (its own and its done dependencies').
+#[must_use]
+pub fn regression_count(
+    state: &crate::engine::state::State,
+    stage: &crate::engine::state::Stage,
+) -> usize {
+    regression_commands(state, stage).len()
+}

@@ -16,6 +16,7 @@ pub mod glob;
 pub mod ids;
 pub mod job;
 pub mod ledger;
+pub mod ledger_message;
 pub mod lock;
 pub mod now;
 pub mod observe;

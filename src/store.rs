@@ -1,1 +1,232 @@
-//! (being written)
+//! The one writer path for nightshift's files: unique temp file in the same directory, fsync,
+//! rename, fsync the directory. Also the validated readers of `state.yaml` and `budget.json`,
+//! and the reconciliation of those files with the ledger at the start of every tick. A file
+//! that fails validation is never overwritten by a tick: the error names the file and line and
+//! the hint names `nightshift repair`.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::engine::budget::Budget;
+use crate::engine::state::State;
+use crate::error::{NsError, NsResult};
+use crate::git::Git;
+use crate::paths::Paths;
+use crate::schema::{self, Doc};
+use crate::{failpoint, ledger};
+
+const REPAIR_HINT: &str =
+    "run `nightshift repair` to restore it from the ledger (branch nightshift/ledger)";
+
+/// Writes `bytes` to `path` atomically and durably.
+///
+/// # Errors
+/// When any step of temp-write, fsync, rename or directory fsync fails.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> NsResult<()> {
+    let io = |e: std::io::Error| {
+        NsError::failure(format!("cannot write {}", path.display())).cause(e.to_string())
+    };
+    let dir = path
+        .parent()
+        .ok_or_else(|| NsError::bug(format!("{} has no parent directory", path.display())))?;
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(())
+}
+
+/// Writes a value as pretty JSON, atomically.
+///
+/// # Errors
+/// As [`write_atomic`], or when the value cannot be serialised.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> NsResult<()> {
+    let mut text = serde_json::to_vec_pretty(value)
+        .map_err(|e| NsError::bug(format!("cannot serialise {}: {e}", path.display())))?;
+    text.push(b'\n');
+    write_atomic(path, &text)
+}
+
+/// Serialises the state as YAML.
+///
+/// # Errors
+/// When serialisation fails (a bug).
+pub fn state_yaml(state: &State) -> NsResult<String> {
+    serde_saphyr::to_string(state)
+        .map_err(|e| NsError::bug(format!("cannot serialise state.yaml: {e}")))
+}
+
+fn read_text(path: &Path, label: &str) -> NsResult<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        let what = if e.kind() == std::io::ErrorKind::NotFound {
+            "is missing"
+        } else {
+            "cannot be read"
+        };
+        NsError::state(format!("{label} {what}"))
+            .cause(e.to_string())
+            .hint(REPAIR_HINT)
+    })
+}
+
+/// Reads and validates `state/state.yaml` (no reconciliation).
+///
+/// # Errors
+/// A state-kind error naming the file (and line) when it is missing, unreadable or invalid.
+pub fn read_state_file(paths: &Paths) -> NsResult<State> {
+    let text = read_text(&paths.state_file(), "state/state.yaml")?;
+    parse_state(&text, "state/state.yaml")
+}
+
+/// Parses and validates state text.
+///
+/// # Errors
+/// A state-kind error naming `label` and the line.
+pub fn parse_state(text: &str, label: &str) -> NsResult<State> {
+    let state: State = schema::parse_yaml(text, label, Doc::State).map_err(to_state_error)?;
+    if state.version != crate::engine::state::STATE_VERSION {
+        return Err(NsError::state(format!(
+            "{label}: version {} is not supported",
+            state.version
+        ))
+        .hint(REPAIR_HINT));
+    }
+    Ok(state)
+}
+
+/// Reads and validates `state/budget.json`.
+///
+/// # Errors
+/// A state-kind error naming the file, line and column when it is missing or invalid.
+pub fn read_budget_file(paths: &Paths) -> NsResult<Budget> {
+    let text = read_text(&paths.budget_file(), "state/budget.json")?;
+    parse_budget(&text, "state/budget.json")
+}
+
+/// Parses and validates budget text.
+///
+/// # Errors
+/// A state-kind error naming `label`.
+pub fn parse_budget(text: &str, label: &str) -> NsResult<Budget> {
+    schema::parse_json(text, label, Doc::Budget).map_err(to_state_error)
+}
+
+fn to_state_error(e: NsError) -> NsError {
+    NsError {
+        code: crate::error::EXIT_STATE,
+        hint: Some(REPAIR_HINT.into()),
+        ..e
+    }
+}
+
+/// Writes budget then state (the state file is the commit point: a crash between the two
+/// leaves a budget one seq ahead, which [`load_reconciled`] rolls back).
+///
+/// # Errors
+/// When either value fails validation (nothing is written then) or a write fails.
+pub fn save(paths: &Paths, state: &State, budget: &Budget) -> NsResult<()> {
+    schema::check(state, "state/state.yaml", Doc::State)?;
+    schema::check(budget, "state/budget.json", Doc::Budget)?;
+    write_json(&paths.budget_file(), budget)?;
+    failpoint::hit("after-budget-write");
+    write_atomic(&paths.state_file(), state_yaml(state)?.as_bytes())?;
+    failpoint::hit("after-state-write");
+    Ok(())
+}
+
+/// The seq of the state at the ledger head, if any.
+///
+/// # Errors
+/// When git fails or the ledger's copy is invalid.
+pub fn ledger_state(git: &Git) -> NsResult<Option<(State, Option<Budget>)>> {
+    let read = |p: &str| {
+        ledger::read_file(git, p)
+            .map_err(|e| NsError::failure("cannot read the ledger").cause(e.to_string()))
+    };
+    let Some(bytes) = read("state/state.yaml")? else {
+        return Ok(None);
+    };
+    let state = parse_state(
+        &String::from_utf8_lossy(&bytes),
+        "state/state.yaml at the ledger head",
+    )?;
+    let budget = match read("state/budget.json")? {
+        Some(b) => Some(parse_budget(
+            &String::from_utf8_lossy(&b),
+            "state/budget.json at the ledger head",
+        )?),
+        None => None,
+    };
+    Ok(Some((state, budget)))
+}
+
+/// Loads state and budget, validated, and brings them in step with the ledger: a budget one
+/// seq ahead of the state (crash between the two writes) is rolled back; a state ahead of the
+/// ledger (crash before the commit) is committed now.
+///
+/// # Errors
+/// A state-kind error (hint: `nightshift repair`) when a file is missing, corrupt, or older
+/// than the ledger.
+pub fn load_reconciled(paths: &Paths, git: &Git) -> NsResult<(State, Budget)> {
+    let state = read_state_file(paths)?;
+    let mut budget = read_budget_file(paths)?;
+    let cached = std::fs::read_to_string(paths.ledger_seq_file())
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if budget.seq == state.seq && cached == Some(state.seq) {
+        return Ok((state, budget));
+    }
+    let head = ledger_state(git)?;
+    if budget.seq != state.seq {
+        match &head {
+            Some((ls, Some(lb))) if budget.seq == state.seq + 1 && ls.seq == state.seq => {
+                budget = lb.clone();
+                write_json(&paths.budget_file(), &budget)?;
+            }
+            _ => {
+                return Err(NsError::state(format!(
+                    "state/budget.json (seq {}) is out of step with state/state.yaml (seq {})",
+                    budget.seq, state.seq
+                ))
+                .hint(REPAIR_HINT));
+            }
+        }
+    }
+    let ledger_seq = head.as_ref().map(|(s, _)| s.seq);
+    match ledger_seq {
+        Some(l) if l > state.seq => {
+            return Err(NsError::state(format!(
+                "state/state.yaml (seq {}) is older than the ledger (seq {l})",
+                state.seq
+            ))
+            .hint(REPAIR_HINT));
+        }
+        Some(l) if l == state.seq => {}
+        _ => {
+            commit(paths, git, &state, true)?;
+        }
+    }
+    write_atomic(&paths.ledger_seq_file(), state.seq.to_string().as_bytes())?;
+    Ok((state, budget))
+}
+
+/// Commits the current files to the ledger with the state's journal as the message.
+///
+/// # Errors
+/// When git fails (the ledger ref moved under us, among others).
+pub fn commit(paths: &Paths, git: &Git, state: &State, recovered: bool) -> NsResult<String> {
+    let msg = crate::ledger_message::message(state, recovered);
+    let id = ledger::commit(git, paths, &msg)
+        .map_err(|e| NsError::failure("cannot commit to the ledger").cause(e.to_string()))?;
+    write_atomic(&paths.ledger_seq_file(), state.seq.to_string().as_bytes())?;
+    Ok(id)
+}

@@ -1,1 +1,231 @@
-//! (being written)
+//! Agent adapters: how each kind of agent CLI is invoked for a role and how its structured
+//! output is read. One adapter per `kind`; each builds a single argv per role and parses only
+//! structured output (never transcript prose). Adapters never spawn anything themselves: the
+//! job wrapper ([`crate::job`]) runs the [`Invocation`] they describe.
+
+pub mod claude;
+pub mod codex;
+pub mod script;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Token usage of one agent run, with cache tokens kept apart (LESSONS: never fold them in).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
+impl Usage {
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.input + self.output + self.cache_read + self.cache_write
+    }
+}
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Agent, AgentKind};
+use crate::ids::Role;
+
+/// How to start an agent: program, argv and the variables it needs beyond the allow-list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// What an adapter needs to build an invocation.
+#[derive(Debug, Clone, Copy)]
+pub struct InvokeCtx<'a> {
+    pub prompt: &'a str,
+    /// The same prompt, in a file (for agents that take a path).
+    pub prompt_file: &'a Path,
+    pub worktree: &'a Path,
+    /// `script` kind: the recipe the job resolved for this role.
+    pub recipe_file: Option<&'a Path>,
+    /// nightshift's own executable (the `script` kind runs it).
+    pub self_exe: &'a Path,
+}
+
+/// Builds the one argv an agent kind uses for a role.
+///
+/// # Errors
+/// When the agent's program cannot be found on PATH, or the role needs something the config
+/// lacks (a `script` agent with no recipe).
+pub fn invocation(agent: &Agent, role: Role, cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
+    let mut inv = match agent.kind {
+        AgentKind::Script => script_invocation(cx)?,
+        AgentKind::Claude => claude_invocation(agent, role, cx)?,
+        AgentKind::Codex => codex_invocation(agent, role, cx)?,
+        AgentKind::Command => command_invocation(agent, cx)?,
+    };
+    inv.env
+        .extend(agent.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(inv)
+}
+
+fn resolve(agent: &Agent, default: &str) -> Result<PathBuf, String> {
+    let name = agent.command.as_deref().unwrap_or(default);
+    crate::proc::which(name, None).ok_or_else(|| {
+        format!(
+            "agent `{}`: `{name}` is not on PATH (set `command:` to its absolute path)",
+            agent.name
+        )
+    })
+}
+
+fn script_invocation(cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
+    let recipe = cx.recipe_file.ok_or("the script agent has no recipe for this role (add a `script:` section to the card or `recipe:` to the agent)")?;
+    Ok(Invocation {
+        program: cx.self_exe.to_path_buf(),
+        args: vec!["__script-agent".into()],
+        env: vec![(
+            "NIGHTSHIFT_SCRIPT".into(),
+            recipe.to_string_lossy().into_owned(),
+        )],
+    })
+}
+
+fn claude_invocation(agent: &Agent, role: Role, cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
+    let mut args: Vec<String> = vec![
+        "-p".into(),
+        cx.prompt.into(),
+        "--output-format".into(),
+        "stream-json".into(),
+        "--verbose".into(),
+    ];
+    match role {
+        Role::Verifier => args.extend(["--permission-mode".into(), "plan".into()]),
+        Role::Worker | Role::Acceptance => args.extend([
+            "--permission-mode".into(),
+            "acceptEdits".into(),
+            "--allowedTools".into(),
+            "Bash,Read,Edit,Write,Glob,Grep".into(),
+        ]),
+    }
+    if let Some(m) = &agent.model {
+        args.extend(["--model".into(), m.clone()]);
+    }
+    args.extend(agent.args.iter().cloned());
+    Ok(Invocation {
+        program: resolve(agent, "claude")?,
+        args,
+        env: Vec::new(),
+    })
+}
+
+fn codex_invocation(agent: &Agent, role: Role, cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
+    let sandbox = match role {
+        Role::Verifier => "read-only",
+        Role::Worker | Role::Acceptance => "workspace-write",
+    };
+    let mut args: Vec<String> = vec![
+        "exec".into(),
+        "--json".into(),
+        "--sandbox".into(),
+        sandbox.into(),
+        "-C".into(),
+        cx.worktree.to_string_lossy().into_owned(),
+    ];
+    if let Some(m) = &agent.model {
+        args.extend(["-c".into(), format!("model=\"{m}\"")]);
+    }
+    args.extend(agent.args.iter().cloned());
+    args.push(cx.prompt.into());
+    Ok(Invocation {
+        program: resolve(agent, "codex")?,
+        args,
+        env: Vec::new(),
+    })
+}
+
+/// Any executable: `{prompt_file}` in its args is replaced by the prompt's path, which is also
+/// in `NIGHTSHIFT_PROMPT_FILE`; its stdout is its final message.
+fn command_invocation(agent: &Agent, cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
+    let program = agent
+        .command
+        .as_deref()
+        .ok_or_else(|| format!("agent `{}`: kind `command` needs `command:`", agent.name))?;
+    let file = cx.prompt_file.to_string_lossy().into_owned();
+    let args = agent
+        .args
+        .iter()
+        .map(|a| a.replace("{prompt_file}", &file))
+        .collect();
+    let program = crate::proc::which(program, None)
+        .ok_or_else(|| format!("agent `{}`: `{program}` is not on PATH", agent.name))?;
+    Ok(Invocation {
+        program,
+        args,
+        env: vec![("NIGHTSHIFT_PROMPT_FILE".into(), file)],
+    })
+}
+
+/// What nightshift reads from an agent's structured output.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    pub final_message: Option<String>,
+    pub is_error: bool,
+    pub error_detail: Option<String>,
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    pub session_id: Option<String>,
+}
+
+/// Parses an agent's stdout by its kind.
+#[must_use]
+pub fn parse(kind: AgentKind, stdout: &[u8]) -> Parsed {
+    match kind {
+        AgentKind::Claude | AgentKind::Script => {
+            let s = claude::parse_stream(stdout);
+            let error_detail = if !s.saw_result {
+                Some("the stream ended without a result event".to_owned())
+            } else if s.is_error {
+                Some(match s.api_error_status {
+                    Some(code) => format!(
+                        "API error {code} ({})",
+                        s.terminal_reason.clone().unwrap_or_default()
+                    ),
+                    None => format!(
+                        "the CLI reported an error ({})",
+                        s.terminal_reason.clone().unwrap_or_default()
+                    ),
+                })
+            } else {
+                None
+            };
+            Parsed {
+                final_message: s.final_message,
+                is_error: s.is_error || !s.saw_result,
+                error_detail,
+                usage: s.usage,
+                cost_usd: s.cost_usd,
+                session_id: s.session_id,
+            }
+        }
+        AgentKind::Codex => {
+            let s = codex::parse_stream(stdout);
+            let failed = s.turn_failed.clone();
+            Parsed {
+                final_message: s.final_message,
+                is_error: failed.is_some() || !s.turn_completed,
+                error_detail: failed,
+                usage: s.usage,
+                cost_usd: None,
+                session_id: s.thread_id,
+            }
+        }
+        AgentKind::Command => {
+            let text = String::from_utf8_lossy(stdout).into_owned();
+            Parsed {
+                final_message: (!text.trim().is_empty()).then_some(text),
+                ..Parsed::default()
+            }
+        }
+    }
+}

@@ -1,1 +1,48 @@
-//! (being written)
+//! One module per subcommand. Each takes the repo path and its parsed arguments and returns an
+//! exit code or an [`crate::error::NsError`]; none of them changes state except through
+//! [`crate::tick::persist`].
+
+pub mod add_stage;
+pub mod demo;
+pub mod init;
+pub mod job;
+pub mod log;
+pub mod ops;
+pub mod repair;
+pub mod status;
+pub mod tick;
+
+use std::path::Path;
+
+use crate::error::{EXIT_NOT_INIT, NsError, NsResult};
+use crate::paths::Paths;
+
+/// Resolves `--repo` to the repository root and checks nightshift is set up there.
+///
+/// # Errors
+/// When the directory does not exist or has no `nightshift.yaml` / state.
+pub fn initialised(repo: &Path) -> NsResult<Paths> {
+    let root = std::fs::canonicalize(repo).map_err(|e| {
+        NsError::failure(format!("cannot open {}", repo.display())).cause(e.to_string())
+    })?;
+    let paths = Paths::new(root);
+    if !paths.config().exists() || !paths.state_dir().exists() {
+        return Err(NsError::new(
+            EXIT_NOT_INIT,
+            format!("{} is not set up for nightshift", repo.display()),
+        )
+        .hint(format!("run `nightshift --repo {} init`", repo.display())));
+    }
+    Ok(paths)
+}
+
+/// Prints a value as pretty JSON on stdout.
+///
+/// # Errors
+/// When serialisation fails (a bug).
+pub fn print_json<T: serde::Serialize>(value: &T) -> NsResult<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| NsError::bug(format!("cannot print json: {e}")))?;
+    println!("{text}");
+    Ok(())
+}

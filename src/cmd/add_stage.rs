@@ -1,0 +1,195 @@
+//! `nightshift add-stage CARD...`: validates cards and enqueues them in one ledger commit.
+//! Refuses duplicates, unknown or cyclic dependencies, unknown agents and same-family
+//! worker/verifier pairs (unless the card allows them). Stores a copy of each card and its
+//! hash; the copy is what agents read.
+
+use std::path::{Path, PathBuf};
+
+use crate::card::Card;
+use crate::config::{Config, Policy, parse_duration};
+use crate::engine::ops::{self, OpError};
+use crate::engine::state::{Stage, Status};
+use crate::error::{NsError, NsResult};
+use crate::ids::StageId;
+use crate::paths::{Paths, stage_branch};
+use crate::{lock, store, tick};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "A card is markdown with YAML front matter:\n\n---\nid: parse-config\ntitle: Parse the config file\nacceptance:\n  - cargo test config\ndepends_on: []\nprotected: [tests/golden/**]\n---\n# Objective\n...\n\ntemplates/stage-card.md documents every field."
+)]
+pub struct Args {
+    /// Card files (markdown with YAML front matter).
+    #[arg(required = true, value_name = "CARD")]
+    pub cards: Vec<PathBuf>,
+    /// Print the added stages as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// # Errors
+/// When a card is invalid or refused; nothing is enqueued then.
+pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
+    let paths = super::initialised(repo)?;
+    let config = Config::load(&paths.config())?;
+    let _lock = lock::lock(&paths.lock_file())
+        .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
+    let git = tick::open_git(&paths)?;
+    let (mut state, budget) = store::load_reconciled(&paths, &git)?;
+    let now = crate::now::now()?;
+    let mut cards = Vec::new();
+    for file in &args.cards {
+        let label = label_of(&paths, file);
+        let card = Card::load(file, &label)?;
+        let stage = stage_of(&config, &card, &label, now)?;
+        cards.push((card, stage));
+    }
+    let mut events = Vec::new();
+    let mut pending: Vec<(Card, Stage)> = cards;
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut rest = Vec::new();
+        for (card, stage) in pending {
+            let waits = stage
+                .depends_on
+                .iter()
+                .any(|d| state.stage(d).is_none() && d != &stage.id);
+            if waits {
+                rest.push((card, stage));
+                continue;
+            }
+            let id = stage.id.clone();
+            events.extend(ops::add_stage(&mut state, stage).map_err(|e| refused(&e))?);
+            store::write_atomic(&paths.card_copy(&id), card.text.as_bytes())?;
+        }
+        if rest.len() == before {
+            return Err(refused(&unresolved(&rest, &state)));
+        }
+        pending = rest;
+    }
+    let added: Vec<String> = events
+        .iter()
+        .filter_map(|e| e.stage.as_ref().map(ToString::to_string))
+        .collect();
+    let state = tick::persist(&paths, &git, state, budget, &events)?;
+    if args.json {
+        let stages: Vec<_> = state.stages.iter().filter(|s| added.contains(&s.id.to_string())).map(|s| serde_json::json!({"id": s.id, "worker": s.worker, "verifier": s.verifier, "card_hash": s.card_hash, "branch": stage_branch(&s.id)})).collect();
+        super::print_json(&serde_json::json!({ "version": 1, "added": stages }))?;
+    } else {
+        for id in &added {
+            if let Some(s) = state.stages.iter().find(|s| s.id.as_str() == id) {
+                println!(
+                    "added {id}: worker {}, verifier {} ({})",
+                    s.worker, s.verifier, s.title
+                );
+            }
+        }
+        println!("the next `nightshift tick` dispatches what is ready");
+    }
+    Ok(0)
+}
+
+fn label_of(paths: &Paths, file: &Path) -> String {
+    std::fs::canonicalize(file).map_or_else(|_| file.display().to_string(), |abs| paths.rel(&abs))
+}
+
+fn refused(e: &OpError) -> NsError {
+    NsError::failure(format!("refused: {e}"))
+        .hint("nothing was enqueued; fix the card(s) and run add-stage again")
+}
+
+fn unresolved(rest: &[(Card, Stage)], state: &crate::engine::state::State) -> OpError {
+    let in_batch = |d: &StageId| rest.iter().any(|(_, s)| &s.id == d);
+    for (_, s) in rest {
+        if let Some(d) = s
+            .depends_on
+            .iter()
+            .find(|d| state.stage(d).is_none() && !in_batch(d))
+        {
+            return OpError::UnknownDependency {
+                stage: s.id.clone(),
+                dependency: d.clone(),
+            };
+        }
+    }
+    let cycle: Vec<String> = rest.iter().map(|(_, s)| s.id.to_string()).collect();
+    OpError::Cycle {
+        stage: rest[0].1.id.clone(),
+        cycle: cycle.join(" -> "),
+    }
+}
+
+fn stage_of(config: &Config, card: &Card, label: &str, now: jiff::Timestamp) -> NsResult<Stage> {
+    let f = &card.front;
+    let err = |m: String| {
+        NsError::failure(format!("{label}: {m}"))
+            .hint("see templates/stage-card.md; agents are defined in nightshift.yaml")
+    };
+    let worker = f
+        .worker
+        .clone()
+        .unwrap_or_else(|| config.default_worker.clone());
+    let w = config.agents.get(&worker).ok_or_else(|| {
+        err(format!(
+            "worker `{worker}` is not an agent in nightshift.yaml"
+        ))
+    })?;
+    let verifier = config.pick_verifier(&worker, f.verifier.as_deref()).ok_or_else(|| err(format!("no agent of a family other than `{}` to verify `{worker}`; add one to nightshift.yaml", w.family)))?;
+    let v = config.agents.get(&verifier).ok_or_else(|| {
+        err(format!(
+            "verifier `{verifier}` is not an agent in nightshift.yaml"
+        ))
+    })?;
+    if v.family == w.family && !f.allow_same_family {
+        return Err(err(format!(
+            "refused: worker `{worker}` and verifier `{verifier}` are both of family `{}`; cross-family review is the point (set `allow_same_family: true` to override)",
+            w.family
+        )));
+    }
+    if f.depends_on.len() > 1 && config.policy == Policy::None {
+        return Err(err("a stage with several dependencies starts from the integration branch, which policy `none` never fills".into()));
+    }
+    let dur = |key: &str, v: Option<&String>, d: u64| {
+        v.map_or(Ok(d), |s| {
+            parse_duration(s).map_err(|e| err(format!("timeouts.{key}: {e}")))
+        })
+    };
+    let t = f.timeouts.clone().unwrap_or_default();
+    let timeouts = crate::config::Timeouts {
+        worker: dur("worker", t.worker.as_ref(), config.timeouts.worker)?,
+        verifier: dur("verifier", t.verifier.as_ref(), config.timeouts.verifier)?,
+        acceptance: dur(
+            "acceptance",
+            t.acceptance.as_ref(),
+            config.timeouts.acceptance,
+        )?,
+    };
+    let max_wall_secs = match f.budget.as_ref().and_then(|b| b.max_wall_time.as_ref()) {
+        Some(s) => Some(parse_duration(s).map_err(|e| err(format!("budget.max_wall_time: {e}")))?),
+        None => None,
+    };
+    let max_attempts = f.max_attempts.unwrap_or(config.max_attempts);
+    if max_attempts == 0 {
+        return Err(err("max_attempts must be at least 1".into()));
+    }
+    Ok(Stage {
+        id: f.id.clone(),
+        title: f.title.clone(),
+        card_hash: card.hash.clone(),
+        card_path: label.to_owned(),
+        worker,
+        verifier,
+        depends_on: f.depends_on.clone(),
+        acceptance: f.acceptance.clone(),
+        protected: f.protected.clone(),
+        max_attempts,
+        timeouts,
+        max_wall_secs,
+        attempt: 0,
+        attempt_floor: 0,
+        status: Status::Queued,
+        findings: Vec::new(),
+        history: Vec::new(),
+        added_at: now,
+    })
+}

@@ -1,0 +1,51 @@
+//! `nightshift log`: the ledger history, newest first, one entry per state change with its
+//! events.
+
+use std::path::Path;
+
+use crate::error::{NsError, NsResult};
+use crate::ledger_message::events;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Show at most this many entries.
+    #[arg(short = 'n', long)]
+    pub limit: Option<usize>,
+    /// Print JSON: `{version, entries: [{commit, time, seq, events}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// # Errors
+/// When the repo is not set up or git fails.
+pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
+    let paths = super::initialised(repo)?;
+    let git = crate::tick::open_git(&paths)?;
+    let entries = crate::ledger::log(&git, args.limit)
+        .map_err(|e| NsError::failure("cannot read the ledger").cause(e.to_string()))?;
+    let rows: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            let seq = e.message.lines().find_map(|l| l.strip_prefix("Nightshift-Seq: ")).and_then(|s| s.trim().parse::<u64>().ok());
+            let time = jiff::Timestamp::from_second(e.time).map(|t| t.to_string()).unwrap_or_default();
+            serde_json::json!({ "commit": e.commit, "time": time, "seq": seq, "events": events(&e.message) })
+        })
+        .collect();
+    if args.json {
+        return super::print_json(&serde_json::json!({ "version": 1, "entries": rows }))
+            .map(|()| 0);
+    }
+    for r in &rows {
+        let commit = r["commit"].as_str().unwrap_or_default();
+        println!(
+            "#{} {} {}",
+            r["seq"],
+            r["time"].as_str().unwrap_or_default(),
+            commit.get(..10).unwrap_or(commit)
+        );
+        for ev in r["events"].as_array().into_iter().flatten() {
+            println!("    {}", ev.as_str().unwrap_or_default());
+        }
+    }
+    Ok(0)
+}

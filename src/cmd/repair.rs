@@ -1,0 +1,67 @@
+//! `nightshift repair`: restores a deleted or corrupt `state/state.yaml` or `state/budget.json`
+//! from the ledger head, or commits a valid state the ledger is missing. Says exactly what it
+//! restored and from which commit.
+
+use std::path::Path;
+
+use crate::error::{NsError, NsResult};
+use crate::{ledger, lock, store, tick};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// # Errors
+/// When there is no ledger to restore from, or the ledger's copy is itself invalid.
+pub fn run(repo: &Path, _args: &Args) -> NsResult<i32> {
+    let paths = super::initialised(repo)?;
+    let _lock = lock::lock(&paths.lock_file())
+        .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
+    let git = tick::open_git(&paths)?;
+    let state = store::read_state_file(&paths);
+    let budget = store::read_budget_file(&paths);
+    if let (Ok(_), Ok(_)) = (&state, &budget) {
+        if store::load_reconciled(&paths, &git).is_ok() {
+            println!(
+                "state/state.yaml and state/budget.json are valid and in step with the ledger: nothing to repair"
+            );
+            return Ok(0);
+        }
+    }
+    let head = ledger::head(&git)
+        .map_err(|e| NsError::failure("cannot read the ledger").cause(e.to_string()))?;
+    let Some(commit) = head else {
+        return Err(NsError::state(
+            "there is no ledger (branch nightshift/ledger) to restore from",
+        )
+        .hint("if this repo was never set up, run `nightshift init`"));
+    };
+    let Some((lstate, lbudget)) = store::ledger_state(&git)? else {
+        return Err(NsError::state(format!(
+            "the ledger head {commit} holds no state/state.yaml"
+        )));
+    };
+    let lbudget = lbudget.ok_or_else(|| {
+        NsError::state(format!(
+            "the ledger head {commit} holds no state/budget.json"
+        ))
+    })?;
+    for (what, err) in [
+        ("state/state.yaml", state.err()),
+        ("state/budget.json", budget.err()),
+    ] {
+        if let Some(e) = err {
+            println!("{what} was unusable: {}", e.message);
+        }
+    }
+    store::write_json(&paths.budget_file(), &lbudget)?;
+    store::write_atomic(&paths.state_file(), store::state_yaml(&lstate)?.as_bytes())?;
+    store::write_atomic(&paths.ledger_seq_file(), lstate.seq.to_string().as_bytes())?;
+    let _ = std::fs::remove_file(paths.ledger_index());
+    println!(
+        "restored state/state.yaml and state/budget.json from ledger commit {} (#{})",
+        commit.get(..10).unwrap_or(&commit),
+        lstate.seq
+    );
+    println!("next: `nightshift status`, then let the scheduler tick");
+    Ok(0)
+}

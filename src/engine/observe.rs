@@ -1,0 +1,113 @@
+//! What the shell saw, as data for the engine: each job the state waits on (absent, running,
+//! vanished, or finished with its outcome) and each integration outcome. Also the outcome
+//! files' format, which job wrappers write and ticks read. Seeing is the shell's job; this
+//! module only names what can be seen.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::Usage;
+use crate::envelope::{Envelope, Verdict};
+use crate::ids::{JobKey, StageId};
+
+pub const OUTCOME_VERSION: u32 = 1;
+
+/// Everything one tick observed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observations {
+    pub jobs: BTreeMap<JobKey, JobSeen>,
+    /// Integration outcomes by stage (the attempt is inside).
+    pub integrations: BTreeMap<StageId, Outcome>,
+}
+
+/// What became of one job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobSeen {
+    /// No registration and no outcome yet.
+    Absent,
+    /// Registered and alive (its lock is held); the process groups to kill if needed.
+    Running { pgids: Vec<i32> },
+    /// Registered, but nothing holds its lock any more and there is no outcome: a crash.
+    Vanished,
+    /// Its outcome file is there.
+    Finished(Box<Outcome>),
+}
+
+/// An outcome file: `state/handoffs/<stage>/a<n>/<role>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    pub version: u32,
+    pub stage: StageId,
+    pub attempt: u32,
+    pub finished_at: Timestamp,
+    /// Wall time the job ran, by the wrapper's monotonic clock.
+    pub wall_secs: u64,
+    pub result: OutcomeResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "role", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OutcomeResult {
+    Worker {
+        run: AgentRun,
+        envelope: Option<Envelope>,
+        envelope_error: Option<String>,
+        /// Protected paths whose bytes changed during the attempt.
+        protected_changed: Vec<String>,
+        setup_error: Option<String>,
+    },
+    Acceptance {
+        commands: Vec<CommandResult>,
+        setup_error: Option<String>,
+    },
+    Verifier {
+        run: AgentRun,
+        verdict: Option<Verdict>,
+        verdict_error: Option<String>,
+    },
+    Integration {
+        commit: Option<String>,
+        error: Option<String>,
+        detail: String,
+    },
+}
+
+/// How an agent process ended, read from its exit status and structured output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRun {
+    pub agent: String,
+    pub exit: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    /// The CLI's own structured error flag (claude `is_error`).
+    pub is_error: bool,
+    pub error_detail: Option<String>,
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    pub session_id: Option<String>,
+    pub final_message: Option<String>,
+}
+
+/// One acceptance command's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandResult {
+    pub command: String,
+    pub exit: Option<i32>,
+    pub timed_out: bool,
+    pub secs: u64,
+    /// The last lines of its output.
+    pub output_tail: String,
+}
+
+impl CommandResult {
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.exit == Some(0) && !self.timed_out
+    }
+}

@@ -1,0 +1,158 @@
+//! Operator actions as pure functions over the state: add a stage, requeue, cancel, resume.
+//! Commands run them under the tick lock and persist the result through the same writer path
+//! as a tick, so nobody edits `state.yaml` by hand. Each returns the events to journal.
+
+use jiff::Timestamp;
+
+use crate::engine::effect::{Effect, Event};
+use crate::engine::observe::{JobSeen, Observations};
+use crate::engine::state::{AttemptRecord, AttemptResult, Stage, State, Status};
+use crate::ids::{JobKey, StageId};
+
+/// Why an operator action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    #[error("no stage `{0}`")]
+    NoSuchStage(StageId),
+    #[error("stage `{0}` already exists")]
+    Duplicate(StageId),
+    #[error("stage `{stage}` depends on `{dependency}`, which is not a stage")]
+    UnknownDependency { stage: StageId, dependency: StageId },
+    #[error("stage `{stage}` would close a dependency cycle: {cycle}")]
+    Cycle { stage: StageId, cycle: String },
+    #[error("stage `{0}` is {1}; only escalated, cancelled or done stages can be requeued")]
+    NotRequeueable(StageId, &'static str),
+    #[error("stage `{0}` is already {1}")]
+    AlreadyTerminal(StageId, &'static str),
+    #[error("the repo is not halted")]
+    NotHalted,
+}
+
+/// Adds a new stage, refusing duplicates, unknown dependencies and cycles.
+///
+/// # Errors
+/// [`OpError::Duplicate`], [`OpError::UnknownDependency`] or [`OpError::Cycle`].
+pub fn add_stage(state: &mut State, stage: Stage) -> Result<Vec<Event>, OpError> {
+    if state.stage(&stage.id).is_some() {
+        return Err(OpError::Duplicate(stage.id));
+    }
+    for d in &stage.depends_on {
+        if d == &stage.id {
+            return Err(OpError::Cycle {
+                stage: stage.id.clone(),
+                cycle: format!("{d} -> {d}"),
+            });
+        }
+        if state.stage(d).is_none() {
+            return Err(OpError::UnknownDependency {
+                stage: stage.id.clone(),
+                dependency: d.clone(),
+            });
+        }
+    }
+    // Dependencies can only name existing stages, so a new stage cannot close a cycle among
+    // them; the check above (self-reference) is the only cycle a single add can create.
+    let event = Event::stage(
+        &stage.id,
+        format!(
+            "added ({}, card {})",
+            stage.title,
+            short_hash(&stage.card_hash)
+        ),
+    );
+    state.stages.push(stage);
+    Ok(vec![event])
+}
+
+fn short_hash(h: &str) -> &str {
+    let hex = h.strip_prefix("sha256:").unwrap_or(h);
+    hex.get(..12).unwrap_or(hex)
+}
+
+/// Puts a finished, escalated or cancelled stage back in the queue with a fresh attempt count
+/// (numbering continues, so earlier attempts' evidence stays where it is).
+///
+/// # Errors
+/// [`OpError::NoSuchStage`] or [`OpError::NotRequeueable`].
+pub fn requeue(state: &mut State, id: &StageId) -> Result<Vec<Event>, OpError> {
+    let stage = find(state, id)?;
+    if !stage.status.terminal() {
+        return Err(OpError::NotRequeueable(id.clone(), stage.status.name()));
+    }
+    let from = stage.status.name();
+    stage.status = Status::Queued;
+    stage.attempt_floor = stage.attempt;
+    stage.findings.clear();
+    Ok(vec![Event::stage(
+        id,
+        format!("requeued by operator (was {from})"),
+    )])
+}
+
+/// Cancels a stage; if a job of it is running, its process groups are killed.
+///
+/// # Errors
+/// [`OpError::NoSuchStage`] or [`OpError::AlreadyTerminal`].
+pub fn cancel(
+    state: &mut State,
+    seen: &Observations,
+    id: &StageId,
+    now: Timestamp,
+) -> Result<(Vec<Event>, Vec<Effect>), OpError> {
+    let stage = find(state, id)?;
+    if stage.status.terminal() {
+        return Err(OpError::AlreadyTerminal(id.clone(), stage.status.name()));
+    }
+    let mut effects = Vec::new();
+    if let Some((role, attempt)) = stage.status.waiting_on() {
+        let job = JobKey {
+            stage: id.clone(),
+            attempt,
+            role,
+        };
+        if let Some(JobSeen::Running { pgids }) = seen.jobs.get(&job) {
+            effects.push(Effect::KillGroup {
+                job,
+                pgids: pgids.clone(),
+            });
+        }
+        stage.history.push(AttemptRecord {
+            attempt,
+            ended: now,
+            result: AttemptResult::Cancelled,
+        });
+    }
+    let from = stage.status.name();
+    stage.status = Status::Cancelled { at: now };
+    Ok((
+        vec![Event::stage(
+            id,
+            format!("cancelled by operator (was {from})"),
+        )],
+        effects,
+    ))
+}
+
+/// Clears a halt and the counters that caused it (a reset that kept the counters would halt
+/// again at once).
+///
+/// # Errors
+/// [`OpError::NotHalted`].
+pub fn resume(state: &mut State) -> Result<Vec<Event>, OpError> {
+    let Some(h) = state.halted.take() else {
+        return Err(OpError::NotHalted);
+    };
+    state.consecutive_failures = 0;
+    Ok(vec![Event::repo(format!(
+        "resumed by operator (was halted: {})",
+        h.reason
+    ))])
+}
+
+fn find<'a>(state: &'a mut State, id: &StageId) -> Result<&'a mut Stage, OpError> {
+    state
+        .stages
+        .iter_mut()
+        .find(|s| &s.id == id)
+        .ok_or_else(|| OpError::NoSuchStage(id.clone()))
+}

@@ -1,0 +1,375 @@
+//! `state/state.yaml` as types: the stages, their statuses (named for what they wait on, each
+//! carrying its own data), typed failure and escalation reasons, and the repo-level halt. The
+//! "keep the first halt reason" rule lives here, in [`State::halt`], and nowhere else.
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Timeouts;
+use crate::ids::{Role, StageId};
+
+pub const STATE_VERSION: u32 = 1;
+
+/// The whole of `state/state.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    /// Bumped by every change; the ledger commit of a change carries the same number.
+    pub seq: u64,
+    pub halted: Option<Halt>,
+    pub consecutive_failures: u32,
+    pub stages: Vec<Stage>,
+    /// The events of the change that produced this `seq` (the ledger commit's message).
+    pub journal: Vec<String>,
+}
+
+impl State {
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            version: STATE_VERSION,
+            seq: 0,
+            halted: None,
+            consecutive_failures: 0,
+            stages: Vec::new(),
+            journal: Vec::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn stage(&self, id: &StageId) -> Option<&Stage> {
+        self.stages.iter().find(|s| &s.id == id)
+    }
+
+    /// Halts the repo unless it is already halted: the first, specific reason is kept.
+    /// Returns true when this call halted it.
+    pub fn halt(&mut self, reason: HaltReason, at: Timestamp) -> bool {
+        if self.halted.is_some() {
+            return false;
+        }
+        self.halted = Some(Halt { reason, at });
+        true
+    }
+
+    /// Stages that occupy a lane.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.stages.iter().filter(|s| s.status.in_flight()).count()
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Halt {
+    pub reason: HaltReason,
+    pub at: Timestamp,
+}
+
+/// Why the repo stopped dispatching. Only the first one is kept.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HaltReason {
+    /// `budget.max_wall_time`: spent + reserved + the next job's timeout would pass the cap.
+    WallTime {
+        spent_secs: u64,
+        reserved_secs: u64,
+        estimate_secs: u64,
+        cap_secs: u64,
+    },
+    /// `budget.max_consecutive_failures` attempts failed in a row.
+    ConsecutiveFailures { count: u32, cap: u32 },
+}
+
+impl std::fmt::Display for HaltReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::config::format_duration as d;
+        match self {
+            Self::WallTime {
+                spent_secs,
+                reserved_secs,
+                estimate_secs,
+                cap_secs,
+            } => write!(
+                f,
+                "budget.max_wall_time: {} spent + {} reserved + {} next > cap {}",
+                d(*spent_secs),
+                d(*reserved_secs),
+                d(*estimate_secs),
+                d(*cap_secs)
+            ),
+            Self::ConsecutiveFailures { count, cap } => write!(
+                f,
+                "budget.max_consecutive_failures: {count} attempts failed in a row (cap {cap})"
+            ),
+        }
+    }
+}
+
+/// One stage: the card's settings as validated at `add-stage`, and where it is now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub id: StageId,
+    pub title: String,
+    /// `sha256:` of the card text taken at `add-stage` (the copy in `state/cards/`).
+    pub card_hash: String,
+    /// Where the card came from, relative to the repo root.
+    pub card_path: String,
+    pub worker: String,
+    pub verifier: String,
+    pub depends_on: Vec<StageId>,
+    pub acceptance: Vec<String>,
+    pub protected: Vec<String>,
+    pub max_attempts: u32,
+    pub timeouts: Timeouts,
+    pub max_wall_secs: Option<u64>,
+    /// The number of the latest attempt (0 before the first).
+    pub attempt: u32,
+    /// `attempt` at the last requeue: attempts used since = `attempt - attempt_floor`.
+    pub attempt_floor: u32,
+    pub status: Status,
+    /// What went wrong last time, for the next attempt's prompt.
+    pub findings: Vec<String>,
+    pub history: Vec<AttemptRecord>,
+    pub added_at: Timestamp,
+}
+
+impl Stage {
+    #[must_use]
+    pub fn attempts_used(&self) -> u32 {
+        self.attempt.saturating_sub(self.attempt_floor)
+    }
+}
+
+/// Where a stage is, named for what it waits on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Status {
+    /// Waits for its dependencies, a free lane and budget.
+    Queued,
+    /// Waits for the worker job of `attempt`.
+    Working {
+        attempt: u32,
+        since: Timestamp,
+        deadline: Timestamp,
+    },
+    /// Waits for the acceptance job of `attempt`.
+    Checking {
+        attempt: u32,
+        since: Timestamp,
+        deadline: Timestamp,
+    },
+    /// Waits for the verifier job of `attempt`.
+    Verifying {
+        attempt: u32,
+        since: Timestamp,
+        deadline: Timestamp,
+    },
+    /// Waits for the deliverable commit and integration of `attempt`.
+    Integrating {
+        attempt: u32,
+        since: Timestamp,
+    },
+    /// `attempt` failed; waits for budget to dispatch the next one.
+    Retry {
+        attempt: u32,
+        reason: FailReason,
+    },
+    Done {
+        attempt: u32,
+        commit: String,
+        at: Timestamp,
+    },
+    Escalated {
+        reason: Escalation,
+        at: Timestamp,
+    },
+    Cancelled {
+        at: Timestamp,
+    },
+}
+
+impl Status {
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Working { .. } => "working",
+            Self::Checking { .. } => "checking",
+            Self::Verifying { .. } => "verifying",
+            Self::Integrating { .. } => "integrating",
+            Self::Retry { .. } => "retry",
+            Self::Done { .. } => "done",
+            Self::Escalated { .. } => "escalated",
+            Self::Cancelled { .. } => "cancelled",
+        }
+    }
+
+    #[must_use]
+    pub fn in_flight(&self) -> bool {
+        match self {
+            Self::Working { .. }
+            | Self::Checking { .. }
+            | Self::Verifying { .. }
+            | Self::Integrating { .. }
+            | Self::Retry { .. } => true,
+            Self::Queued | Self::Done { .. } | Self::Escalated { .. } | Self::Cancelled { .. } => {
+                false
+            }
+        }
+    }
+
+    #[must_use]
+    pub fn terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Done { .. } | Self::Escalated { .. } | Self::Cancelled { .. }
+        )
+    }
+
+    /// The job this status waits on, if any.
+    #[must_use]
+    pub fn waiting_on(&self) -> Option<(Role, u32)> {
+        match self {
+            Self::Working { attempt, .. } => Some((Role::Worker, *attempt)),
+            Self::Checking { attempt, .. } => Some((Role::Acceptance, *attempt)),
+            Self::Verifying { attempt, .. } => Some((Role::Verifier, *attempt)),
+            Self::Queued
+            | Self::Integrating { .. }
+            | Self::Retry { .. }
+            | Self::Done { .. }
+            | Self::Escalated { .. }
+            | Self::Cancelled { .. } => None,
+        }
+    }
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FailReason {
+    /// The job never registered within the spawn grace period.
+    SpawnFailed { role: Role },
+    /// The job's processes are gone and it left no outcome.
+    Crashed { role: Role },
+    /// The job ran past its deadline and was killed.
+    TimedOut { role: Role, after_secs: u64 },
+    /// The agent exited non-zero or reported an error.
+    AgentError { role: Role, detail: String },
+    /// The worker's final message had no handoff envelope.
+    NoEnvelope { detail: String },
+    /// The envelope was there but unparseable, invalid, or for another attempt.
+    InvalidEnvelope { detail: String },
+    /// The worker said `blocked` or `partial`.
+    NotDone { status: String, summary: String },
+    /// The worker changed a protected path.
+    ProtectedPath { path: String },
+    /// An acceptance command failed.
+    AcceptanceFailed {
+        command: String,
+        exit: Option<i32>,
+        timed_out: bool,
+    },
+    /// The verifier's verdict was missing, unparseable or for another attempt.
+    InvalidVerdict { detail: String },
+    /// The verifier said `revise`.
+    Revise { findings: Vec<String> },
+    /// The verifier said `fail`.
+    Rejected { findings: Vec<String> },
+    /// The stage worktree could not be prepared.
+    Worktree { detail: String },
+}
+
+impl std::fmt::Display for FailReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SpawnFailed { role } => write!(f, "the {role} job never started"),
+            Self::Crashed { role } => write!(f, "the {role} job died without an outcome"),
+            Self::TimedOut { role, after_secs } => {
+                write!(
+                    f,
+                    "the {role} ran past its {} timeout",
+                    crate::config::format_duration(*after_secs)
+                )
+            }
+            Self::AgentError { role, detail } => write!(f, "the {role} agent failed: {detail}"),
+            Self::NoEnvelope { detail } => write!(f, "no handoff envelope: {detail}"),
+            Self::InvalidEnvelope { detail } => write!(f, "invalid handoff envelope: {detail}"),
+            Self::NotDone { status, summary } => write!(f, "the worker said `{status}`: {summary}"),
+            Self::ProtectedPath { path } => write!(f, "the worker changed protected path `{path}`"),
+            Self::AcceptanceFailed {
+                command,
+                exit,
+                timed_out,
+            } => match (timed_out, exit) {
+                (true, _) => write!(f, "acceptance `{command}` timed out"),
+                (false, Some(c)) => write!(f, "acceptance `{command}` exited {c}"),
+                (false, None) => write!(f, "acceptance `{command}` was killed by a signal"),
+            },
+            Self::InvalidVerdict { detail } => write!(f, "no valid verdict: {detail}"),
+            Self::Revise { .. } => write!(f, "the verifier asked for a revision"),
+            Self::Rejected { .. } => write!(f, "the verifier said `fail`"),
+            Self::Worktree { detail } => {
+                write!(f, "the stage worktree could not be prepared: {detail}")
+            }
+        }
+    }
+}
+
+/// Why a stage needs a human.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Escalation {
+    MaxAttempts { attempts: u32, last: FailReason },
+    DependencyFailed { dependency: StageId },
+    IntegrationFailed { detail: String },
+    StageWallTime { spent_secs: u64, cap_secs: u64 },
+}
+
+impl std::fmt::Display for Escalation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MaxAttempts { attempts, last } => {
+                write!(f, "failed {attempts} attempts; last: {last}")
+            }
+            Self::DependencyFailed { dependency } => {
+                write!(f, "dependency `{dependency}` did not complete")
+            }
+            Self::IntegrationFailed { detail } => write!(f, "integration failed: {detail}"),
+            Self::StageWallTime {
+                spent_secs,
+                cap_secs,
+            } => write!(
+                f,
+                "stage wall-time cap: {} spent, cap {}",
+                crate::config::format_duration(*spent_secs),
+                crate::config::format_duration(*cap_secs)
+            ),
+        }
+    }
+}
+
+/// The record of one finished attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub ended: Timestamp,
+    pub result: AttemptResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AttemptResult {
+    Passed { commit: String },
+    Failed { reason: FailReason },
+    Cancelled,
+}

@@ -1,0 +1,342 @@
+//! What each role of a job does between registering and writing its outcome: the worker
+//! (prepare the worktree, hash protected paths, run the agent, read its envelope, hash again),
+//! the acceptance run (the card's commands and its done dependencies' commands, run by
+//! nightshift itself in the worktree), and the verifier (diff + acceptance results to an agent
+//! of another family, read its verdict). Every failure becomes data in the outcome.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::agent::{self, InvokeCtx};
+use crate::config::{Agent, Config};
+use crate::engine::observe::{AgentRun, CommandResult, Outcome, OutcomeResult};
+use crate::engine::state::{Stage, State, Status};
+use crate::envelope;
+use crate::ids::Role;
+use crate::job::run::{ChildResult, ChildSpec, run_child, tail};
+use crate::job::{JobArgs, Registration, setup_failure};
+use crate::lock::TickLock;
+use crate::paths::Paths;
+use crate::{git::Git, protect, store, worktree};
+
+pub struct RoleCtx<'a> {
+    pub paths: &'a Paths,
+    pub args: &'a JobArgs,
+    pub alive: &'a TickLock,
+    pub reg: &'a mut Registration,
+}
+
+/// Runs the job's role; never fails (failures are the outcome).
+pub fn run_role(mut cx: RoleCtx<'_>) -> OutcomeResult {
+    let role = cx.args.job.role;
+    let result = match role {
+        Role::Worker => worker(&mut cx),
+        Role::Acceptance => acceptance(&mut cx),
+        Role::Verifier => verifier(&mut cx),
+    };
+    result.unwrap_or_else(|detail| setup_failure(role, detail))
+}
+
+struct Setup {
+    config: Config,
+    state: State,
+    stage: Stage,
+    git: Git,
+    card: String,
+}
+
+fn setup(cx: &RoleCtx<'_>) -> Result<Setup, String> {
+    let config = Config::load(&cx.paths.config()).map_err(|e| e.to_string())?;
+    let state = store::read_state_file(cx.paths).map_err(|e| e.to_string())?;
+    let stage = state
+        .stage(&cx.args.job.stage)
+        .cloned()
+        .ok_or_else(|| format!("stage `{}` is not in state.yaml", cx.args.job.stage))?;
+    let git = Git::open(&cx.paths.root).map_err(|e| e.to_string())?;
+    let card = std::fs::read_to_string(cx.paths.card_copy(&stage.id))
+        .map_err(|e| format!("cannot read the card copy state/cards/{}.md: {e}", stage.id))?;
+    if crate::card::sha256(card.as_bytes()) != stage.card_hash {
+        return Err(format!(
+            "state/cards/{}.md no longer matches the hash taken at add-stage",
+            stage.id
+        ));
+    }
+    Ok(Setup {
+        config,
+        state,
+        stage,
+        git,
+        card,
+    })
+}
+
+fn agent_of<'c>(config: &'c Config, name: &str) -> Result<&'c Agent, String> {
+    config
+        .agents
+        .get(name)
+        .ok_or_else(|| format!("no agent named `{name}` in nightshift.yaml"))
+}
+
+fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
+    let s = setup(cx)?;
+    let start = cx
+        .args
+        .start_point
+        .clone()
+        .unwrap_or_else(|| s.config.base.clone());
+    let wt = worktree::prepare(&s.git, cx.paths, &s.stage.id, &start).map_err(|e| e.to_string())?;
+    let patterns = protect::patterns(&s.state, &s.stage);
+    let before = protect::snapshot(&wt, &patterns);
+    let body = crate::card::Card::parse(&s.card, "card")
+        .map(|c| c.body)
+        .unwrap_or_default();
+    let text = super::brief::worker(cx.paths, &s.stage, cx.args.job.attempt, &body)
+        .map_err(|e| e.to_string())?;
+    let agent = agent_of(&s.config, &s.stage.worker)?;
+    let (run, _) = run_agent(cx, agent, &wt, &text, &s.card)?;
+    let after = protect::snapshot(&wt, &patterns);
+    let (envelope, envelope_error) = match &run.final_message {
+        Some(m) => match envelope::parse_envelope(m, s.stage.id.as_str(), cx.args.job.attempt) {
+            Ok(e) => (Some(e), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        None => (None, Some("the agent produced no final message".into())),
+    };
+    Ok(OutcomeResult::Worker {
+        run,
+        envelope,
+        envelope_error,
+        protected_changed: protect::changed(&before, &after),
+        setup_error: None,
+    })
+}
+
+fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
+    let s = setup(cx)?;
+    let wt = cx.paths.worktree(&s.stage.id);
+    let diff = worktree::diff(&s.git, &wt).map_err(|e| e.to_string())?;
+    let acc_key = crate::ids::JobKey {
+        role: Role::Acceptance,
+        ..cx.args.job.clone()
+    };
+    let acceptance = std::fs::read_to_string(cx.paths.outcome_file(&acc_key)).unwrap_or_default();
+    let acceptance = serde_json::from_str::<Outcome>(&acceptance)
+        .map(|o| describe_acceptance(&o))
+        .unwrap_or_else(|_| "(no acceptance results recorded)".into());
+    let text = super::brief::verifier(&s.stage, cx.args.job.attempt, &s.card, &acceptance, &diff)
+        .map_err(|e| e.to_string())?;
+    let agent = agent_of(&s.config, &s.stage.verifier)?;
+    let (run, _) = run_agent(cx, agent, &wt, &text, &s.card)?;
+    let (verdict, verdict_error) = match &run.final_message {
+        Some(m) => match envelope::parse_verdict(m, s.stage.id.as_str(), cx.args.job.attempt) {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        None => (None, Some("the verifier produced no final message".into())),
+    };
+    Ok(OutcomeResult::Verifier {
+        run,
+        verdict,
+        verdict_error,
+    })
+}
+
+fn describe_acceptance(o: &Outcome) -> String {
+    let OutcomeResult::Acceptance { commands, .. } = &o.result else {
+        return String::new();
+    };
+    if commands.is_empty() {
+        return "(the card has no acceptance commands)".into();
+    }
+    commands
+        .iter()
+        .map(|c| {
+            format!(
+                "- `{}`: {} ({}s)",
+                c.command,
+                if c.passed() {
+                    "passed".to_owned()
+                } else {
+                    format!("FAILED, exit {:?}", c.exit)
+                },
+                c.secs
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs an agent for the job's role and reads its structured output.
+fn run_agent(
+    cx: &mut RoleCtx<'_>,
+    agent: &Agent,
+    wt: &Path,
+    prompt_text: &str,
+    card: &str,
+) -> Result<(AgentRun, ChildResult), String> {
+    let job = &cx.args.job;
+    let dir = cx.paths.handoff_dir(&job.stage, job.attempt);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let prompt_file = dir.join(format!("{}-prompt.md", job.role));
+    std::fs::write(&prompt_file, prompt_text).map_err(|e| e.to_string())?;
+    let recipe_file = agent::script::write_recipe(cx.paths, agent, card, &dir, job.role)?;
+    let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let ictx = InvokeCtx {
+        prompt: prompt_text,
+        prompt_file: &prompt_file,
+        worktree: wt,
+        recipe_file: recipe_file.as_deref(),
+        self_exe: &self_exe,
+    };
+    let inv = agent::invocation(agent, job.role, &ictx)?;
+    let mut env = inv.env.clone();
+    env.extend(nightshift_env(cx));
+    let spec = ChildSpec {
+        program: inv.program.clone(),
+        args: inv.args.clone(),
+        env,
+        cwd: wt.to_path_buf(),
+    };
+    let res = start_child(
+        cx,
+        &spec,
+        job.role,
+        Duration::from_secs(cx.args.timeout_secs),
+    )?;
+    let parsed = agent::parse(agent.kind, &res.stdout);
+    let run = AgentRun {
+        agent: agent.name.clone(),
+        exit: res.exit,
+        signal: res.signal,
+        timed_out: res.timed_out,
+        is_error: parsed.is_error,
+        error_detail: parsed.error_detail,
+        usage: parsed.usage,
+        cost_usd: parsed.cost_usd,
+        session_id: parsed.session_id,
+        final_message: parsed.final_message,
+    };
+    Ok((run, res))
+}
+
+fn nightshift_env(cx: &RoleCtx<'_>) -> Vec<(String, String)> {
+    let job = &cx.args.job;
+    vec![
+        ("NIGHTSHIFT_STAGE".into(), job.stage.to_string()),
+        ("NIGHTSHIFT_ATTEMPT".into(), job.attempt.to_string()),
+        ("NIGHTSHIFT_ROLE".into(), job.role.to_string()),
+        (
+            "NIGHTSHIFT_REPO".into(),
+            cx.paths.root.to_string_lossy().into_owned(),
+        ),
+    ]
+}
+
+fn start_child(
+    cx: &mut RoleCtx<'_>,
+    spec: &ChildSpec,
+    role: Role,
+    timeout: Duration,
+) -> Result<ChildResult, String> {
+    let log = cx.paths.log_file(&cx.args.job);
+    if let Some(d) = log.parent() {
+        std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+    }
+    let paths = cx.paths;
+    let job = cx.args.job.clone();
+    let reg = &mut *cx.reg;
+    reg.command = std::iter::once(spec.program.to_string_lossy().into_owned())
+        .chain(spec.args.iter().map(|a| redact(a, role)))
+        .collect();
+    let mut on_start = |pid: u32, pgid: i32| {
+        reg.child_pid = Some(pid);
+        reg.child_pgid = Some(pgid);
+        let _ = store::write_json(&paths.registry_file(&job), &*reg);
+    };
+    run_child(spec, &log, timeout, cx.alive, &mut on_start)
+        .map_err(|e| format!("cannot start `{}`: {e}", spec.program.display()))
+}
+
+/// Prompts are long; the registry keeps the command readable.
+fn redact(arg: &str, _role: Role) -> String {
+    if arg.len() > 200 {
+        format!("<{} chars>", arg.len())
+    } else {
+        arg.to_owned()
+    }
+}
+
+fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
+    let s = setup(cx)?;
+    let wt = cx.paths.worktree(&s.stage.id);
+    if !wt.is_dir() {
+        return Err(format!("the worktree {} is missing", cx.paths.rel(&wt)));
+    }
+    let commands = regression_commands(&s.state, &s.stage);
+    let deadline = Instant::now() + Duration::from_secs(cx.args.timeout_secs);
+    let mut results = Vec::new();
+    for command in commands {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        let spec = ChildSpec {
+            program: PathBuf::from("/bin/sh"),
+            args: vec!["-c".into(), format!("exec 2>&1\n{command}")],
+            env: nightshift_env(cx),
+            cwd: wt.clone(),
+        };
+        let started = Instant::now();
+        let res = start_child(cx, &spec, Role::Acceptance, left)?;
+        let r = CommandResult {
+            command,
+            exit: res.exit,
+            timed_out: res.timed_out,
+            secs: started.elapsed().as_secs(),
+            output_tail: tail(&res.stdout, 40),
+        };
+        let passed = r.passed();
+        results.push(r);
+        if !passed {
+            break;
+        }
+    }
+    Ok(OutcomeResult::Acceptance {
+        commands: results,
+        setup_error: None,
+    })
+}
+
+/// The stage's own acceptance commands, after those of every stage it (transitively) builds
+/// on that is done: a stage must not break what came before it.
+#[must_use]
+pub fn regression_commands(state: &State, stage: &Stage) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut todo = stage.depends_on.clone();
+    while let Some(d) = todo.pop() {
+        if seen.contains(&d) {
+            continue;
+        }
+        if let Some(s) = state.stage(&d) {
+            todo.extend(s.depends_on.iter().cloned());
+        }
+        seen.push(d);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for s in state
+        .stages
+        .iter()
+        .filter(|s| seen.contains(&s.id) && matches!(s.status, Status::Done { .. }))
+    {
+        for c in &s.acceptance {
+            if !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+    }
+    for c in &stage.acceptance {
+        if !out.contains(c) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
