@@ -275,10 +275,8 @@ impl Config {
         if !agents.contains_key(&d.worker) {
             return Err(format!("defaults.worker: no agent named `{}`", d.worker));
         }
-        if let Some(v) = &d.verifier {
-            if !agents.contains_key(v) {
-                return Err(format!("defaults.verifier: no agent named `{v}`"));
-            }
+        if let Some(v) = d.verifier.as_ref().filter(|v| !agents.contains_key(*v)) {
+            return Err(format!("defaults.verifier: no agent named `{v}`"));
         }
         if d.max_attempts == 0 {
             return Err("defaults.max_attempts must be at least 1".into());

@@ -23,10 +23,10 @@ pub fn observe(paths: &Paths, state: &State) -> Observations {
             let s = job_seen(paths, &key);
             seen.jobs.insert(key, s);
         }
-        if let Status::Integrating { attempt, .. } = stage.status {
-            if let Some(o) = read_outcome(&paths.integration_file(&stage.id, attempt)) {
-                seen.integrations.insert(stage.id.clone(), o);
-            }
+        if let Status::Integrating { attempt, .. } = stage.status
+            && let Some(o) = read_outcome(&paths.integration_file(&stage.id, attempt))
+        {
+            seen.integrations.insert(stage.id.clone(), o);
         }
     }
     seen

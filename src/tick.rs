@@ -95,6 +95,16 @@ fn once(paths: &Paths) -> NsResult<bool> {
     }
     execute(paths, &git, &config, &step.effects);
     failpoint::hit("after-effects");
+    // An integration finishes inside this tick: observe its outcome in another round, as a
+    // finished job's poke would.
+    if step
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Integrate { .. }))
+        && chaining()
+    {
+        let _ = std::fs::write(paths.poke_file(), b"");
+    }
     Ok(changed)
 }
 
@@ -295,7 +305,7 @@ fn integrate_inner(
 
 /// The chained tick a finished job runs: if another tick holds the lock, leave a poke for it.
 pub fn chained(paths: &Paths) {
-    if std::env::var("NIGHTSHIFT_CHAIN").is_ok_and(|v| v == "0") {
+    if !chaining() {
         return;
     }
     let _ = std::fs::write(paths.poke_file(), b"");
@@ -303,4 +313,10 @@ pub fn chained(paths: &Paths) {
         Ok(_) => {}
         Err(e) => eprintln!("{e}"),
     }
+}
+
+/// Event chaining is on unless `NIGHTSHIFT_CHAIN=0` (tests that step ticks by hand turn it off).
+#[must_use]
+pub fn chaining() -> bool {
+    std::env::var("NIGHTSHIFT_CHAIN").map_or(true, |v| v != "0")
 }

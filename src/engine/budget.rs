@@ -1,5 +1,5 @@
-//! `state/budget.json` as types, and the one pre-dispatch check: `spent + reserved + estimate
-//! > cap` means do not dispatch. Reservations are the timeouts of agent jobs in flight, so
+//! `state/budget.json` as types, and the one pre-dispatch check: when
+//! `spent + reserved + estimate > cap`, do not dispatch. Reservations are the timeouts of agent jobs in flight, so
 //! parallel lanes cannot all pass the same check. Idle ticks spend nothing.
 
 use std::collections::BTreeMap;

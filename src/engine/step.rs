@@ -263,7 +263,7 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
                     detail: detail.clone(),
                 });
             }
-            agent_ok(run, role)?;
+            agent_ok(run, role, stage)?;
             if let Some(path) = protected_changed.first() {
                 return Err(FailReason::ProtectedPath { path: path.clone() });
             }
@@ -313,7 +313,7 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
             verdict,
             verdict_error,
         } => {
-            agent_ok(run, role)?;
+            agent_ok(run, role, stage)?;
             let Some(v) = verdict else {
                 let detail = verdict_error
                     .clone()
@@ -334,12 +334,18 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
     }
 }
 
-fn agent_ok(run: &crate::engine::observe::AgentRun, role: Role) -> Result<(), FailReason> {
+fn agent_ok(
+    run: &crate::engine::observe::AgentRun,
+    role: Role,
+    stage: &Stage,
+) -> Result<(), FailReason> {
     if run.timed_out {
-        return Err(FailReason::TimedOut {
-            role,
-            after_secs: 0,
-        });
+        let after_secs = match role {
+            Role::Worker => stage.timeouts.worker,
+            Role::Verifier => stage.timeouts.verifier,
+            Role::Acceptance => stage.timeouts.acceptance,
+        };
+        return Err(FailReason::TimedOut { role, after_secs });
     }
     if run.is_error || run.exit != Some(0) {
         let detail = run

@@ -1,0 +1,7 @@
+mod crash;
+mod gates;
+mod lessons;
+mod lifecycle;
+mod night;
+mod operator;
+mod state_files;
