@@ -50,6 +50,12 @@ pub struct CardBudget {
     /// Agent wall time this stage may use across all its attempts, e.g. `2h`.
     #[serde(default)]
     pub max_wall_time: Option<String>,
+    /// Tokens this stage may use across all its attempts.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// USD this stage may use across all its attempts.
+    #[serde(default)]
+    pub max_usd: Option<f64>,
 }
 
 /// A parsed card with its exact text and hash.

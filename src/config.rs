@@ -28,6 +28,135 @@ pub struct RawConfig {
     pub defaults: RawDefaults,
     #[serde(default)]
     pub budget: RawBudget,
+    /// Caps shared by every repository on this machine.
+    #[serde(default)]
+    pub host: RawHost,
+    /// USD per million tokens, by model id; added to (and overriding) the built-in table.
+    #[serde(default)]
+    pub pricing: BTreeMap<String, Price>,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    pub cache_read: f64,
+    pub cache_write: f64,
+}
+
+impl Price {
+    /// The cost of some usage at this price.
+    #[must_use]
+    pub fn cost(&self, u: &crate::agent::Usage) -> f64 {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "token counts are far below 2^52"
+        )]
+        let m = |n: u64, p: f64| n as f64 * p / 1_000_000.0;
+        m(u.input, self.input)
+            + m(u.output, self.output)
+            + m(u.cache_read, self.cache_read)
+            + m(u.cache_write, self.cache_write)
+    }
+}
+
+/// List prices of current models (USD per million tokens) at the time of this release. Check
+/// them against your provider and override or extend them with `pricing:`.
+pub const DEFAULT_PRICES: [(&str, Price); 9] = [
+    (
+        "claude-opus-4-1",
+        Price {
+            input: 15.0,
+            output: 75.0,
+            cache_read: 1.5,
+            cache_write: 18.75,
+        },
+    ),
+    (
+        "claude-opus-4-5",
+        Price {
+            input: 5.0,
+            output: 25.0,
+            cache_read: 0.5,
+            cache_write: 6.25,
+        },
+    ),
+    (
+        "claude-sonnet-4-5",
+        Price {
+            input: 3.0,
+            output: 15.0,
+            cache_read: 0.3,
+            cache_write: 3.75,
+        },
+    ),
+    (
+        "claude-haiku-4-5",
+        Price {
+            input: 1.0,
+            output: 5.0,
+            cache_read: 0.1,
+            cache_write: 1.25,
+        },
+    ),
+    (
+        "gpt-5",
+        Price {
+            input: 1.25,
+            output: 10.0,
+            cache_read: 0.125,
+            cache_write: 0.0,
+        },
+    ),
+    (
+        "gpt-5-codex",
+        Price {
+            input: 1.25,
+            output: 10.0,
+            cache_read: 0.125,
+            cache_write: 0.0,
+        },
+    ),
+    (
+        "gpt-5.1",
+        Price {
+            input: 1.25,
+            output: 10.0,
+            cache_read: 0.125,
+            cache_write: 0.0,
+        },
+    ),
+    (
+        "gpt-5.1-codex",
+        Price {
+            input: 1.25,
+            output: 10.0,
+            cache_read: 0.125,
+            cache_write: 0.0,
+        },
+    ),
+    (
+        "gpt-5-mini",
+        Price {
+            input: 0.25,
+            output: 2.0,
+            cache_read: 0.025,
+            cache_write: 0.0,
+        },
+    ),
+];
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    /// Tokens all repositories on this machine may spend together.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// USD all repositories on this machine may spend together.
+    #[serde(default)]
+    pub max_usd: Option<f64>,
 }
 
 fn default_lanes() -> u32 {
@@ -98,6 +227,48 @@ pub struct RawAgent {
     /// `script` kind only: a recipe file (relative to the repo root).
     #[serde(default)]
     pub recipe: Option<String>,
+    /// How the agent authenticates (default: its CLI's own login).
+    #[serde(default)]
+    pub auth: Option<RawAuth>,
+    /// Let attempts use your normal CLI state (`~/.claude`, `~/.codex`) instead of a fresh
+    /// per-attempt one. Default: true for the `subscription` route (the login lives there),
+    /// false for `api` (so a stored login can never be billed instead of the key).
+    #[serde(default)]
+    pub share_cli_state: Option<bool>,
+}
+
+/// `auth:` of an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub route: AuthRoute,
+    /// `api` route: the variable of nightshift's own environment that holds the secret.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// `api` route: a command that prints the secret (e.g. a password manager's CLI).
+    #[serde(default)]
+    pub command: Option<String>,
+    /// The variable the agent receives the secret in (default by kind: `ANTHROPIC_API_KEY`
+    /// for claude, `OPENAI_API_KEY` for codex).
+    #[serde(default)]
+    pub pass_as: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthRoute {
+    /// The CLI's own login (`claude auth login`, `codex login`).
+    Subscription,
+    /// An API key, passed only to this agent's process and never written anywhere.
+    Api,
+}
+
+/// A validated auth route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    Subscription,
+    ApiEnv { source: String, pass_as: String },
+    ApiCommand { command: String, pass_as: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -139,6 +310,36 @@ pub struct RawBudget {
     /// Hard ceiling on attempts per stage, whatever a card asks for.
     #[serde(default)]
     pub max_attempts_per_stage: Option<u32>,
+    /// Tokens (input + output + cache) this repository may spend.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// USD this repository may spend (every agent then needs a priced `model`).
+    #[serde(default)]
+    pub max_usd: Option<f64>,
+    /// What one agent run is assumed to cost until it reports: reserved for every agent job in
+    /// flight, and charged for a run whose usage is unknown (never zero).
+    #[serde(default)]
+    pub estimate: Option<RawEstimate>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEstimate {
+    #[serde(default)]
+    pub tokens: Option<u64>,
+    #[serde(default)]
+    pub usd: Option<f64>,
+}
+
+/// Money caps and estimates, validated.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Money {
+    pub max_tokens: Option<u64>,
+    pub max_usd: Option<f64>,
+    pub host_max_tokens: Option<u64>,
+    pub host_max_usd: Option<f64>,
+    pub estimate_tokens: u64,
+    pub estimate_usd: f64,
 }
 
 /// One validated agent.
@@ -152,6 +353,8 @@ pub struct Agent {
     pub model: Option<String>,
     pub family: String,
     pub recipe: Option<String>,
+    pub auth: Auth,
+    pub share_cli_state: bool,
 }
 
 /// Per-role timeouts in seconds.
@@ -177,6 +380,9 @@ pub struct Config {
     pub max_wall_secs: Option<u64>,
     pub max_consecutive_failures: u32,
     pub max_attempts_per_stage: Option<u32>,
+    pub money: Money,
+    /// Model id -> price (built-in table plus `pricing:`).
+    pub prices: BTreeMap<String, Price>,
 }
 
 /// Parses a duration such as `45m`, `1h30m`, `90s` or `2d` into seconds.
@@ -270,6 +476,7 @@ impl Config {
         if raw.lanes == 0 {
             return Err("lanes must be at least 1".into());
         }
+        let money = validate_money(&raw)?;
         let agents = validate_agents(raw.agents)?;
         let d = &raw.defaults;
         if !agents.contains_key(&d.worker) {
@@ -296,7 +503,43 @@ impl Config {
             Some(s) => Some(parse_duration(s).map_err(|e| format!("budget.max_wall_time: {e}"))?),
             None => None,
         };
+        let mut prices: BTreeMap<String, Price> = DEFAULT_PRICES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), *p))
+            .collect();
+        for (m, p) in &raw.pricing {
+            if [p.input, p.output, p.cache_read, p.cache_write]
+                .iter()
+                .any(|v| !v.is_finite() || *v < 0.0)
+            {
+                return Err(format!(
+                    "pricing.{m}: prices are USD per million tokens, zero or more"
+                ));
+            }
+            prices.insert(m.clone(), *p);
+        }
+        if money.max_usd.is_some() || money.host_max_usd.is_some() {
+            for a in agents.values().filter(|a| a.kind != AgentKind::Script) {
+                match &a.model {
+                    None => {
+                        return Err(format!(
+                            "agents.{}.model: a USD cap is set, so every agent needs a model with a price (set `model:`)",
+                            a.name
+                        ));
+                    }
+                    Some(m) if !prices.contains_key(m) => {
+                        return Err(format!(
+                            "agents.{}.model: `{m}` has no price, and a USD cap is set; add it under `pricing:`",
+                            a.name
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         Ok(Self {
+            money,
+            prices,
             lanes: raw.lanes,
             base: raw.base,
             integration_branch: raw.integration.branch,
@@ -356,6 +599,8 @@ fn validate_agents(raw: BTreeMap<String, RawAgent>) -> Result<BTreeMap<String, A
                 return Err(format!("agents.{name}.env: `{key}` is not a variable name"));
             }
         }
+        let auth = validate_auth(&name, a.kind, a.auth.as_ref())?;
+        let share_cli_state = a.share_cli_state.unwrap_or(auth == Auth::Subscription);
         out.insert(
             name.clone(),
             Agent {
@@ -367,15 +612,145 @@ fn validate_agents(raw: BTreeMap<String, RawAgent>) -> Result<BTreeMap<String, A
                 model: a.model,
                 family,
                 recipe: a.recipe,
+                auth,
+                share_cli_state,
             },
         );
     }
     Ok(out)
 }
 
+fn validate_money(raw: &RawConfig) -> Result<Money, String> {
+    let b = &raw.budget;
+    let usd = |key: &str, v: Option<f64>| match v {
+        Some(x) if !x.is_finite() || x < 0.0 => {
+            Err(format!("{key}: must be a number of dollars, zero or more"))
+        }
+        other => Ok(other),
+    };
+    let est = b.estimate.clone().unwrap_or_default();
+    Ok(Money {
+        max_tokens: b.max_tokens,
+        max_usd: usd("budget.max_usd", b.max_usd)?,
+        host_max_tokens: raw.host.max_tokens,
+        host_max_usd: usd("host.max_usd", raw.host.max_usd)?,
+        estimate_tokens: est.tokens.unwrap_or(DEFAULT_ESTIMATE_TOKENS),
+        estimate_usd: usd("budget.estimate.usd", est.usd)?.unwrap_or(DEFAULT_ESTIMATE_USD),
+    })
+}
+
+/// Tokens one agent run is assumed to use until it reports.
+pub const DEFAULT_ESTIMATE_TOKENS: u64 = 200_000;
+/// USD one agent run is assumed to cost until it reports.
+pub const DEFAULT_ESTIMATE_USD: f64 = 2.0;
+
+/// The variable an agent kind reads its API key from.
+#[must_use]
+pub fn default_key_var(kind: AgentKind) -> Option<&'static str> {
+    match kind {
+        AgentKind::Claude => Some("ANTHROPIC_API_KEY"),
+        AgentKind::Codex => Some("OPENAI_API_KEY"),
+        AgentKind::Command | AgentKind::Script => None,
+    }
+}
+
+fn validate_auth(name: &str, kind: AgentKind, raw: Option<&RawAuth>) -> Result<Auth, String> {
+    let Some(raw) = raw else {
+        return Ok(Auth::Subscription);
+    };
+    let at = format!("agents.{name}.auth");
+    match raw.route {
+        AuthRoute::Subscription => {
+            if raw.env.is_some() || raw.command.is_some() || raw.pass_as.is_some() {
+                return Err(format!(
+                    "{at}: route `subscription` uses the CLI's own login and takes no env, command or pass_as"
+                ));
+            }
+            Ok(Auth::Subscription)
+        }
+        AuthRoute::Api => {
+            let pass_as = raw
+                .pass_as
+                .clone()
+                .or_else(|| default_key_var(kind).map(str::to_owned))
+                .ok_or_else(|| format!("{at}.pass_as: required for kind `{}` (the variable the agent reads its key from)", kind_name(kind)))?;
+            match (&raw.env, &raw.command) {
+                (Some(source), None) if !source.is_empty() => Ok(Auth::ApiEnv {
+                    source: source.clone(),
+                    pass_as,
+                }),
+                (None, Some(command)) if !command.trim().is_empty() => Ok(Auth::ApiCommand {
+                    command: command.clone(),
+                    pass_as,
+                }),
+                _ => Err(format!(
+                    "{at}: route `api` needs exactly one of `env` (a variable holding the key) or `command` (prints the key)"
+                )),
+            }
+        }
+    }
+}
+
+/// The kind's name as written in nightshift.yaml.
+#[must_use]
+pub fn kind_name(kind: AgentKind) -> &'static str {
+    match kind {
+        AgentKind::Claude => "claude",
+        AgentKind::Codex => "codex",
+        AgentKind::Command => "command",
+        AgentKind::Script => "script",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn agent(yaml: &str) -> Result<Config, String> {
+        let text = format!(
+            "version: 1\nagents:\n  a: {yaml}\n  b: {{ kind: codex }}\ndefaults: {{ worker: a }}\n"
+        );
+        let raw: RawConfig =
+            crate::schema::parse_yaml(&text, "nightshift.yaml", crate::schema::Doc::Config)
+                .map_err(|e| e.to_string())?;
+        Config::validate(raw)
+    }
+
+    #[test]
+    fn auth_routes() {
+        let c = agent("{ kind: claude }").unwrap();
+        assert_eq!(c.agents["a"].auth, Auth::Subscription);
+        assert!(c.agents["a"].share_cli_state);
+        let c = agent("{ kind: claude, auth: { route: api, env: MY_KEY } }").unwrap();
+        assert_eq!(
+            c.agents["a"].auth,
+            Auth::ApiEnv {
+                source: "MY_KEY".into(),
+                pass_as: "ANTHROPIC_API_KEY".into()
+            }
+        );
+        assert!(
+            !c.agents["a"].share_cli_state,
+            "an api route never shares the stored login"
+        );
+        let c =
+            agent("{ kind: codex, auth: { route: api, command: \"pass show openai\" } }").unwrap();
+        assert_eq!(
+            c.agents["a"].auth,
+            Auth::ApiCommand {
+                command: "pass show openai".into(),
+                pass_as: "OPENAI_API_KEY".into()
+            }
+        );
+        for bad in [
+            "{ kind: claude, auth: { route: api } }",
+            "{ kind: claude, auth: { route: api, env: A, command: b } }",
+            "{ kind: claude, auth: { route: subscription, env: A } }",
+            "{ kind: command, command: x, family: f, auth: { route: api, env: A } }",
+        ] {
+            assert!(agent(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

@@ -163,6 +163,7 @@ pub fn setup_failure(role: Role, detail: String) -> OutcomeResult {
 }
 
 pub use roles::regression_commands;
+pub use run::ALLOWED_ENV;
 
 /// How many acceptance commands ran for a stage (its own and its done dependencies').
 #[must_use]

@@ -13,6 +13,7 @@ pub mod error;
 pub mod failpoint;
 pub mod git;
 pub mod glob;
+pub mod host;
 pub mod ids;
 pub mod job;
 pub mod ledger;

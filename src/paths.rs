@@ -101,6 +101,14 @@ impl Paths {
             .join(job.stage.as_str())
             .join(format!("{}-{}.log", attempt_dir(job.attempt), job.role))
     }
+    /// A job's isolated CLI state (config dir, temp dir); volatile.
+    #[must_use]
+    pub fn agent_state(&self, job: &JobKey) -> PathBuf {
+        self.state_dir()
+            .join("agent-state")
+            .join(job.stage.as_str())
+            .join(format!("{}-{}", attempt_dir(job.attempt), job.role))
+    }
     #[must_use]
     pub fn worktree(&self, stage: &StageId) -> PathBuf {
         self.state_dir().join("worktrees").join(stage.as_str())

@@ -18,6 +18,9 @@ use crate::ids::StageId;
 use crate::paths::{Paths, stage_branch};
 use crate::{failpoint, lock, store, worktree};
 
+/// How long a usage limit pauses a family when the CLI did not say when it resets.
+pub const DEFAULT_PAUSE_SECS: u64 = 3600;
+
 /// Most steps one tick process takes while pokes keep arriving.
 const MAX_ROUNDS: usize = 50;
 
@@ -43,6 +46,24 @@ pub fn limits(c: &Config) -> Limits {
         max_wall_secs: c.max_wall_secs,
         max_consecutive_failures: c.max_consecutive_failures,
         max_attempts_per_stage: c.max_attempts_per_stage,
+        families: c
+            .agents
+            .iter()
+            .map(|(name, a)| (name.clone(), a.family.clone()))
+            .collect(),
+        default_pause_secs: DEFAULT_PAUSE_SECS,
+        money: c.money,
+        prices: c
+            .agents
+            .iter()
+            .filter_map(|(name, a)| Some((name.clone(), *c.prices.get(a.model.as_deref()?)?)))
+            .collect(),
+        unmetered: c
+            .agents
+            .iter()
+            .filter(|(_, a)| a.kind == crate::config::AgentKind::Command)
+            .map(|(name, _)| name.clone())
+            .collect(),
     }
 }
 
@@ -83,7 +104,11 @@ fn once(paths: &Paths) -> NsResult<bool> {
     let config = Config::load(&paths.config())?;
     let git = open_git(paths)?;
     let (state, budget) = store::load_reconciled(paths, &git)?;
-    let seen = crate::observe::observe(paths, &state);
+    let mut seen = crate::observe::observe(paths, &state);
+    let host_caps = config.money.host_max_tokens.is_some() || config.money.host_max_usd.is_some();
+    if host_caps {
+        seen.host_others = crate::host::others(&paths.root);
+    }
     let now = crate::now::now()?;
     let step = engine::step(&state, &budget, &limits(&config), &seen, now);
     if step.is_idle(&state, &budget) {
@@ -91,6 +116,9 @@ fn once(paths: &Paths) -> NsResult<bool> {
     }
     let changed = step.state != state || step.budget != budget || !step.events.is_empty();
     if changed {
+        if host_caps && step.budget != budget {
+            crate::host::record(&paths.root, &step.budget)?;
+        }
         persist(paths, &git, step.state, step.budget, &step.events)?;
     }
     execute(paths, &git, &config, &step.effects);

@@ -3,8 +3,10 @@
 //! structured output (never transcript prose). Adapters never spawn anything themselves: the
 //! job wrapper ([`crate::job`]) runs the [`Invocation`] they describe.
 
+pub mod auth;
 pub mod claude;
 pub mod codex;
+pub mod failure;
 pub mod script;
 
 use schemars::JsonSchema;
@@ -166,66 +168,66 @@ fn command_invocation(agent: &Agent, cx: &InvokeCtx<'_>) -> Result<Invocation, S
     })
 }
 
+/// How an agent process ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// nightshift killed it at its deadline.
+    pub timed_out: bool,
+}
+
 /// What nightshift reads from an agent's structured output.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Parsed {
     pub final_message: Option<String>,
-    pub is_error: bool,
-    pub error_detail: Option<String>,
+    pub failure: Option<failure::AgentFailure>,
     pub usage: Option<Usage>,
     pub cost_usd: Option<f64>,
     pub session_id: Option<String>,
+    pub model: Option<String>,
+    pub cli_version: Option<String>,
+    pub permission_denials: u32,
 }
 
-/// Parses an agent's stdout by its kind.
+/// Parses an agent's stdout by its kind and classifies how it ended.
 #[must_use]
-pub fn parse(kind: AgentKind, stdout: &[u8]) -> Parsed {
-    match kind {
+pub fn parse(kind: AgentKind, stdout: &[u8], exit: ExitInfo) -> Parsed {
+    let mut p = match kind {
         AgentKind::Claude | AgentKind::Script => {
             let s = claude::parse_stream(stdout);
-            let error_detail = if !s.saw_result {
-                Some("the stream ended without a result event".to_owned())
-            } else if s.is_error {
-                Some(match s.api_error_status {
-                    Some(code) => format!(
-                        "API error {code} ({})",
-                        s.terminal_reason.clone().unwrap_or_default()
-                    ),
-                    None => format!(
-                        "the CLI reported an error ({})",
-                        s.terminal_reason.clone().unwrap_or_default()
-                    ),
-                })
-            } else {
-                None
-            };
             Parsed {
+                failure: failure::classify_claude(&s, exit),
                 final_message: s.final_message,
-                is_error: s.is_error || !s.saw_result,
-                error_detail,
                 usage: s.usage,
                 cost_usd: s.cost_usd,
                 session_id: s.session_id,
+                model: s.model,
+                cli_version: s.cli_version,
+                permission_denials: s.permission_denials,
             }
         }
         AgentKind::Codex => {
             let s = codex::parse_stream(stdout);
-            let failed = s.turn_failed.clone();
             Parsed {
+                failure: failure::classify_codex(&s, exit),
                 final_message: s.final_message,
-                is_error: failed.is_some() || !s.turn_completed,
-                error_detail: failed,
                 usage: s.usage,
-                cost_usd: None,
                 session_id: s.thread_id,
+                ..Parsed::default()
             }
         }
         AgentKind::Command => {
             let text = String::from_utf8_lossy(stdout).into_owned();
             Parsed {
+                failure: failure::classify_exit(exit, ""),
                 final_message: (!text.trim().is_empty()).then_some(text),
                 ..Parsed::default()
             }
         }
+    };
+    if exit.timed_out {
+        p.failure = None; // the engine reports the timeout itself
     }
+    p
 }

@@ -185,6 +185,8 @@ fn stage_of(config: &Config, card: &Card, label: &str, now: jiff::Timestamp) -> 
         max_attempts,
         timeouts,
         max_wall_secs,
+        max_tokens: f.budget.as_ref().and_then(|b| b.max_tokens),
+        max_usd: f.budget.as_ref().and_then(|b| b.max_usd),
         attempt: 0,
         attempt_floor: 0,
         status: Status::Queued,

@@ -30,6 +30,8 @@ pub struct StatusJson {
     pub lanes: u32,
     pub stages: Vec<StageJson>,
     pub budget: BudgetJson,
+    /// Families paused by a usage limit: `{family: {until, reported}}`.
+    pub paused: serde_json::Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,10 +52,42 @@ pub struct StageJson {
     pub job: Option<String>,
     pub commit: Option<String>,
     pub wall_secs: u64,
+    pub tokens: u64,
+    pub usd: f64,
+    /// Every attempt: its result, typed failure, and each agent run's usage and cost.
+    pub attempts: Vec<AttemptJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptJson {
+    pub attempt: u32,
+    /// `passed`, `failed`, `cancelled` or `in_flight`.
+    pub result: String,
+    /// The typed reason it failed (as in state.yaml), when it did.
+    pub failure: Option<serde_json::Value>,
+    pub reason: Option<String>,
+    pub runs: Vec<RunJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunJson {
+    pub role: String,
+    pub agent: String,
+    pub model: Option<String>,
+    pub usage: Option<crate::agent::Usage>,
+    pub usd: f64,
+    pub cost_reported_by_cli: bool,
+    pub outcome: String,
+    pub failure: Option<crate::agent::failure::AgentFailure>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct BudgetJson {
+    pub tokens: u64,
+    pub usd: f64,
+    pub max_tokens: Option<u64>,
+    pub max_usd: Option<f64>,
+    pub families: std::collections::BTreeMap<String, crate::engine::budget::FamilySpend>,
     pub wall_secs: u64,
     pub max_wall_secs: Option<u64>,
     pub attempts: u64,
@@ -69,10 +103,11 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let state = store::read_state_file(&paths)?;
     let budget = store::read_budget_file(&paths)?;
     let seen = crate::observe::observe(&paths, &state);
+    let limits = crate::tick::limits(&config);
     let stages: Vec<StageJson> = state
         .stages
         .iter()
-        .map(|s| stage_json(s, &seen, &budget))
+        .map(|s| stage_json(&paths, s, &seen, &budget, &limits))
         .collect();
     let out = StatusJson {
         version: 1,
@@ -83,7 +118,13 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         in_flight: state.in_flight(),
         lanes: config.lanes,
         stages,
+        paused: serde_json::to_value(&state.paused).unwrap_or_default(),
         budget: BudgetJson {
+            tokens: budget.usage.total(),
+            usd: budget.usd,
+            max_tokens: config.money.max_tokens,
+            max_usd: config.money.max_usd,
+            families: budget.families.clone(),
             wall_secs: budget.wall_secs,
             max_wall_secs: config.max_wall_secs,
             attempts: budget.attempts,
@@ -100,13 +141,18 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
 }
 
 fn stage_json(
+    paths: &crate::paths::Paths,
     s: &Stage,
     seen: &crate::engine::observe::Observations,
     budget: &crate::engine::budget::Budget,
+    limits: &crate::engine::Limits,
 ) -> StageJson {
     let reason = match &s.status {
         Status::Escalated { reason, .. } => Some(reason.to_string()),
         Status::Retry { reason, .. } => Some(reason.to_string()),
+        Status::Paused { family, until, .. } => {
+            Some(format!("{family} usage limit; resumes at {until}"))
+        }
         _ => None,
     };
     let job = s.status.waiting_on().map(|(role, attempt)| {
@@ -141,7 +187,83 @@ fn stage_json(
         job,
         commit,
         wall_secs: budget.stage_wall_secs(&s.id),
+        tokens: budget.stage_spend(&s.id).usage.total(),
+        usd: budget.stage_spend(&s.id).usd,
+        attempts: attempts_json(paths, s, limits),
     }
+}
+
+fn attempts_json(
+    paths: &crate::paths::Paths,
+    s: &Stage,
+    limits: &crate::engine::Limits,
+) -> Vec<AttemptJson> {
+    use crate::engine::state::AttemptResult;
+    (1..=s.attempt)
+        .map(|n| {
+            let rec = s.history.iter().rev().find(|h| h.attempt == n);
+            let (result, failure, reason) = match rec.map(|r| &r.result) {
+                Some(AttemptResult::Passed { .. }) => ("passed", None, None),
+                Some(AttemptResult::Failed { reason }) => (
+                    "failed",
+                    serde_json::to_value(reason).ok(),
+                    Some(reason.to_string()),
+                ),
+                Some(AttemptResult::Cancelled) => ("cancelled", None, None),
+                None if s.status.in_flight() && s.attempt == n => ("in_flight", None, None),
+                None => ("passed", None, None),
+            };
+            let runs = [crate::ids::Role::Worker, crate::ids::Role::Verifier]
+                .into_iter()
+                .filter_map(|role| run_json(paths, s, n, role, limits))
+                .collect();
+            AttemptJson {
+                attempt: n,
+                result: result.into(),
+                failure,
+                reason,
+                runs,
+            }
+        })
+        .collect()
+}
+
+fn run_json(
+    paths: &crate::paths::Paths,
+    s: &Stage,
+    attempt: u32,
+    role: crate::ids::Role,
+    limits: &crate::engine::Limits,
+) -> Option<RunJson> {
+    use crate::engine::observe::OutcomeResult;
+    let o = crate::observe::read_outcome(&paths.outcome_file(&JobKey {
+        stage: s.id.clone(),
+        attempt,
+        role,
+    }))?;
+    let run = match o.result {
+        OutcomeResult::Worker { run, .. } | OutcomeResult::Verifier { run, .. } => run,
+        OutcomeResult::Acceptance { .. } | OutcomeResult::Integration { .. } => return None,
+    };
+    let charge = crate::engine::step::charge_of(&run, o.wall_secs, &run.agent, limits);
+    let outcome = match (&run.failure, run.timed_out) {
+        (_, true) => "timeout".to_owned(),
+        (Some(f), false) => serde_json::to_value(f)
+            .ok()
+            .and_then(|v| v["kind"].as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        (None, false) => "ok".to_owned(),
+    };
+    Some(RunJson {
+        role: role.to_string(),
+        agent: run.agent.clone(),
+        model: run.model.clone(),
+        usage: run.usage,
+        usd: charge.usd,
+        cost_reported_by_cli: run.cost_usd.is_some(),
+        outcome,
+        failure: run.failure.clone(),
+    })
 }
 
 fn print_table(s: &StatusJson) {
@@ -202,6 +324,40 @@ fn print_table(s: &StatusJson) {
         format_duration(s.budget.wall_secs),
         s.budget.attempts
     );
+    let money_cap = match (s.budget.max_tokens, s.budget.max_usd) {
+        (None, None) => "no cap".to_owned(),
+        (t, u) => {
+            [
+                t.map(|t| format!("{t} tokens")),
+                u.map(|u| format!("${u:.2}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ")
+                + " cap"
+        }
+    };
+    println!(
+        "       {} tokens, ${:.2} ({money_cap})",
+        s.budget.tokens, s.budget.usd
+    );
+    for (family, f) in &s.budget.families {
+        println!(
+            "       {family}: {} run(s), {} tokens, ${:.2}",
+            f.runs,
+            f.usage.total(),
+            f.usd
+        );
+    }
+    if let Some(paused) = s.paused.as_object() {
+        for (family, p) in paused {
+            println!(
+                "PAUSED: {family} (usage limit) until {}",
+                p["until"].as_str().unwrap_or("?")
+            );
+        }
+    }
     for st in s.stages.iter().filter(|x| x.status == "escalated") {
         println!(
             "  hint: evidence for `{}` is in state/handoffs/{}/; retry with `nightshift requeue {}`",

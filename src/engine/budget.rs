@@ -26,7 +26,29 @@ pub struct Budget {
     pub wall_secs: u64,
     pub attempts: u64,
     pub usage: Usage,
+    /// Dollars: the CLI's own figure when it reports one, else the pricing table's.
+    #[serde(default)]
+    pub usd: f64,
     pub stages: BTreeMap<StageId, StageSpend>,
+    /// Spend by model family (so one family's usage is never counted as zero).
+    #[serde(default)]
+    pub families: BTreeMap<String, FamilySpend>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FamilySpend {
+    pub runs: u64,
+    pub usage: Usage,
+    pub usd: f64,
+}
+
+/// What one finished agent run cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Charge {
+    pub wall_secs: u64,
+    pub usage: Usage,
+    pub usd: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -35,6 +57,8 @@ pub struct StageSpend {
     pub wall_secs: u64,
     pub attempts: u64,
     pub usage: Usage,
+    #[serde(default)]
+    pub usd: f64,
 }
 
 impl Budget {
@@ -46,18 +70,30 @@ impl Budget {
             wall_secs: 0,
             attempts: 0,
             usage: Usage::default(),
+            usd: 0.0,
             stages: BTreeMap::new(),
+            families: BTreeMap::new(),
         }
     }
 
     /// Records an agent job's wall time and usage against the repo and the stage.
-    pub fn charge(&mut self, stage: &StageId, wall_secs: u64, usage: Option<Usage>) {
-        let u = usage.unwrap_or_default();
+    pub fn charge(&mut self, stage: &StageId, family: &str, c: Charge) {
         let s = self.stages.entry(stage.clone()).or_default();
-        s.wall_secs += wall_secs;
-        add(&mut s.usage, u);
-        self.wall_secs += wall_secs;
-        add(&mut self.usage, u);
+        s.wall_secs += c.wall_secs;
+        add(&mut s.usage, c.usage);
+        s.usd += c.usd;
+        let f = self.families.entry(family.to_owned()).or_default();
+        f.runs += 1;
+        add(&mut f.usage, c.usage);
+        f.usd += c.usd;
+        self.wall_secs += c.wall_secs;
+        add(&mut self.usage, c.usage);
+        self.usd += c.usd;
+    }
+
+    #[must_use]
+    pub fn stage_spend(&self, stage: &StageId) -> StageSpend {
+        self.stages.get(stage).cloned().unwrap_or_default()
     }
 
     /// Counts a dispatched attempt.
@@ -104,6 +140,91 @@ pub fn reserved_secs(state: &State, now: Timestamp) -> u64 {
         .iter()
         .map(|s| reservation(&s.status, now))
         .sum()
+}
+
+/// Money caps and what other repositories on this host have spent.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MoneyCheck {
+    pub caps: crate::config::Money,
+    /// Tokens and USD spent by the other repositories of this host.
+    pub host_others: (u64, f64),
+    /// Agent jobs in flight (each reserves one estimate).
+    pub jobs_in_flight: u64,
+}
+
+/// Dollars as whole micro-dollars, for halt reasons (which must be `Ord`).
+#[must_use]
+pub fn micros(usd: f64) -> u64 {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "clamped to >= 0, far below u64::MAX"
+    )]
+    let m = (usd.max(0.0) * 1_000_000.0).round() as u64;
+    m
+}
+
+/// The pre-dispatch money check for one more agent job: tokens and USD, repo and host, each
+/// `spent + reserved + estimate > cap`.
+///
+/// # Errors
+/// The halt reason naming the cap that would be passed.
+pub fn money_room(budget: &Budget, m: &MoneyCheck) -> Result<(), HaltReason> {
+    let c = &m.caps;
+    let spent_t = budget.usage.total();
+    let reserved_t = m.jobs_in_flight * c.estimate_tokens;
+    let reserved_u = to_f64(m.jobs_in_flight) * c.estimate_usd;
+    if let Some(cap) = c.max_tokens {
+        if spent_t + reserved_t + c.estimate_tokens > cap {
+            return Err(HaltReason::Tokens {
+                spent: spent_t,
+                reserved: reserved_t,
+                estimate: c.estimate_tokens,
+                cap,
+                host: false,
+            });
+        }
+    }
+    if let Some(cap) = c.max_usd {
+        if budget.usd + reserved_u + c.estimate_usd > cap {
+            return Err(usd_halt(budget.usd, reserved_u, c.estimate_usd, cap, false));
+        }
+    }
+    if let Some(cap) = c.host_max_tokens {
+        let spent = spent_t + m.host_others.0;
+        if spent + reserved_t + c.estimate_tokens > cap {
+            return Err(HaltReason::Tokens {
+                spent,
+                reserved: reserved_t,
+                estimate: c.estimate_tokens,
+                cap,
+                host: true,
+            });
+        }
+    }
+    if let Some(cap) = c.host_max_usd {
+        let spent = budget.usd + m.host_others.1;
+        if spent + reserved_u + c.estimate_usd > cap {
+            return Err(usd_halt(spent, reserved_u, c.estimate_usd, cap, true));
+        }
+    }
+    Ok(())
+}
+
+fn usd_halt(spent: f64, reserved: f64, estimate: f64, cap: f64, host: bool) -> HaltReason {
+    HaltReason::Usd {
+        spent_micros: micros(spent),
+        reserved_micros: micros(reserved),
+        estimate_micros: micros(estimate),
+        cap_micros: micros(cap),
+        host,
+    }
+}
+
+fn to_f64(n: u64) -> f64 {
+    #[expect(clippy::cast_precision_loss, reason = "job counts are tiny")]
+    let f = n as f64;
+    f
 }
 
 /// The pre-dispatch check for a job that may run `estimate_secs` of agent wall time.

@@ -11,3 +11,6 @@ pub mod step;
 
 pub use effect::{Effect, Event, SpawnPlan};
 pub use step::{Limits, Step, step};
+
+#[cfg(test)]
+mod tests;

@@ -21,6 +21,8 @@ pub struct Observations {
     pub jobs: BTreeMap<JobKey, JobSeen>,
     /// Integration outcomes by stage (the attempt is inside).
     pub integrations: BTreeMap<StageId, Outcome>,
+    /// Tokens and USD spent by the other repositories of this host (for host caps).
+    pub host_others: (u64, f64),
 }
 
 /// What became of one job.
@@ -91,6 +93,13 @@ pub struct AgentRun {
     pub cost_usd: Option<f64>,
     pub session_id: Option<String>,
     pub final_message: Option<String>,
+    /// The typed failure, when the run failed (classified from exit status and structured
+    /// output).
+    pub failure: Option<crate::agent::failure::AgentFailure>,
+    /// The model the CLI reported using.
+    pub model: Option<String>,
+    /// The CLI's own version, when it reports one.
+    pub cli_version: Option<String>,
 }
 
 /// One acceptance command's result.
@@ -103,6 +112,20 @@ pub struct CommandResult {
     pub secs: u64,
     /// The last lines of its output.
     pub output_tail: String,
+}
+
+impl AgentRun {
+    /// A run that never started because of `failure` (e.g. a misconfigured auth route).
+    #[must_use]
+    pub fn failed(agent: &str, failure: crate::agent::failure::AgentFailure) -> Self {
+        Self {
+            agent: agent.to_owned(),
+            is_error: true,
+            error_detail: Some(failure.to_string()),
+            failure: Some(failure),
+            ..Self::default()
+        }
+    }
 }
 
 impl CommandResult {

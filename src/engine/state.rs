@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::failure::AgentFailure;
 use crate::config::Timeouts;
 use crate::ids::{Role, StageId};
 
@@ -21,8 +22,20 @@ pub struct State {
     pub halted: Option<Halt>,
     pub consecutive_failures: u32,
     pub stages: Vec<Stage>,
+    /// Model families paused by a usage limit, until their reset time.
+    #[serde(default)]
+    pub paused: std::collections::BTreeMap<String, FamilyPause>,
     /// The events of the change that produced this `seq` (the ledger commit's message).
     pub journal: Vec<String>,
+}
+
+/// A family paused by a usage limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FamilyPause {
+    pub until: Timestamp,
+    /// True when the CLI reported the reset time; false when nightshift guessed it.
+    pub reported: bool,
 }
 
 impl State {
@@ -34,6 +47,7 @@ impl State {
             halted: None,
             consecutive_failures: 0,
             stages: Vec::new(),
+            paused: std::collections::BTreeMap::new(),
             journal: Vec::new(),
         }
     }
@@ -86,11 +100,30 @@ pub enum HaltReason {
     },
     /// `budget.max_consecutive_failures` attempts failed in a row.
     ConsecutiveFailures { count: u32, cap: u32 },
+    /// `budget.max_tokens` (or `host.max_tokens` when `host`) would be passed.
+    Tokens {
+        spent: u64,
+        reserved: u64,
+        estimate: u64,
+        cap: u64,
+        host: bool,
+    },
+    /// `budget.max_usd` (or `host.max_usd` when `host`) would be passed. Micro-dollars.
+    Usd {
+        spent_micros: u64,
+        reserved_micros: u64,
+        estimate_micros: u64,
+        cap_micros: u64,
+        host: bool,
+    },
 }
 
 impl std::fmt::Display for HaltReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use crate::config::format_duration as d;
+        let scope = |host: bool| if host { "host" } else { "budget" };
+        #[expect(clippy::cast_precision_loss, reason = "display only")]
+        let usd = |m: u64| format!("${:.2}", m as f64 / 1_000_000.0);
         match self {
             Self::WallTime {
                 spent_secs,
@@ -108,6 +141,32 @@ impl std::fmt::Display for HaltReason {
             Self::ConsecutiveFailures { count, cap } => write!(
                 f,
                 "budget.max_consecutive_failures: {count} attempts failed in a row (cap {cap})"
+            ),
+            Self::Tokens {
+                spent,
+                reserved,
+                estimate,
+                cap,
+                host,
+            } => write!(
+                f,
+                "{}.max_tokens: {spent} spent + {reserved} reserved + {estimate} next > cap {cap}",
+                scope(*host)
+            ),
+            Self::Usd {
+                spent_micros,
+                reserved_micros,
+                estimate_micros,
+                cap_micros,
+                host,
+            } => write!(
+                f,
+                "{}.max_usd: {} spent + {} reserved + {} next > cap {}",
+                scope(*host),
+                usd(*spent_micros),
+                usd(*reserved_micros),
+                usd(*estimate_micros),
+                usd(*cap_micros)
             ),
         }
     }
@@ -131,6 +190,12 @@ pub struct Stage {
     pub max_attempts: u32,
     pub timeouts: Timeouts,
     pub max_wall_secs: Option<u64>,
+    /// The card's token cap for this stage.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// The card's USD cap for this stage.
+    #[serde(default)]
+    pub max_usd: Option<f64>,
     /// The number of the latest attempt (0 before the first).
     pub attempt: u32,
     /// `attempt` at the last requeue: attempts used since = `attempt - attempt_floor`.
@@ -183,6 +248,12 @@ pub enum Status {
         attempt: u32,
         reason: FailReason,
     },
+    /// `attempt` hit `family`'s usage limit; the next attempt (not counted) waits for `until`.
+    Paused {
+        attempt: u32,
+        family: String,
+        until: Timestamp,
+    },
     Done {
         attempt: u32,
         commit: String,
@@ -207,6 +278,7 @@ impl Status {
             Self::Verifying { .. } => "verifying",
             Self::Integrating { .. } => "integrating",
             Self::Retry { .. } => "retry",
+            Self::Paused { .. } => "paused",
             Self::Done { .. } => "done",
             Self::Escalated { .. } => "escalated",
             Self::Cancelled { .. } => "cancelled",
@@ -220,7 +292,8 @@ impl Status {
             | Self::Checking { .. }
             | Self::Verifying { .. }
             | Self::Integrating { .. }
-            | Self::Retry { .. } => true,
+            | Self::Retry { .. }
+            | Self::Paused { .. } => true,
             Self::Queued | Self::Done { .. } | Self::Escalated { .. } | Self::Cancelled { .. } => {
                 false
             }
@@ -245,6 +318,7 @@ impl Status {
             Self::Queued
             | Self::Integrating { .. }
             | Self::Retry { .. }
+            | Self::Paused { .. }
             | Self::Done { .. }
             | Self::Escalated { .. }
             | Self::Cancelled { .. } => None,
@@ -262,8 +336,8 @@ pub enum FailReason {
     Crashed { role: Role },
     /// The job ran past its deadline and was killed.
     TimedOut { role: Role, after_secs: u64 },
-    /// The agent exited non-zero or reported an error.
-    AgentError { role: Role, detail: String },
+    /// The agent run failed, typed (auth, usage limit, API error, crash, ...).
+    Agent { role: Role, failure: AgentFailure },
     /// The worker's final message had no handoff envelope.
     NoEnvelope { detail: String },
     /// The envelope was there but unparseable, invalid, or for another attempt.
@@ -300,7 +374,7 @@ impl std::fmt::Display for FailReason {
                     crate::config::format_duration(*after_secs)
                 )
             }
-            Self::AgentError { role, detail } => write!(f, "the {role} agent failed: {detail}"),
+            Self::Agent { role, failure } => write!(f, "the {role} agent failed: {failure}"),
             Self::NoEnvelope { detail } => write!(f, "no handoff envelope: {detail}"),
             Self::InvalidEnvelope { detail } => write!(f, "invalid handoff envelope: {detail}"),
             Self::NotDone { status, summary } => write!(f, "the worker said `{status}`: {summary}"),
@@ -328,10 +402,29 @@ impl std::fmt::Display for FailReason {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Escalation {
-    MaxAttempts { attempts: u32, last: FailReason },
-    DependencyFailed { dependency: StageId },
-    IntegrationFailed { detail: String },
-    StageWallTime { spent_secs: u64, cap_secs: u64 },
+    MaxAttempts {
+        attempts: u32,
+        last: FailReason,
+    },
+    DependencyFailed {
+        dependency: StageId,
+    },
+    IntegrationFailed {
+        detail: String,
+    },
+    StageWallTime {
+        spent_secs: u64,
+        cap_secs: u64,
+    },
+    /// The stage's own token or USD cap (card `budget:`) has no room for another attempt.
+    StageBudget {
+        detail: String,
+    },
+    /// An agent's credentials failed: retrying cannot help.
+    Auth {
+        agent: String,
+        detail: String,
+    },
 }
 
 impl std::fmt::Display for Escalation {
@@ -344,6 +437,10 @@ impl std::fmt::Display for Escalation {
                 write!(f, "dependency `{dependency}` did not complete")
             }
             Self::IntegrationFailed { detail } => write!(f, "integration failed: {detail}"),
+            Self::StageBudget { detail } => write!(f, "stage cap: {detail}"),
+            Self::Auth { agent, detail } => {
+                write!(f, "agent `{agent}` could not authenticate: {detail}")
+            }
             Self::StageWallTime {
                 spent_secs,
                 cap_secs,

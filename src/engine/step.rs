@@ -17,8 +17,11 @@
 use jiff::{SignedDuration, Timestamp};
 
 use crate::agent::Usage;
+use crate::agent::failure::AgentFailure;
 use crate::config::Policy;
-use crate::engine::budget::{Budget, reservation, reserved_secs, room_for};
+use crate::engine::budget::{
+    Budget, Charge, MoneyCheck, money_room, reservation, reserved_secs, room_for,
+};
 use crate::engine::effect::{Effect, Event, SpawnPlan};
 use crate::engine::observe::{JobSeen, Observations, Outcome, OutcomeResult};
 use crate::engine::state::{
@@ -34,7 +37,7 @@ pub const SPAWN_GRACE_SECS: i64 = 120;
 pub const KILL_GRACE_SECS: i64 = 60;
 
 /// The parts of the configuration the engine decides with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub lanes: u32,
     pub base: String,
@@ -43,6 +46,61 @@ pub struct Limits {
     pub max_wall_secs: Option<u64>,
     pub max_consecutive_failures: u32,
     pub max_attempts_per_stage: Option<u32>,
+    /// Agent name -> model family.
+    pub families: std::collections::BTreeMap<String, String>,
+    /// How long a usage limit pauses a family when the CLI did not say when it resets.
+    pub default_pause_secs: u64,
+    /// Money caps and per-run estimates.
+    pub money: crate::config::Money,
+    /// Agent name -> the price of its model, when known.
+    pub prices: std::collections::BTreeMap<String, crate::config::Price>,
+    /// Agents whose CLI never reports usage (the `command` kind): not charged estimates.
+    pub unmetered: std::collections::BTreeSet<String>,
+}
+
+impl Limits {
+    fn family(&self, agent: &str) -> String {
+        self.families
+            .get(agent)
+            .cloned()
+            .unwrap_or_else(|| agent.to_owned())
+    }
+}
+
+/// What a finished agent run is charged: its reported usage, priced by the CLI's own cost or
+/// the pricing table; for a run that started but reported no usage (a failed codex turn),
+/// the estimate — never zero; for agents that never report usage (`command`), nothing.
+#[must_use]
+pub fn charge_of(
+    run: &crate::engine::observe::AgentRun,
+    wall_secs: u64,
+    agent: &str,
+    limits: &Limits,
+) -> Charge {
+    let started = run.exit.is_some() || run.signal.is_some() || run.timed_out;
+    let price = limits.prices.get(agent);
+    match run.usage {
+        Some(usage) => Charge {
+            wall_secs,
+            usage,
+            usd: run
+                .cost_usd
+                .or_else(|| price.map(|p| p.cost(&usage)))
+                .unwrap_or(0.0),
+        },
+        None if started && !limits.unmetered.contains(agent) => Charge {
+            wall_secs,
+            usage: Usage {
+                input: limits.money.estimate_tokens,
+                ..Usage::default()
+            },
+            usd: limits.money.estimate_usd,
+        },
+        None => Charge {
+            wall_secs,
+            ..Charge::default()
+        },
+    }
 }
 
 /// The result of one step.
@@ -74,20 +132,41 @@ struct Ctx<'a> {
     effects: Vec<Effect>,
     events: Vec<Event>,
     halted_now: Vec<HaltReason>,
+    /// Families paused during this step: (family, until, reported by the CLI).
+    paused_now: Vec<(String, Timestamp, bool)>,
+    /// Families paused at the start of the step (after expiring the ones due).
+    paused: std::collections::BTreeMap<String, crate::engine::state::FamilyPause>,
     consecutive: u32,
     /// Agent wall time reserved by jobs in flight, kept current as stages move.
     reserved: u64,
+    /// Agent jobs in flight, kept current as stages move.
+    jobs: u64,
 }
 
 impl Ctx<'_> {
+    /// The pre-dispatch check for one more agent job: wall time, then tokens and USD.
     fn room(&self, estimate_secs: u64) -> Result<(), HaltReason> {
         room_for(
             &self.budget,
             self.reserved,
             self.limits.max_wall_secs,
             estimate_secs,
-        )
+        )?;
+        let m = MoneyCheck {
+            caps: self.limits.money,
+            host_others: self.seen.host_others,
+            jobs_in_flight: self.jobs,
+        };
+        money_room(&self.budget, &m)
     }
+}
+
+/// 1 for a status that runs an agent job (it reserves one estimate), else 0.
+fn agent_job(status: &Status) -> u64 {
+    u64::from(matches!(
+        status,
+        Status::Working { .. } | Status::Verifying { .. }
+    ))
 }
 
 /// Decides one tick. See the module docs.
@@ -106,20 +185,41 @@ pub fn step(
         effects: Vec::new(),
         events: Vec::new(),
         halted_now: Vec::new(),
+        paused_now: Vec::new(),
+        paused: state.paused.clone(),
         consecutive: state.consecutive_failures,
         reserved: reserved_secs(state, now),
+        jobs: state.stages.iter().map(|s| agent_job(&s.status)).sum(),
     };
+    for (family, p) in &state.paused {
+        if p.until <= now {
+            cx.paused.remove(family);
+            cx.events
+                .push(Event::repo(format!("{family} usage limit reset; resuming")));
+        }
+    }
     let mut stages = state.stages.clone();
     let mut moved = vec![false; stages.len()];
     for (i, stage) in stages.iter_mut().enumerate() {
-        let before = reservation(&stage.status, now);
+        let (before, job_before) = (reservation(&stage.status, now), agent_job(&stage.status));
         moved[i] = advance(stage, &mut cx);
         cx.reserved = cx.reserved.saturating_sub(before) + reservation(&stage.status, now);
+        cx.jobs = cx.jobs.saturating_sub(job_before) + agent_job(&stage.status);
     }
     escalate_orphans(&mut stages, &mut moved, &mut cx);
+    for (family, until, reported) in std::mem::take(&mut cx.paused_now) {
+        let p = cx
+            .paused
+            .entry(family)
+            .or_insert(crate::engine::state::FamilyPause { until, reported });
+        if until > p.until {
+            *p = crate::engine::state::FamilyPause { until, reported };
+        }
+    }
     let mut next = State {
         stages,
         consecutive_failures: cx.consecutive,
+        paused: cx.paused.clone(),
         ..state.clone()
     };
     for reason in std::mem::take(&mut cx.halted_now) {
@@ -162,6 +262,7 @@ fn advance(stage: &mut Stage, cx: &mut Ctx<'_>) -> bool {
         Status::Integrating { attempt, .. } => integrating(stage, cx, attempt),
         Status::Queued
         | Status::Retry { .. }
+        | Status::Paused { .. }
         | Status::Done { .. }
         | Status::Escalated { .. }
         | Status::Cancelled { .. } => false,
@@ -231,11 +332,14 @@ fn finished(stage: &mut Stage, cx: &mut Ctx<'_>, role: Role, attempt: u32, outco
     match (&outcome.result, role) {
         (OutcomeResult::Worker { run, .. }, Role::Worker)
         | (OutcomeResult::Verifier { run, .. }, Role::Verifier) => {
-            cx.budget.charge(
-                &stage.id,
-                outcome.wall_secs,
-                run.usage.or(Some(Usage::default())),
-            );
+            let agent = if role == Role::Verifier {
+                &stage.verifier
+            } else {
+                &stage.worker
+            };
+            let charge = charge_of(run, outcome.wall_secs, agent, cx.limits);
+            cx.budget
+                .charge(&stage.id, &cx.limits.family(agent), charge);
         }
         _ => {}
     }
@@ -347,16 +451,21 @@ fn agent_ok(
         };
         return Err(FailReason::TimedOut { role, after_secs });
     }
+    if let Some(failure) = &run.failure {
+        return Err(FailReason::Agent {
+            role,
+            failure: failure.clone(),
+        });
+    }
     if run.is_error || run.exit != Some(0) {
-        let detail = run
-            .error_detail
-            .clone()
-            .unwrap_or_else(|| match (run.exit, run.signal) {
-                (Some(c), _) => format!("exited {c}"),
-                (None, Some(s)) => format!("killed by signal {s}"),
-                (None, None) => "ended abnormally".into(),
-            });
-        return Err(FailReason::AgentError { role, detail });
+        let failure = match (run.exit, run.signal) {
+            (None, Some(signal)) => AgentFailure::Killed { signal },
+            (exit, _) => AgentFailure::Crashed {
+                exit,
+                detail: run.error_detail.clone().unwrap_or_default(),
+            },
+        };
+        return Err(FailReason::Agent { role, failure });
     }
     Ok(())
 }
@@ -383,6 +492,7 @@ fn passed_gate(stage: &mut Stage, cx: &mut Ctx<'_>, role: Role, attempt: u32) {
                 format!("a{attempt} worker handed off; checking acceptance"),
             ));
         }
+        Role::Acceptance if family_paused(cx, &stage.verifier) => {}
         Role::Acceptance => {
             // Waits (stays checking) when the budget has no room for the verifier.
             if let Err(reason) = cx.room(stage.timeouts.verifier) {
@@ -516,6 +626,25 @@ fn fail(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: FailReason) {
             reason: reason.clone(),
         },
     });
+    if let FailReason::Agent { role, failure } = &reason {
+        let agent = if *role == Role::Verifier {
+            stage.verifier.clone()
+        } else {
+            stage.worker.clone()
+        };
+        match failure {
+            AgentFailure::UsageLimit { resets_at, .. } => {
+                pause(stage, cx, attempt, &agent, *resets_at);
+                return;
+            }
+            AgentFailure::Auth { detail } => {
+                let detail = detail.clone();
+                escalate(stage, cx, Escalation::Auth { agent, detail });
+                return;
+            }
+            _ => {}
+        }
+    }
     stage.findings = findings_of(&reason);
     cx.consecutive += 1;
     if cx.consecutive >= cx.limits.max_consecutive_failures {
@@ -589,16 +718,69 @@ fn escalate_orphans(stages: &mut [Stage], moved: &mut [bool], cx: &mut Ctx<'_>) 
 }
 
 /// Phase 3: dispatch retries, then queued stages, within lanes and budget.
+/// A usage limit: the family pauses until its reset, the attempt does not count against the
+/// stage's attempts or the consecutive-failure cap, and the stage waits as `paused`.
+fn pause(
+    stage: &mut Stage,
+    cx: &mut Ctx<'_>,
+    attempt: u32,
+    agent: &str,
+    resets_at: Option<Timestamp>,
+) {
+    let family = cx.limits.family(agent);
+    let until = resets_at
+        .filter(|t| *t > cx.now)
+        .unwrap_or_else(|| later(cx.now, cx.limits.default_pause_secs));
+    cx.paused_now
+        .push((family.clone(), until, resets_at.is_some()));
+    stage.attempt_floor += 1;
+    cx.events.push(Event::stage(
+        &stage.id,
+        format!(
+            "a{attempt} paused: {family} usage limit until {until}; the next attempt will not count"
+        ),
+    ));
+    stage.status = Status::Paused {
+        attempt,
+        family,
+        until,
+    };
+}
+
+/// True when `agent`'s family is paused at `now`.
+fn family_paused(cx: &Ctx<'_>, agent: &str) -> bool {
+    is_paused(cx, &cx.limits.family(agent))
+}
+
+fn is_paused(cx: &Ctx<'_>, family: &str) -> bool {
+    cx.paused.get(family).is_some_and(|p| p.until > cx.now)
+        || cx.paused_now.iter().any(|(f, _, _)| f == family)
+}
+
+/// A paused stage waits for the family that paused it, whichever role that was.
+fn still_paused(cx: &Ctx<'_>, status: &Status) -> bool {
+    matches!(status, Status::Paused { family, until, .. } if *until > cx.now || is_paused(cx, family))
+}
+
 fn dispatch(state: &mut State, moved: &[bool], cx: &mut Ctx<'_>) {
     let order: Vec<usize> = (0..state.stages.len())
-        .filter(|&i| matches!(state.stages[i].status, Status::Retry { .. }))
+        .filter(|&i| {
+            matches!(
+                state.stages[i].status,
+                Status::Retry { .. } | Status::Paused { .. }
+            )
+        })
         .chain((0..state.stages.len()).filter(|&i| state.stages[i].status == Status::Queued))
         .collect();
     for i in order {
         if state.halted.is_some() {
             return;
         }
-        if moved[i] || !ready(state, i, cx.limits) {
+        if moved[i]
+            || !ready(state, i, cx.limits)
+            || family_paused(cx, &state.stages[i].worker)
+            || still_paused(cx, &state.stages[i].status)
+        {
             continue;
         }
         let stage = &state.stages[i];
@@ -607,20 +789,9 @@ fn dispatch(state: &mut State, moved: &[bool], cx: &mut Ctx<'_>) {
             halt(state, reason, cx);
             return;
         }
-        if let Some(cap) = stage.max_wall_secs {
-            let spent = cx.budget.stage_wall_secs(&stage.id);
-            if spent + estimate > cap {
-                let stage = &mut state.stages[i];
-                escalate(
-                    stage,
-                    cx,
-                    Escalation::StageWallTime {
-                        spent_secs: spent,
-                        cap_secs: cap,
-                    },
-                );
-                continue;
-            }
+        if let Some(reason) = stage_cap(stage, &cx.budget, estimate, &cx.limits.money) {
+            escalate(&mut state.stages[i], cx, reason);
+            continue;
         }
         let start = start_point(state, i, cx.limits);
         let stage = &mut state.stages[i];
@@ -633,6 +804,7 @@ fn dispatch(state: &mut State, moved: &[bool], cx: &mut Ctx<'_>) {
         };
         cx.budget.count_attempt(&stage.id);
         cx.reserved += estimate;
+        cx.jobs += 1;
         spawn(stage, cx, Role::Worker, attempt, estimate, Some(start));
         cx.events.push(Event::stage(
             &stage.id,
@@ -641,10 +813,53 @@ fn dispatch(state: &mut State, moved: &[bool], cx: &mut Ctx<'_>) {
     }
 }
 
+/// The stage's own caps (card `budget:`): wall time, tokens, USD, for one more attempt.
+fn stage_cap(
+    stage: &Stage,
+    budget: &Budget,
+    estimate_secs: u64,
+    m: &crate::config::Money,
+) -> Option<Escalation> {
+    let spent = budget.stage_spend(&stage.id);
+    if let Some(cap) = stage
+        .max_wall_secs
+        .filter(|cap| spent.wall_secs + estimate_secs > *cap)
+    {
+        return Some(Escalation::StageWallTime {
+            spent_secs: spent.wall_secs,
+            cap_secs: cap,
+        });
+    }
+    // An attempt runs a worker and a verifier: two estimates.
+    let tokens = spent.usage.total() + 2 * m.estimate_tokens;
+    if let Some(cap) = stage.max_tokens.filter(|cap| tokens > *cap) {
+        return Some(Escalation::StageBudget {
+            detail: format!(
+                "budget.max_tokens: {} spent + {} for the next attempt > cap {cap}",
+                spent.usage.total(),
+                2 * m.estimate_tokens
+            ),
+        });
+    }
+    if let Some(cap) = stage
+        .max_usd
+        .filter(|cap| spent.usd + 2.0 * m.estimate_usd > *cap)
+    {
+        return Some(Escalation::StageBudget {
+            detail: format!(
+                "budget.max_usd: ${:.2} spent + ${:.2} for the next attempt > cap ${cap:.2}",
+                spent.usd,
+                2.0 * m.estimate_usd
+            ),
+        });
+    }
+    None
+}
+
 fn ready(state: &State, i: usize, limits: &Limits) -> bool {
     let stage = &state.stages[i];
     match stage.status {
-        Status::Retry { .. } => true,
+        Status::Retry { .. } | Status::Paused { .. } => true,
         Status::Queued => {
             let lanes = usize::try_from(limits.lanes).unwrap_or(usize::MAX);
             state.in_flight() < lanes

@@ -93,7 +93,7 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
     let text = super::brief::worker(cx.paths, &s.stage, cx.args.job.attempt, &body)
         .map_err(|e| e.to_string())?;
     let agent = agent_of(&s.config, &s.stage.worker)?;
-    let (run, _) = run_agent(cx, agent, &wt, &text, &s.card)?;
+    let run = run_agent(cx, agent, &wt, &text, &s.card)?;
     let after = protect::snapshot(&wt, &patterns);
     let (envelope, envelope_error) = match &run.final_message {
         Some(m) => match envelope::parse_envelope(m, s.stage.id.as_str(), cx.args.job.attempt) {
@@ -126,7 +126,7 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
     let text = super::brief::verifier(&s.stage, cx.args.job.attempt, &s.card, &acceptance, &diff)
         .map_err(|e| e.to_string())?;
     let agent = agent_of(&s.config, &s.stage.verifier)?;
-    let (run, _) = run_agent(cx, agent, &wt, &text, &s.card)?;
+    let run = run_agent(cx, agent, &wt, &text, &s.card)?;
     let (verdict, verdict_error) = match &run.final_message {
         Some(m) => match envelope::parse_verdict(m, s.stage.id.as_str(), cx.args.job.attempt) {
             Ok(v) => (Some(v), None),
@@ -173,7 +173,7 @@ fn run_agent(
     wt: &Path,
     prompt_text: &str,
     card: &str,
-) -> Result<(AgentRun, ChildResult), String> {
+) -> Result<AgentRun, String> {
     let job = &cx.args.job;
     let dir = cx.paths.handoff_dir(&job.stage, job.attempt);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -189,7 +189,16 @@ fn run_agent(
         self_exe: &self_exe,
     };
     let inv = agent::invocation(agent, job.role, &ictx)?;
-    let mut env = inv.env.clone();
+    let secret = match agent::auth::secret(agent) {
+        Ok(s) => s,
+        Err(failure) => return Ok(AgentRun::failed(&agent.name, failure)),
+    };
+    let mut env = agent::auth::kind_env(agent.kind);
+    env.extend(inv.env.iter().cloned());
+    env.extend(
+        agent::auth::isolation_env(agent, &cx.paths.agent_state(job)).map_err(|e| e.to_string())?,
+    );
+    env.extend(secret);
     env.extend(nightshift_env(cx));
     let spec = ChildSpec {
         program: inv.program.clone(),
@@ -203,20 +212,27 @@ fn run_agent(
         job.role,
         Duration::from_secs(cx.args.timeout_secs),
     )?;
-    let parsed = agent::parse(agent.kind, &res.stdout);
-    let run = AgentRun {
+    let exit = agent::ExitInfo {
+        code: res.exit,
+        signal: res.signal,
+        timed_out: res.timed_out,
+    };
+    let parsed = agent::parse(agent.kind, &res.stdout, exit);
+    Ok(AgentRun {
         agent: agent.name.clone(),
         exit: res.exit,
         signal: res.signal,
         timed_out: res.timed_out,
-        is_error: parsed.is_error,
-        error_detail: parsed.error_detail,
+        is_error: parsed.failure.is_some(),
+        error_detail: parsed.failure.as_ref().map(ToString::to_string),
         usage: parsed.usage,
         cost_usd: parsed.cost_usd,
         session_id: parsed.session_id,
         final_message: parsed.final_message,
-    };
-    Ok((run, res))
+        failure: parsed.failure,
+        model: parsed.model,
+        cli_version: parsed.cli_version,
+    })
 }
 
 fn nightshift_env(cx: &RoleCtx<'_>) -> Vec<(String, String)> {

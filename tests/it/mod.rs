@@ -1,7 +1,10 @@
 mod crash;
+mod fake_api;
 mod gates;
 mod lessons;
 mod lifecycle;
 mod night;
 mod operator;
+mod real_claude;
+mod real_codex;
 mod state_files;

@@ -1,0 +1,3 @@
+pub mod anthropic;
+pub mod http;
+pub mod openai;

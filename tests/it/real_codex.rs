@@ -1,0 +1,515 @@
+//! The real Codex CLI (`tests/agent-clis`, `npm install`) against the fake OpenAI Responses
+//! API in `fake_api/openai.rs`, run directly (not through nightshift): stdin /dev/null, a temp
+//! git repo as `-C`, HOME / CODEX_HOME / TMPDIR inside the temp dir, nothing else inherited but
+//! PATH. Skipped when the binary is missing, unless `NIGHTSHIFT_REQUIRE_REAL_CLIS=1`.
+//! `NIGHTSHIFT_CODEX_BIN` overrides the binary; `NIGHTSHIFT_UPDATE_FIXTURES=1` rewrites the
+//! captured stdout fixtures in `tests/fixtures/agent-cli-output/`.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::fake_api::openai::{self, FakeOpenAi, Turn};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn codex_bin() -> Option<PathBuf> {
+    let bin = match std::env::var_os("NIGHTSHIFT_CODEX_BIN") {
+        Some(b) => PathBuf::from(b),
+        None => {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agent-clis/node_modules/.bin/codex")
+        }
+    };
+    if bin.exists() {
+        return Some(bin);
+    }
+    if std::env::var("NIGHTSHIFT_REQUIRE_REAL_CLIS").as_deref() == Ok("1") {
+        panic!(
+            "NIGHTSHIFT_REQUIRE_REAL_CLIS=1 but the codex CLI is missing at {}",
+            bin.display()
+        );
+    }
+    eprintln!(
+        "SKIP: real codex CLI not found at {} (run `npm install` in tests/agent-clis, or set NIGHTSHIFT_CODEX_BIN)",
+        bin.display()
+    );
+    None
+}
+
+/// A temp dir with `repo/` (a git repo with one commit), `home/`, `home/.codex/`, `tmp/`.
+struct Sandbox {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    repo: PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let repo = root.join("repo");
+        for d in ["repo", "home/.codex", "tmp"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(repo.join("README.md"), "hello readme\n").unwrap();
+        let git = |args: &[&str]| {
+            let st = Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@example.invalid",
+                    "-c",
+                    "init.defaultBranch=main",
+                ])
+                .args(args)
+                .current_dir(&repo)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("HOME", root.join("home"))
+                .stdout(Stdio::null())
+                .status()
+                .expect("git");
+            assert!(st.success(), "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        git(&["add", "."]);
+        git(&["commit", "-qm", "init"]);
+        Self {
+            _dir: dir,
+            root,
+            repo,
+        }
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    lines: Vec<Value>,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn of_type(&self, t: &str) -> Vec<&Value> {
+        self.lines.iter().filter(|l| l["type"] == t).collect()
+    }
+    fn items(&self, event: &str, item_type: &str) -> Vec<&Value> {
+        self.lines
+            .iter()
+            .filter(|l| l["type"] == event && l["item"]["type"] == item_type)
+            .map(|l| &l["item"])
+            .collect()
+    }
+    fn last(&self) -> &Value {
+        self.lines.last().expect("codex printed no JSON line")
+    }
+    fn dump(&self) -> String {
+        format!(
+            "exit {:?} after {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+fn run_codex(
+    bin: &Path,
+    sb: &Sandbox,
+    fake: &FakeOpenAi,
+    mode: &str,
+    extra: &[&str],
+    prompt: &str,
+) -> Run {
+    let (out, err) = (sb.root.join("stdout.jsonl"), sb.root.join("stderr.txt"));
+    let mut cmd = Command::new(bin);
+    cmd.arg("exec")
+        .arg("--json")
+        .arg("-C")
+        .arg(&sb.repo)
+        .args(["--sandbox", mode])
+        .args(fake.codex_args())
+        .args(extra)
+        .arg(prompt)
+        .current_dir(&sb.repo)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", sb.root.join("home"))
+        .env("CODEX_HOME", sb.root.join("home/.codex"))
+        .env("TMPDIR", sb.root.join("tmp"))
+        .envs(fake.env())
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).unwrap())
+        .stderr(File::create(&err).unwrap())
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("spawn codex");
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break Some(st);
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let elapsed = started.elapsed();
+    let stdout = std::fs::read_to_string(&out).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    let lines = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let run = Run {
+        code: status.and_then(|s| s.code()),
+        stdout,
+        stderr,
+        lines,
+        elapsed,
+    };
+    assert!(
+        status.is_some(),
+        "codex did not finish within {DEADLINE:?}\n{}",
+        run.dump()
+    );
+    for r in fake.aux_requests() {
+        eprintln!("auxiliary request: {} {}", r.method, r.path);
+    }
+    run
+}
+
+fn save_fixture(name: &str, run: &Run) {
+    if std::env::var("NIGHTSHIFT_UPDATE_FIXTURES").as_deref() == Ok("1") {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/agent-cli-output")
+            .join(name);
+        std::fs::write(&path, &run.stdout).unwrap();
+        eprintln!("wrote {}", path.display());
+    }
+}
+
+fn turn_failed_message(run: &Run) -> String {
+    let last = run.last();
+    assert_eq!(last["type"], "turn.failed", "{}", run.dump());
+    assert!(
+        last.get("usage").is_none(),
+        "a failed turn has no usage: {last}"
+    );
+    last["error"]["message"]
+        .as_str()
+        .expect("turn.failed.error.message")
+        .to_owned()
+}
+
+const WORKER_FINAL: &str = "Done: created out.txt and notes.md.\n\n```json\n{\"handoff\": {\"version\": 1, \"status\": \"done\", \"summary\": \"created out.txt and notes.md\", \"files_changed\": [\"out.txt\", \"notes.md\"]}}\n```";
+
+#[test]
+fn codex_worker_writes_files_and_reports_usage() {
+    let Some(bin) = codex_bin() else { return };
+    let sb = Sandbox::new();
+    let fake = FakeOpenAi::start(vec![
+        Turn::shell("echo hello > out.txt"),
+        Turn::add_file("notes.md", "some notes"),
+        Turn::Final(WORKER_FINAL.to_owned()),
+    ]);
+    let last_msg = sb.root.join("last-message.txt");
+    let run = run_codex(
+        &bin,
+        &sb,
+        &fake,
+        "workspace-write",
+        &["-o", last_msg.to_str().unwrap()],
+        "Create out.txt and notes.md.",
+    );
+
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    assert_eq!(
+        std::fs::read_to_string(sb.repo.join("out.txt")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sb.repo.join("notes.md")).unwrap(),
+        "some notes\n"
+    );
+
+    assert_eq!(run.lines[0]["type"], "thread.started", "{}", run.dump());
+    let cmds = run.items("item.completed", "command_execution");
+    assert_eq!(cmds.len(), 1, "{}", run.dump());
+    assert_eq!(
+        cmds[0]["command"],
+        "/bin/bash -lc 'echo hello > out.txt'",
+        "{}",
+        run.dump()
+    );
+    assert_eq!(cmds[0]["exit_code"], 0);
+    assert_eq!(cmds[0]["status"], "completed");
+    let changes = run.items("item.completed", "file_change");
+    assert_eq!(changes.len(), 1, "{}", run.dump());
+    assert_eq!(changes[0]["changes"][0]["kind"], "add");
+    assert!(
+        changes[0]["changes"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/notes.md")
+    );
+    let msgs = run.items("item.completed", "agent_message");
+    assert_eq!(msgs.last().unwrap()["text"], WORKER_FINAL);
+    assert_eq!(std::fs::read_to_string(&last_msg).unwrap(), WORKER_FINAL);
+
+    // Usage: summed over the three model requests of the turn.
+    let done = run.last();
+    assert_eq!(done["type"], "turn.completed", "{}", run.dump());
+    let u = openai::USAGE;
+    assert_eq!(done["usage"]["input_tokens"], 3 * u.input);
+    assert_eq!(done["usage"]["cached_input_tokens"], 3 * u.cached);
+    assert_eq!(done["usage"]["output_tokens"], 3 * u.output);
+    assert_eq!(done["usage"]["reasoning_output_tokens"], 3 * u.reasoning);
+
+    // What codex sent.
+    let reqs = fake.turn_requests();
+    assert_eq!(reqs.len(), 3);
+    for r in &reqs {
+        assert_eq!(r.path, "/v1/responses");
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {}", openai::KEY).as_str())
+        );
+        assert_eq!(
+            r.header("content-encoding"),
+            None,
+            "request bodies must be plain JSON"
+        );
+        assert_eq!(r.json()["stream"], true);
+        assert_eq!(r.json()["model"], openai::MODEL);
+    }
+    let tools: Vec<String> = reqs[0].json()["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        tools.contains(&"exec_command".to_owned()) && tools.contains(&"apply_patch".to_owned()),
+        "{tools:?}"
+    );
+    let input = reqs[1].json()["input"].clone();
+    let output = input
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "function_call_output")
+        .expect("function_call_output");
+    assert_eq!(output["call_id"], "call_0");
+    assert!(input.to_string().contains("Create out.txt and notes.md."));
+    let input = reqs[2].json()["input"].clone();
+    assert!(
+        input
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["type"] == "custom_tool_call_output" && i["call_id"] == "call_1")
+    );
+    assert!(fake.aux_requests().is_empty(), "{:?}", fake.aux_requests());
+}
+
+#[test]
+fn codex_read_only_verifier_cannot_write_and_answers_in_its_final_message() {
+    let Some(bin) = codex_bin() else { return };
+    let sb = Sandbox::new();
+    let verdict = "Review complete.\n\n```json\n{\"handoff\": {\"version\": 1, \"status\": \"done\", \"verdict\": \"pass\", \"findings\": []}}\n```";
+    let fake = FakeOpenAi::start(vec![
+        Turn::shell("git log --oneline && cat README.md"),
+        Turn::shell("echo tampered > review.txt"),
+        Turn::Final(verdict.to_owned()),
+    ]);
+    let last_msg = sb.root.join("last-message.txt");
+    let run = run_codex(
+        &bin,
+        &sb,
+        &fake,
+        "read-only",
+        &["-o", last_msg.to_str().unwrap()],
+        "Review the work.",
+    );
+
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    assert!(
+        !sb.repo.join("review.txt").exists(),
+        "the read-only sandbox let a write through"
+    );
+    let reqs = fake.turn_requests();
+    assert_eq!(reqs.len(), 3, "{}", run.dump());
+    let denied = reqs[2].json()["input"].to_string();
+    assert!(denied.contains("Read-only file system"), "{denied}");
+
+    let cmds = run.items("item.completed", "command_execution");
+    assert!(
+        cmds.iter().any(|c| c["aggregated_output"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hello readme")),
+        "{}",
+        run.dump()
+    );
+    // Observed with 0.169.0: the command the sandbox refused gets no command_execution item.
+    eprintln!("command_execution items: {}", cmds.len());
+    assert_eq!(
+        run.items("item.completed", "agent_message").last().unwrap()["text"],
+        verdict
+    );
+    assert_eq!(std::fs::read_to_string(&last_msg).unwrap(), verdict);
+    assert_eq!(run.last()["type"], "turn.completed");
+}
+
+#[test]
+fn codex_usage_limit_fails_fast_with_the_reset_time() {
+    let Some(bin) = codex_bin() else { return };
+    let sb = Sandbox::new();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let resets_at = now + 2 * 3600 + 17 * 60;
+    let fake = FakeOpenAi::start(vec![Turn::usage_limit(resets_at)]);
+    let run = run_codex(&bin, &sb, &fake, "workspace-write", &[], "Do the task.");
+    save_fixture("codex-usage-limit.stdout.jsonl", &run);
+
+    assert_eq!(run.code, Some(1), "{}", run.dump());
+    let msg = turn_failed_message(&run);
+    // "You’ve hit your usage limit. Upgrade to Pro (…), visit … or try again at 8:05 PM."
+    // (curly apostrophe; reset time in local time = TZ, minute precision, date prefixed as
+    // "Nov 23rd, 2026 " when not today)
+    assert!(
+        msg.starts_with("You\u{2019}ve hit your usage limit."),
+        "{msg}"
+    );
+    let secs = resets_at.rem_euclid(86_400);
+    let (h, m) = (secs / 3600, secs % 3600 / 60);
+    let clock = format!(
+        "{}:{m:02} {}",
+        if h % 12 == 0 { 12 } else { h % 12 },
+        if h < 12 { "AM" } else { "PM" }
+    );
+    assert!(
+        msg.contains(&format!("try again at {clock}.")) || msg.contains(&format!(" {clock}.")),
+        "{msg} / {clock}"
+    );
+    // Same text as an `error` event just before, no retries.
+    let errors = run.of_type("error");
+    assert_eq!(errors.len(), 1, "{}", run.dump());
+    assert_eq!(errors[0]["message"], msg.as_str());
+    assert_eq!(
+        fake.turn_requests().len(),
+        1,
+        "a usage limit is not retried"
+    );
+    assert!(run.elapsed < Duration::from_secs(30), "{:?}", run.elapsed);
+}
+
+#[test]
+fn codex_unauthorized_fails_after_bounded_retries() {
+    let Some(bin) = codex_bin() else { return };
+    let sb = Sandbox::new();
+    let fake = FakeOpenAi::start(vec![Turn::unauthorized()]);
+    let run = run_codex(&bin, &sb, &fake, "workspace-write", &[], "Do the task.");
+    save_fixture("codex-auth-401.stdout.jsonl", &run);
+
+    assert_eq!(run.code, Some(1), "{}", run.dump());
+    let msg = turn_failed_message(&run);
+    assert!(
+        msg.starts_with("unexpected status 401 Unauthorized: Incorrect API key provided"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("url: {}/responses", fake.base_url())),
+        "{msg}"
+    );
+    // stream_max_retries=1: one "Reconnecting... 1/1 (…)" notice, then the final error.
+    let errors = run.of_type("error");
+    assert_eq!(errors.len(), 2, "{}", run.dump());
+    assert_eq!(errors[0]["message"], format!("Reconnecting... 1/1 ({msg})"));
+    assert_eq!(
+        fake.turn_requests().len(),
+        2,
+        "401 is retried per stream retry, not per transport retry"
+    );
+    assert!(run.elapsed < Duration::from_secs(30), "{:?}", run.elapsed);
+}
+
+#[test]
+fn codex_gives_up_on_a_server_that_is_down() {
+    let Some(bin) = codex_bin() else { return };
+    let sb = Sandbox::new();
+    let fake = FakeOpenAi::start(vec![]);
+    fake.shut_down();
+    let run = run_codex(&bin, &sb, &fake, "workspace-write", &[], "Do the task.");
+    save_fixture("codex-down.stdout.jsonl", &run);
+
+    assert_eq!(run.code, Some(1), "{}", run.dump());
+    let msg = turn_failed_message(&run);
+    assert_eq!(
+        msg,
+        "Connection failed: error sending request",
+        "{}",
+        run.dump()
+    );
+    assert_eq!(
+        run.of_type("error")[0]["message"],
+        format!("Reconnecting... 1/1 ({msg})")
+    );
+    assert!(run.elapsed < Duration::from_secs(60), "{:?}", run.elapsed);
+}
+
+#[test]
+fn codex_reports_a_hang_up_as_a_disconnected_stream() {
+    let Some(bin) = codex_bin() else { return };
+    let sb = Sandbox::new();
+    let fake = FakeOpenAi::start(vec![Turn::Hangup]);
+    let run = run_codex(&bin, &sb, &fake, "read-only", &[], "Do the task.");
+
+    assert_eq!(run.code, Some(1), "{}", run.dump());
+    let msg = turn_failed_message(&run);
+    assert_eq!(
+        msg,
+        "stream disconnected before completion: error sending request",
+        "{}",
+        run.dump()
+    );
+    // Two attempts per stream try (request_max_retries=1), two stream tries.
+    assert_eq!(fake.turn_requests().len(), 4, "{}", run.dump());
+}
+
+#[test]
+fn codex_retries_a_rate_limit_that_says_when_to_retry() {
+    let Some(bin) = codex_bin() else { return };
+    let sb = Sandbox::new();
+    // Without `retry-after` codex gives up at once ("exceeded retry limit, last status: 429
+    // Too Many Requests"); with it, it sleeps that long (uncapped) and reconnects.
+    let fake = FakeOpenAi::start(vec![
+        Turn::rate_limited(Some(1)),
+        Turn::Final("recovered".to_owned()),
+    ]);
+    let run = run_codex(&bin, &sb, &fake, "read-only", &[], "Do the task.");
+
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    let errors = run.of_type("error");
+    assert_eq!(errors.len(), 1, "{}", run.dump());
+    assert_eq!(
+        errors[0]["message"],
+        "Reconnecting... 1/1 (exceeded retry limit, last status: 429 Too Many Requests)"
+    );
+    assert_eq!(
+        run.items("item.completed", "agent_message").last().unwrap()["text"],
+        "recovered"
+    );
+    assert_eq!(run.last()["type"], "turn.completed");
+    assert_eq!(fake.turn_requests().len(), 2);
+}
