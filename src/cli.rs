@@ -53,6 +53,9 @@ pub enum Command {
     Resume(cmd::ops::NoArgs),
     /// Restore a deleted or corrupt state/state.yaml or state/budget.json from the ledger.
     Repair(cmd::repair::Args),
+    /// Check, without spending tokens, that agents' CLIs and auth routes, git and the
+    /// scheduler are ready. Exits 1 if any check fails.
+    Doctor(cmd::doctor::Args),
     /// Run a whole night on the built-in scripted agent, in seconds, in a fresh repository.
     Demo(cmd::demo::Args),
     /// (internal) Run one detached job: a worker, acceptance run or verifier.
@@ -88,6 +91,7 @@ pub fn main() -> i32 {
         Command::Cancel(a) => cmd::ops::cancel(&repo, &a),
         Command::Resume(a) => cmd::ops::resume(&repo, &a),
         Command::Repair(a) => cmd::repair::run(&repo, &a),
+        Command::Doctor(a) => cmd::doctor::run(&repo, &a),
         Command::Demo(a) => cmd::demo::run(&a),
         Command::Job(a) => cmd::job::run(&a),
         Command::ScriptAgent => Ok(crate::agent::script::main_from_env()),

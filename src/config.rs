@@ -34,6 +34,20 @@ pub struct RawConfig {
     /// USD per million tokens, by model id; added to (and overriding) the built-in table.
     #[serde(default)]
     pub pricing: BTreeMap<String, Price>,
+    /// Prompt templates of this repository, overriding the built-in ones.
+    #[serde(default)]
+    pub prompts: RawPrompts,
+}
+
+/// `prompts:` paths relative to the repo root. Placeholders are `{{name}}`; an unknown or
+/// unfilled one fails the attempt before any agent starts (see templates/*.md for the names).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrompts {
+    #[serde(default)]
+    pub worker: Option<String>,
+    #[serde(default)]
+    pub verifier: Option<String>,
 }
 
 /// USD per million tokens.
@@ -383,6 +397,8 @@ pub struct Config {
     pub money: Money,
     /// Model id -> price (built-in table plus `pricing:`).
     pub prices: BTreeMap<String, Price>,
+    pub prompt_worker: Option<String>,
+    pub prompt_verifier: Option<String>,
 }
 
 /// Parses a duration such as `45m`, `1h30m`, `90s` or `2d` into seconds.
@@ -538,6 +554,8 @@ impl Config {
             }
         }
         Ok(Self {
+            prompt_worker: raw.prompts.worker.clone(),
+            prompt_verifier: raw.prompts.verifier.clone(),
             money,
             prices,
             lanes: raw.lanes,

@@ -133,16 +133,27 @@ fn codex_invocation(agent: &Agent, role: Role, cx: &InvokeCtx<'_>) -> Result<Inv
         sandbox.into(),
         "-C".into(),
         cx.worktree.to_string_lossy().into_owned(),
+        // Give up on an unreachable server instead of retrying for ever; no plugin sync, no
+        // analytics linger, no compressed request bodies.
+        "--disable".into(),
+        "unbounded_connection_retries".into(),
+        "--disable".into(),
+        "plugins".into(),
+        "--disable".into(),
+        "enable_request_compression".into(),
+        "-c".into(),
+        "analytics.enabled=false".into(),
     ];
     if let Some(m) = &agent.model {
         args.extend(["-c".into(), format!("model=\"{m}\"")]);
     }
     args.extend(agent.args.iter().cloned());
     args.push(cx.prompt.into());
+    // Codex prints usage-limit reset times in local time: make that UTC.
     Ok(Invocation {
         program: resolve(agent, "codex")?,
         args,
-        env: Vec::new(),
+        env: vec![("TZ".into(), "UTC".into())],
     })
 }
 
@@ -192,7 +203,7 @@ pub struct Parsed {
 
 /// Parses an agent's stdout by its kind and classifies how it ended.
 #[must_use]
-pub fn parse(kind: AgentKind, stdout: &[u8], exit: ExitInfo) -> Parsed {
+pub fn parse(kind: AgentKind, stdout: &[u8], exit: ExitInfo, now: jiff::Timestamp) -> Parsed {
     let mut p = match kind {
         AgentKind::Claude | AgentKind::Script => {
             let s = claude::parse_stream(stdout);
@@ -210,7 +221,7 @@ pub fn parse(kind: AgentKind, stdout: &[u8], exit: ExitInfo) -> Parsed {
         AgentKind::Codex => {
             let s = codex::parse_stream(stdout);
             Parsed {
-                failure: failure::classify_codex(&s, exit),
+                failure: failure::classify_codex(&s, exit, now),
                 final_message: s.final_message,
                 usage: s.usage,
                 session_id: s.thread_id,
@@ -230,4 +241,74 @@ pub fn parse(kind: AgentKind, stdout: &[u8], exit: ExitInfo) -> Parsed {
         p.failure = None; // the engine reports the timeout itself
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Agent, AgentKind, Auth};
+
+    fn agent(kind: AgentKind, command: &str, model: Option<&str>, args: &[&str]) -> Agent {
+        Agent {
+            name: "a".into(),
+            kind,
+            command: Some(command.into()),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            env: [("EXTRA".to_owned(), "1".to_owned())].into_iter().collect(),
+            model: model.map(str::to_owned),
+            family: "f".into(),
+            recipe: None,
+            auth: Auth::Subscription,
+            share_cli_state: true,
+        }
+    }
+
+    fn show(a: &Agent, role: Role) -> String {
+        let cx = InvokeCtx {
+            prompt: "PROMPT",
+            prompt_file: Path::new("/h/worker-prompt.md"),
+            worktree: Path::new("/w"),
+            recipe_file: Some(Path::new("/h/worker-recipe.json")),
+            self_exe: Path::new("/bin/nightshift"),
+        };
+        let inv = invocation(a, role, &cx).unwrap();
+        let env: Vec<String> = inv.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!(
+            "{} {}\nenv: {}",
+            inv.program.display(),
+            inv.args.join(" "),
+            env.join(" ")
+        )
+    }
+
+    /// One argv per kind and role (the adapters' whole contract with each CLI).
+    #[test]
+    fn argv_per_kind_and_role() {
+        let claude = agent(
+            AgentKind::Claude,
+            "/bin/claude",
+            Some("claude-sonnet-4-5"),
+            &["--max-turns", "40"],
+        );
+        let codex = agent(AgentKind::Codex, "/bin/codex", Some("gpt-5-codex"), &[]);
+        let command = agent(
+            AgentKind::Command,
+            "/bin/sh",
+            None,
+            &["-c", "my-agent --prompt {prompt_file}"],
+        );
+        let script = agent(AgentKind::Script, "unused", None, &[]);
+        let mut out = String::new();
+        for (name, a) in [
+            ("claude", &claude),
+            ("codex", &codex),
+            ("command", &command),
+            ("script", &script),
+        ] {
+            for role in [Role::Worker, Role::Verifier] {
+                out.push_str(&format!("## {name} {role}\n{}\n", show(a, role)));
+            }
+        }
+        insta::assert_snapshot!(out);
+    }
 }

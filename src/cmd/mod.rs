@@ -4,6 +4,7 @@
 
 pub mod add_stage;
 pub mod demo;
+pub mod doctor;
 pub mod init;
 pub mod job;
 pub mod log;

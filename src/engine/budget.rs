@@ -121,13 +121,18 @@ fn add(a: &mut Usage, b: Usage) {
     a.cache_write += b.cache_write;
 }
 
-/// Agent wall time one status reserves: the time left to its agent job's deadline.
+/// Agent wall time one status reserves: its agent job's whole timeout, until it is charged.
 #[must_use]
-pub fn reservation(status: &Status, now: Timestamp) -> u64 {
+pub fn reservation(status: &Status, _now: Timestamp) -> u64 {
     match status {
-        Status::Working { deadline, .. } | Status::Verifying { deadline, .. } => {
-            u64::try_from(deadline.as_second() - now.as_second()).unwrap_or(0)
+        // The whole timeout stays reserved until the job is charged: time a running job has
+        // already spent is counted nowhere else.
+        Status::Working {
+            since, deadline, ..
         }
+        | Status::Verifying {
+            since, deadline, ..
+        } => u64::try_from(deadline.as_second() - since.as_second()).unwrap_or(0),
         _ => 0,
     }
 }

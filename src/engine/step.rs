@@ -11,8 +11,9 @@
 //! 3. stages that did not move yet and are ready are dispatched — retries first, then queued
 //!    stages in the order they were added — while lanes and budget allow.
 //!
-//! Invariants (property-tested in `tests`): a job is spawned at most once; nothing is spawned
-//! past a cap or while halted; every stage ends terminal unless the repo halts.
+//! Invariants (property-tested in `tests`): a job is spawned at most once; no agent job is
+//! spawned past a cap; a halt stops new attempts (jobs of attempts in flight still finish,
+//! never stranded); every stage ends terminal unless the repo halts.
 
 use jiff::{SignedDuration, Timestamp};
 

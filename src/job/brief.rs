@@ -20,11 +20,59 @@ fn bullets(items: &[String], empty: &str) -> String {
         .join("\n")
 }
 
+/// Most bytes of diff put in a verifier prompt. Prompts travel as one argument, and Linux
+/// refuses any single argument over 128 KiB (`MAX_ARG_STRLEN`): keep well below it.
+pub const PROMPT_DIFF_BYTES: usize = 64 * 1024;
+
+/// The diff as the verifier sees it: cut at [`PROMPT_DIFF_BYTES`] with a note saying how to
+/// read the rest.
+fn bounded_diff(diff: &str) -> String {
+    if diff.trim().is_empty() {
+        return "(the worker changed nothing)".into();
+    }
+    if diff.len() <= PROMPT_DIFF_BYTES {
+        return diff.to_owned();
+    }
+    let mut cut = PROMPT_DIFF_BYTES;
+    while !diff.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}\n... (diff cut at {} KiB of {} KiB: run `git diff HEAD` and `git status` in your working directory for the rest)",
+        &diff[..cut],
+        PROMPT_DIFF_BYTES / 1024,
+        diff.len() / 1024
+    )
+}
+
+/// A document's JSON Schema, compact, for a prompt.
+fn schema_text(doc: crate::schema::Doc) -> String {
+    serde_json::to_string(&doc.schema()).unwrap_or_default()
+}
+
+/// The template for a role: the repo's override (`prompts:` in nightshift.yaml), else the
+/// built-in one.
+///
+/// # Errors
+/// When the override file cannot be read.
+pub fn template(
+    paths: &Paths,
+    over: Option<&str>,
+    builtin: &'static str,
+) -> Result<String, String> {
+    match over {
+        Some(rel) => std::fs::read_to_string(paths.root.join(rel))
+            .map_err(|e| format!("cannot read the prompt template {rel}: {e}")),
+        None => Ok(builtin.to_owned()),
+    }
+}
+
 /// The worker's prompt for one attempt.
 ///
 /// # Errors
 /// When the template has a placeholder this code does not fill (or fills one it lacks).
 pub fn worker(
+    template: &str,
     paths: &Paths,
     stage: &Stage,
     attempt: u32,
@@ -44,8 +92,9 @@ pub fn worker(
     });
     let example = serde_json::to_string_pretty(&example).unwrap_or_default();
     let attempt_s = attempt.to_string();
+    let schema = schema_text(crate::schema::Doc::Envelope);
     render(
-        WORKER_TEMPLATE,
+        template,
         &[
             ("stage", stage.id.as_str()),
             ("attempt", &attempt_s),
@@ -59,6 +108,7 @@ pub fn worker(
             ("findings", &findings),
             ("memory", memory.trim()),
             ("envelope_example", &example),
+            ("envelope_schema", &schema),
         ],
     )
 }
@@ -68,6 +118,7 @@ pub fn worker(
 /// # Errors
 /// As [`worker`].
 pub fn verifier(
+    template: &str,
     stage: &Stage,
     attempt: u32,
     card: &str,
@@ -82,13 +133,10 @@ pub fn verifier(
     });
     let example = serde_json::to_string_pretty(&example).unwrap_or_default();
     let attempt_s = attempt.to_string();
-    let diff = if diff.trim().is_empty() {
-        "(the worker changed nothing)"
-    } else {
-        diff
-    };
+    let diff = bounded_diff(diff);
+    let schema = schema_text(crate::schema::Doc::Verdict);
     render(
-        VERIFIER_TEMPLATE,
+        template,
         &[
             ("stage", stage.id.as_str()),
             ("attempt", &attempt_s),
@@ -96,8 +144,24 @@ pub fn verifier(
             ("worker", &stage.worker),
             ("card", card),
             ("acceptance_results", acceptance),
-            ("diff", diff),
+            ("diff", &diff),
             ("verdict_example", &example),
+            ("verdict_schema", &schema),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_diff_is_cut_below_the_argument_limit() {
+        let diff = "+é\n".repeat(100_000);
+        let out = bounded_diff(&diff);
+        assert!(out.len() < 128 * 1024, "{}", out.len());
+        assert!(out.contains("git diff HEAD"));
+        assert_eq!(bounded_diff("  \n"), "(the worker changed nothing)");
+        assert_eq!(bounded_diff("+a\n"), "+a\n");
+    }
 }

@@ -90,7 +90,12 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
     let body = crate::card::Card::parse(&s.card, "card")
         .map(|c| c.body)
         .unwrap_or_default();
-    let text = super::brief::worker(cx.paths, &s.stage, cx.args.job.attempt, &body)
+    let template = super::brief::template(
+        cx.paths,
+        s.config.prompt_worker.as_deref(),
+        super::brief::WORKER_TEMPLATE,
+    )?;
+    let text = super::brief::worker(&template, cx.paths, &s.stage, cx.args.job.attempt, &body)
         .map_err(|e| e.to_string())?;
     let agent = agent_of(&s.config, &s.stage.worker)?;
     let run = run_agent(cx, agent, &wt, &text, &s.card)?;
@@ -123,8 +128,20 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
     let acceptance = serde_json::from_str::<Outcome>(&acceptance)
         .map(|o| describe_acceptance(&o))
         .unwrap_or_else(|_| "(no acceptance results recorded)".into());
-    let text = super::brief::verifier(&s.stage, cx.args.job.attempt, &s.card, &acceptance, &diff)
-        .map_err(|e| e.to_string())?;
+    let template = super::brief::template(
+        cx.paths,
+        s.config.prompt_verifier.as_deref(),
+        super::brief::VERIFIER_TEMPLATE,
+    )?;
+    let text = super::brief::verifier(
+        &template,
+        &s.stage,
+        cx.args.job.attempt,
+        &s.card,
+        &acceptance,
+        &diff,
+    )
+    .map_err(|e| e.to_string())?;
     let agent = agent_of(&s.config, &s.stage.verifier)?;
     let run = run_agent(cx, agent, &wt, &text, &s.card)?;
     let (verdict, verdict_error) = match &run.final_message {
@@ -217,7 +234,8 @@ fn run_agent(
         signal: res.signal,
         timed_out: res.timed_out,
     };
-    let parsed = agent::parse(agent.kind, &res.stdout, exit);
+    let now = crate::now::now().map_err(|e| e.to_string())?;
+    let parsed = agent::parse(agent.kind, &res.stdout, exit, now);
     Ok(AgentRun {
         agent: agent.name.clone(),
         exit: res.exit,

@@ -1,4 +1,5 @@
 mod crash;
+mod doctor;
 mod fake_api;
 mod gates;
 mod lessons;
@@ -7,4 +8,5 @@ mod night;
 mod operator;
 mod real_claude;
 mod real_codex;
+mod real_night;
 mod state_files;

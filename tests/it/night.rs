@@ -342,3 +342,7 @@ pub fn wait_for_child(n: &Night, stem: &str) -> Value {
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

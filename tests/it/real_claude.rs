@@ -2,7 +2,8 @@
 //! Anthropic API in `fake_api::anthropic`, run directly (not through nightshift): stdin
 //! /dev/null, a temp git repo as cwd, HOME / CLAUDE_CONFIG_DIR / CLAUDE_CODE_TMPDIR inside the
 //! temp dir, nothing else inherited but PATH. Skipped (with a message) when the binary is not
-//! installed, unless `NIGHTSHIFT_REQUIRE_REAL_CLIS=1`. `NIGHTSHIFT_UPDATE_FIXTURES=1` rewrites
+//! installed (`NIGHTSHIFT_CLAUDE_BIN` overrides its path), unless
+//! `NIGHTSHIFT_REQUIRE_REAL_CLIS=1`. `NIGHTSHIFT_UPDATE_FIXTURES=1` rewrites
 //! the captured failure outputs in tests/fixtures/agent-cli-output/ (temp root → /tmp/run);
 //! `NIGHTSHIFT_SHOW_CLI_OUTPUT=1` prints every run's stdout and stderr (with `--nocapture`).
 
@@ -29,17 +30,20 @@ const RUN_LIMIT: Duration = Duration::from_secs(90);
 
 /// The installed binary, or `None` after printing why the test is skipped.
 fn claude_bin() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("NIGHTSHIFT_CLAUDE_BIN").map(PathBuf::from),
-        Some(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agent-clis/node_modules/.bin/claude"),
-        ),
-    ];
-    if let Some(p) = candidates.into_iter().flatten().find(|p| p.is_file()) {
-        return Some(p);
+    let bin = match std::env::var_os("NIGHTSHIFT_CLAUDE_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agent-clis/node_modules/.bin/claude")
+        }
+    };
+    if bin.is_file() {
+        return Some(bin);
     }
-    let msg = "real Claude Code CLI not installed (tests/agent-clis/node_modules/.bin/claude; \
-               run `npm ci` in tests/agent-clis or set NIGHTSHIFT_CLAUDE_BIN)";
+    let msg = format!(
+        "real Claude Code CLI not found at {} (run `npm ci` in tests/agent-clis, or set \
+         NIGHTSHIFT_CLAUDE_BIN)",
+        bin.display()
+    );
     if std::env::var("NIGHTSHIFT_REQUIRE_REAL_CLIS").as_deref() == Ok("1") {
         panic!("{msg}, and NIGHTSHIFT_REQUIRE_REAL_CLIS=1");
     }
