@@ -20,6 +20,9 @@ pub fn kind_env(kind: AgentKind) -> Vec<(String, String)> {
             ("DISABLE_AUTOUPDATER", "1"),
             ("DISABLE_TELEMETRY", "1"),
             ("DISABLE_ERROR_REPORTING", "1"),
+            // Its default (10 retries, ~3 minutes) holds a lane on a 401 or a dead API; the
+            // agent's own `env:` can raise it.
+            ("CLAUDE_CODE_MAX_RETRIES", "2"),
         ],
         AgentKind::Codex | AgentKind::Command | AgentKind::Script => &[],
     };

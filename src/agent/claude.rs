@@ -46,6 +46,16 @@ pub struct StreamSummary {
     pub permission_denials: u32,
     /// Lines skipped because they were not a JSON object (a cut-off last line counts here).
     pub garbage_lines: u32,
+    /// `result.api_error`, e.g. `usage_limit_reached`, `connection_failed`.
+    #[serde(default)]
+    pub api_error: Option<String>,
+    /// `result.api_error_type`, e.g. `authentication_error`, `rate_limit_error`.
+    #[serde(default)]
+    pub api_error_type: Option<String>,
+    /// Unix time a usage limit resets, from a `rate_limit_event` whose status is `rejected`
+    /// (subscription logins only; API-key runs never say).
+    #[serde(default)]
+    pub limit_resets_at: Option<i64>,
 }
 
 /// Reads a whole stream. Several result lines: the last one wins. Invalid UTF-8 is decoded
@@ -114,6 +124,8 @@ struct ResultLine {
     session_id: Option<String>,
     num_turns: Option<u32>,
     denials: u32,
+    api_error: Option<String>,
+    api_error_type: Option<String>,
 }
 
 impl Accumulator {
@@ -123,6 +135,13 @@ impl Accumulator {
         }
         match object.get("type").and_then(Value::as_str) {
             Some("system") => self.system(object),
+            Some("rate_limit_event") => {
+                let info = object.get("rate_limit_info");
+                if info.and_then(|i| i.get("status")).and_then(Value::as_str) == Some("rejected") {
+                    self.summary.limit_resets_at =
+                        info.and_then(|i| i.get("resetsAt")).and_then(Value::as_i64);
+                }
+            }
             Some("result") => self.result = Some(ResultLine::read(object)),
             _ => {}
         }
@@ -157,6 +176,8 @@ impl Accumulator {
             s.cost_usd = r.cost_usd;
             s.num_turns = r.num_turns;
             s.permission_denials = s.permission_denials.max(r.denials);
+            s.api_error = r.api_error;
+            s.api_error_type = r.api_error_type;
             session = r.session_id;
         }
         s.session_id = session.or(self.init_session).or(self.first_session);
@@ -190,6 +211,8 @@ impl ResultLine {
             session_id: str_field(object, "session_id"),
             num_turns: u64_field(object, "num_turns").and_then(|v| u32::try_from(v).ok()),
             denials: u32::try_from(denials).unwrap_or(u32::MAX),
+            api_error: str_field(object, "api_error"),
+            api_error_type: str_field(object, "api_error_type"),
         }
     }
 }
@@ -580,6 +603,9 @@ mod tests {
             retries: 0,
             permission_denials: 0,
             garbage_lines: 0,
+            api_error: None,
+            api_error_type: None,
+            limit_resets_at: None,
         };
         assert_eq!(s, expected);
     }
