@@ -405,17 +405,3 @@ mod tests {
         }
     }
 }
-
-/// The hint a human needs for a failure, if any.
-#[must_use]
-pub fn hint(failure: &AgentFailure, agent: &str) -> Option<String> {
-    match failure {
-        AgentFailure::Auth { .. } => Some(format!(
-            "check agent `{agent}`'s auth route in nightshift.yaml and run `nightshift doctor`; then `nightshift requeue <stage>`"
-        )),
-        AgentFailure::PermissionDenied { .. } => Some(format!(
-            "give agent `{agent}` the tools it needs (`args` in nightshift.yaml)"
-        )),
-        _ => None,
-    }
-}

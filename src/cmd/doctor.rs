@@ -102,10 +102,10 @@ fn probe(
             if let Some(mut o) = child.stdout.take() {
                 let _ = std::io::Read::read_to_string(&mut o, &mut out);
             }
-            if out.trim().is_empty() {
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut out);
-                }
+            if out.trim().is_empty()
+                && let Some(mut e) = child.stderr.take()
+            {
+                let _ = std::io::Read::read_to_string(&mut e, &mut out);
             }
             return Ok((status.code(), out));
         }

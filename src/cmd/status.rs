@@ -359,6 +359,17 @@ fn print_table(s: &StatusJson) {
         }
     }
     for st in s.stages.iter().filter(|x| x.status == "escalated") {
+        if st
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("could not authenticate"))
+        {
+            println!(
+                "  hint: `{}`: fix the auth route of its agents in nightshift.yaml and check with `nightshift doctor`; then `nightshift requeue {}`",
+                st.id, st.id
+            );
+            continue;
+        }
         println!(
             "  hint: evidence for `{}` is in state/handoffs/{}/; retry with `nightshift requeue {}`",
             st.id, st.id, st.id

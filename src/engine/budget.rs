@@ -179,21 +179,21 @@ pub fn money_room(budget: &Budget, m: &MoneyCheck) -> Result<(), HaltReason> {
     let spent_t = budget.usage.total();
     let reserved_t = m.jobs_in_flight * c.estimate_tokens;
     let reserved_u = to_f64(m.jobs_in_flight) * c.estimate_usd;
-    if let Some(cap) = c.max_tokens {
-        if spent_t + reserved_t + c.estimate_tokens > cap {
-            return Err(HaltReason::Tokens {
-                spent: spent_t,
-                reserved: reserved_t,
-                estimate: c.estimate_tokens,
-                cap,
-                host: false,
-            });
-        }
+    if let Some(cap) = c.max_tokens
+        && spent_t + reserved_t + c.estimate_tokens > cap
+    {
+        return Err(HaltReason::Tokens {
+            spent: spent_t,
+            reserved: reserved_t,
+            estimate: c.estimate_tokens,
+            cap,
+            host: false,
+        });
     }
-    if let Some(cap) = c.max_usd {
-        if budget.usd + reserved_u + c.estimate_usd > cap {
-            return Err(usd_halt(budget.usd, reserved_u, c.estimate_usd, cap, false));
-        }
+    if let Some(cap) = c.max_usd
+        && budget.usd + reserved_u + c.estimate_usd > cap
+    {
+        return Err(usd_halt(budget.usd, reserved_u, c.estimate_usd, cap, false));
     }
     if let Some(cap) = c.host_max_tokens {
         let spent = spent_t + m.host_others.0;

@@ -4,6 +4,7 @@ mod fake_api;
 mod gates;
 mod lessons;
 mod lifecycle;
+mod money;
 mod night;
 mod operator;
 mod real_claude;

@@ -462,7 +462,7 @@ fn real_cross_family_night_claude_and_codex_both_ways_with_a_revise() {
         msg.starts_with("cl (nightshift worker)") && msg.contains("Nightshift-Verifier: cx"),
         "{msg}"
     );
-    
+
     assert_no_leaks(&n);
     let ledger = n.git(&["log", "-p", "nightshift/ledger"]);
     assert!(
