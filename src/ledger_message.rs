@@ -6,7 +6,7 @@ use crate::engine::state::State;
 
 /// Builds the commit message for the change that produced `state`.
 #[must_use]
-pub fn message(state: &State, recovered: bool) -> String {
+pub fn message(state: &State, budget: &crate::engine::budget::Budget, recovered: bool) -> String {
     let first = state
         .journal
         .first()
@@ -26,6 +26,25 @@ pub fn message(state: &State, recovered: bool) -> String {
         out.push_str("repo: committed on recovery (the tick that wrote this state died before committing it)\n");
     }
     out.push_str(&format!("\nNightshift-Seq: {}\n", state.seq));
+    let u = &budget.usage;
+    out.push_str(&format!(
+        "Nightshift-Spent: wall={}s tokens={} input={} output={} cache_read={} cache_write={} usd={:.4}\n",
+        budget.wall_secs,
+        u.total(),
+        u.input,
+        u.output,
+        u.cache_read,
+        u.cache_write,
+        budget.usd
+    ));
+    for (family, f) in &budget.families {
+        out.push_str(&format!(
+            "Nightshift-Family: {family} runs={} tokens={} usd={:.4}\n",
+            f.runs,
+            f.usage.total(),
+            f.usd
+        ));
+    }
     let mut stages: Vec<&str> = state
         .journal
         .iter()

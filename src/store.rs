@@ -212,7 +212,7 @@ pub fn load_reconciled(paths: &Paths, git: &Git) -> NsResult<(State, Budget)> {
         }
         Some(l) if l == state.seq => {}
         _ => {
-            commit(paths, git, &state, true)?;
+            commit(paths, git, &state, &budget, true)?;
         }
     }
     write_atomic(&paths.ledger_seq_file(), state.seq.to_string().as_bytes())?;
@@ -223,8 +223,14 @@ pub fn load_reconciled(paths: &Paths, git: &Git) -> NsResult<(State, Budget)> {
 ///
 /// # Errors
 /// When git fails (the ledger ref moved under us, among others).
-pub fn commit(paths: &Paths, git: &Git, state: &State, recovered: bool) -> NsResult<String> {
-    let msg = crate::ledger_message::message(state, recovered);
+pub fn commit(
+    paths: &Paths,
+    git: &Git,
+    state: &State,
+    budget: &Budget,
+    recovered: bool,
+) -> NsResult<String> {
+    let msg = crate::ledger_message::message(state, budget, recovered);
     let id = ledger::commit(git, paths, &msg)
         .map_err(|e| NsError::failure("cannot commit to the ledger").cause(e.to_string()))?;
     write_atomic(&paths.ledger_seq_file(), state.seq.to_string().as_bytes())?;

@@ -166,7 +166,7 @@ pub fn persist(
     budget.seq = state.seq;
     state.journal = events.iter().map(Event::line).collect();
     store::save(paths, &state, &budget)?;
-    store::commit(paths, git, &state, false)?;
+    store::commit(paths, git, &state, &budget, false)?;
     failpoint::hit("after-ledger-commit");
     Ok(state)
 }

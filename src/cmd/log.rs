@@ -28,7 +28,8 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         .map(|e| {
             let seq = e.message.lines().find_map(|l| l.strip_prefix("Nightshift-Seq: ")).and_then(|s| s.trim().parse::<u64>().ok());
             let time = jiff::Timestamp::from_second(e.time).map(|t| t.to_string()).unwrap_or_default();
-            serde_json::json!({ "commit": e.commit, "time": time, "seq": seq, "events": events(&e.message) })
+                        let spent = e.message.lines().find_map(|l| l.strip_prefix("Nightshift-Spent: ")).map(str::to_owned);
+            serde_json::json!({ "commit": e.commit, "time": time, "seq": seq, "events": events(&e.message), "spent": spent })
         })
         .collect();
     if args.json {
@@ -43,6 +44,9 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
             r["time"].as_str().unwrap_or_default(),
             commit.get(..10).unwrap_or(commit)
         );
+        if let Some(spent) = r["spent"].as_str() {
+            println!("    (spent so far: {spent})");
+        }
         for ev in r["events"].as_array().into_iter().flatten() {
             println!("    {}", ev.as_str().unwrap_or_default());
         }
