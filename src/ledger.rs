@@ -142,7 +142,11 @@ fn stage_durable(git: &Git, paths: &Paths, env: &[(&str, &str)]) -> Result<(), G
     if !present.is_empty() {
         let mut args = vec!["add", "--sparse", "-f", "-A", "--"];
         args.extend(present.iter().map(String::as_str));
-        git.run_in(git.root(), &args, env, None)?;
+        // Job wrappers write handoffs without the tick lock (atomically, through `.tmp-*`
+        // files that live for microseconds): never take those, and if one vanishes between
+        // git's directory scan and its stat, look again.
+        args.push(":(exclude,glob)state/**/.tmp-*");
+        add_retrying(git, &args, env)?;
     }
     if !absent.is_empty() {
         let mut args = vec![
@@ -158,6 +162,24 @@ fn stage_durable(git: &Git, paths: &Paths, env: &[(&str, &str)]) -> Result<(), G
         git.run_in(git.root(), &args, env, None)?;
     }
     Ok(())
+}
+
+/// `git add`, retried when a file vanished under it ("unable to stat", "No such file").
+fn add_retrying(git: &Git, args: &[&str], env: &[(&str, &str)]) -> Result<(), GitError> {
+    let mut tries = 0;
+    loop {
+        match git.run_in(git.root(), args, env, None) {
+            Ok(_) => return Ok(()),
+            Err(GitError::Failed { stderr, .. })
+                if tries < 4
+                    && (stderr.contains("unable to stat") || stderr.contains("No such file")) =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn commit_tree(
@@ -343,6 +365,25 @@ mod tests {
         assert_eq!(user_view(r), before);
         assert_eq!(porcelain(r), status);
         assert!(tree_files(r, &c).contains(&"state/state.yaml".to_owned()));
+    }
+
+    /// A job wrapper's in-flight atomic write (`.tmp-*` in a handoff dir) is never taken into
+    /// the ledger, and a commit made next to it succeeds.
+    #[test]
+    fn temp_files_of_concurrent_writers_are_excluded() {
+        let r = dirty_repo();
+        write_state(&r, 1);
+        let dir = r.root().join("state/handoffs/s/a1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("worker.json"), "{}").unwrap();
+        std::fs::write(dir.join(".tmp-abc123"), "partial").unwrap();
+        let c = commit(&r.git, &paths(&r), "tick 1").unwrap();
+        let files = tree_files(&r, &c);
+        assert!(
+            files.contains(&"state/handoffs/s/a1/worker.json".to_owned()),
+            "{files:?}"
+        );
+        assert!(!files.iter().any(|f| f.contains(".tmp-")), "{files:?}");
     }
 
     #[test]

@@ -184,3 +184,60 @@ mod tests {
         assert!(!group_alive(pgid));
     }
 }
+
+/// How a bounded helper command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounded {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a short helper command (a secret command, a `--version` probe) with the allow-listed
+/// environment plus `env`, stdin from /dev/null, and a time limit; kills it when the limit
+/// passes. Meant for commands with small output.
+///
+/// # Errors
+/// When it cannot start, or does not finish within `limit`.
+pub fn run_bounded(
+    mut cmd: Command,
+    env: &[(String, String)],
+    limit: Duration,
+) -> Result<Bounded, String> {
+    cmd.env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for key in crate::job::ALLOWED_ENV {
+        if let Ok(v) = std::env::var(key) {
+            cmd.env(key, v);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            let read = |r: Option<&mut dyn std::io::Read>| {
+                let mut s = String::new();
+                if let Some(r) = r {
+                    let _ = r.read_to_string(&mut s);
+                }
+                s
+            };
+            let stdout = read(child.stdout.as_mut().map(|o| o as &mut dyn std::io::Read));
+            let stderr = read(child.stderr.as_mut().map(|e| e as &mut dyn std::io::Read));
+            return Ok(Bounded {
+                code: status.code(),
+                stdout,
+                stderr,
+            });
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("it did not finish within {}s", limit.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

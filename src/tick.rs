@@ -320,6 +320,9 @@ fn integrate_inner(
         worktree::Integrated::FastForwarded { .. } => {
             format!("{branch} fast-forwarded into {}", config.integration_branch)
         }
+        worktree::Integrated::Replayed { .. } => {
+            format!("{branch} replayed onto {}", config.integration_branch)
+        }
         worktree::Integrated::Merged { .. } => {
             format!("{branch} merged into {}", config.integration_branch)
         }

@@ -41,6 +41,9 @@ pub enum Integrated {
     FastForwarded { commit: String },
     /// The target now points at this new merge commit.
     Merged { commit: String },
+    /// The target had moved on: the stage's commit was replayed on top of it (same tree
+    /// change, author and message), keeping the target's history linear.
+    Replayed { commit: String },
     /// The stage tip was already in the target; `commit` is the target's (unchanged) tip.
     AlreadyIntegrated { commit: String },
     /// Policy `None`: the stage branch is left for a human; `commit` is its tip.
@@ -57,11 +60,6 @@ pub enum WorktreeError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
-    },
-    #[error("{target} cannot be fast-forwarded to {stage_branch}: the branches have diverged")]
-    NotFastForward {
-        target: String,
-        stage_branch: String,
     },
     #[error("merging {stage_branch} into {target} conflicts in: {detail}")]
     Conflict {
@@ -244,8 +242,8 @@ pub fn commit_deliverable(
 /// # Errors
 /// [`WorktreeError::CheckedOut`] when `target` is checked out in any worktree,
 /// [`WorktreeError::UnknownRevision`] when `stage_branch` or `create_from` does not resolve,
-/// [`WorktreeError::NotFastForward`] / [`WorktreeError::Conflict`] when the policy cannot be
-/// applied, [`WorktreeError::Git`] when a git step fails (including a lost compare-and-swap).
+/// [`WorktreeError::Conflict`] when the stage's change conflicts with the target (a merge, or
+/// a replay when the target cannot simply be fast-forwarded), [`WorktreeError::Git`] when a git step fails (including a lost compare-and-swap).
 pub fn integrate(
     git: &Git,
     stage_branch: &str,
@@ -288,10 +286,7 @@ struct Tips<'a> {
 
 fn fast_forward(git: &Git, t: &Tips<'_>) -> Result<Integrated, WorktreeError> {
     if !is_ancestor(git, t.target_tip, t.stage)? {
-        return Err(WorktreeError::NotFastForward {
-            target: t.target.to_owned(),
-            stage_branch: t.stage_branch.to_owned(),
-        });
+        return replay(git, t);
     }
     move_branch(git, t.target, t.stage, t.target_tip)?;
     Ok(Integrated::FastForwarded {
@@ -333,6 +328,78 @@ fn merge(git: &Git, t: &Tips<'_>) -> Result<Integrated, WorktreeError> {
     let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     move_branch(git, t.target, &commit, t.target_tip)?;
     Ok(Integrated::Merged { commit })
+}
+
+/// Replays the stage's tip commit onto the target's tip without touching any worktree: a
+/// three-way `merge-tree` with the tip's parent as base, then `commit-tree` with the tip's
+/// author and message. Idempotent: a target that already holds a commit with the tip's
+/// `Nightshift-Attempt` trailer is left alone.
+fn replay(git: &Git, t: &Tips<'_>) -> Result<Integrated, WorktreeError> {
+    let message = git.run(&["log", "-1", "--format=%B", t.stage])?;
+    if let Some(trailer) = message
+        .lines()
+        .find(|l| l.starts_with("Nightshift-Attempt: "))
+    {
+        let grep = format!("--grep={trailer}");
+        let found = git.run(&[
+            "log",
+            "-F",
+            &grep,
+            "-n",
+            "1",
+            "--format=%H",
+            "--max-count=1",
+            t.target_tip,
+        ])?;
+        if !found.trim().is_empty() {
+            return Ok(Integrated::AlreadyIntegrated {
+                commit: t.target_tip.to_owned(),
+            });
+        }
+    }
+    let base = format!("--merge-base={}^", t.stage);
+    let args = [
+        "merge-tree",
+        "--write-tree",
+        "--name-only",
+        "--no-messages",
+        "-z",
+        &base,
+        t.target_tip,
+        t.stage,
+    ];
+    let out = git.run_raw(git.root(), &args, &[], None)?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut fields = text.split('\0').filter(|f| !f.is_empty());
+    let tree = fields.next().unwrap_or_default().trim().to_owned();
+    match out.status.code() {
+        Some(0) => {}
+        Some(1) => return Err(conflict(t, fields.collect())),
+        _ => return Err(GitError::from_output(&args, &out).into()),
+    }
+    let who = git.run(&["log", "-1", "--format=%an%x00%ae%x00%aI", t.stage])?;
+    let mut who = who.split('\0');
+    let (name, email, date) = (
+        who.next().unwrap_or("nightshift"),
+        who.next().unwrap_or(""),
+        who.next().unwrap_or(""),
+    );
+    let mut env: Vec<(&str, &str)> = NIGHTSHIFT_IDENTITY.to_vec();
+    env.retain(|(k, _)| !k.starts_with("GIT_AUTHOR_"));
+    env.extend([
+        ("GIT_AUTHOR_NAME", name),
+        ("GIT_AUTHOR_EMAIL", email),
+        ("GIT_AUTHOR_DATE", date),
+    ]);
+    let out = git.run_in(
+        git.root(),
+        &["commit-tree", &tree, "-p", t.target_tip, "-F", "-"],
+        &env,
+        Some(message.as_bytes()),
+    )?;
+    let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    move_branch(git, t.target, &commit, t.target_tip)?;
+    Ok(Integrated::Replayed { commit })
 }
 
 fn conflict(t: &Tips<'_>, mut files: Vec<&str>) -> WorktreeError {
@@ -660,16 +727,63 @@ mod tests {
             again.unwrap(),
             Integrated::AlreadyIntegrated { commit: s1.clone() }
         );
-        stage_with(&r, &paths, "s2", "two.txt", "2\n");
-        let err = integrate(
+        // s2 started from main too: the target moved on, so its commit is replayed on top,
+        // linear, with s2's author and message; doing it again changes nothing.
+        let s2 = stage_with(&r, &paths, "s2", "two.txt", "2\n");
+        let got = integrate(
             &r.git,
             "nightshift/stage/s2",
             TARGET,
             "main",
             Policy::FastForward,
+        )
+        .unwrap();
+        let Integrated::Replayed { commit } = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            r.git.run(&["rev-parse", &format!("{commit}^")]).unwrap(),
+            s1,
+            "linear on top of s1"
         );
-        assert!(matches!(err, Err(WorktreeError::NotFastForward { .. })));
-        assert_eq!(branch_tip(&r.git, TARGET).unwrap(), Some(s1));
+        assert_eq!(
+            r.git.run(&["show", &format!("{commit}:one.txt")]).unwrap(),
+            "1"
+        );
+        assert_eq!(
+            r.git.run(&["show", &format!("{commit}:two.txt")]).unwrap(),
+            "2"
+        );
+        let msg = |c: &str| r.git.run(&["log", "-1", "--format=%an %B", c]).unwrap();
+        assert_eq!(msg(&commit), msg(&s2));
+        let again = integrate(
+            &r.git,
+            "nightshift/stage/s2",
+            TARGET,
+            "main",
+            Policy::FastForward,
+        )
+        .unwrap();
+        assert_eq!(
+            again,
+            Integrated::AlreadyIntegrated {
+                commit: commit.clone()
+            }
+        );
+        // A replay that conflicts is refused and moves nothing.
+        stage_with(&r, &paths, "s3", "two.txt", "other\n");
+        let err = integrate(
+            &r.git,
+            "nightshift/stage/s3",
+            TARGET,
+            "main",
+            Policy::FastForward,
+        );
+        assert!(
+            matches!(err, Err(WorktreeError::Conflict { .. })),
+            "{err:?}"
+        );
+        assert_eq!(branch_tip(&r.git, TARGET).unwrap(), Some(commit));
         assert_eq!(branch_tip(&r.git, "main").unwrap(), Some(main));
         assert_eq!(user_view(&r), before);
     }

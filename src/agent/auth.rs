@@ -5,8 +5,8 @@
 //! the key. A misconfigured route fails closed, as an `auth` failure.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::agent::failure::AgentFailure;
 use crate::config::{Agent, AgentKind, Auth};
@@ -88,45 +88,19 @@ pub fn secret(agent: &Agent) -> Result<Option<(String, String)>, AgentFailure> {
     }
 }
 
-/// Runs a secret command with the allow-listed environment and a 30 s limit; returns its
-/// trimmed stdout. Its output is never logged.
+/// Runs a secret command (allow-listed environment, 30 s limit) and returns its trimmed
+/// stdout. Its output is never logged.
 fn run_secret_command(command: &str) -> Result<String, String> {
     let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", command])
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for key in crate::job::ALLOWED_ENV {
-        if let Ok(v) = std::env::var(key) {
-            cmd.env(key, v);
-        }
-    }
-    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            let mut out = String::new();
-            if let Some(mut o) = child.stdout.take() {
-                let _ = std::io::Read::read_to_string(&mut o, &mut out);
-            }
-            let value = out.trim().to_owned();
-            return match (status.success(), value.is_empty()) {
-                (true, false) => Ok(value),
-                (true, true) => Err("it printed nothing".into()),
-                (false, _) => Err(format!(
-                    "it exited {}",
-                    status
-                        .code()
-                        .map_or_else(|| "on a signal".into(), |c| c.to_string())
-                )),
-            };
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("it did not finish within 30s".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    cmd.args(["-c", command]);
+    let out = crate::proc::run_bounded(cmd, &[], Duration::from_secs(30))?;
+    let value = out.stdout.trim().to_owned();
+    match (out.code, value.is_empty()) {
+        (Some(0), false) => Ok(value),
+        (Some(0), true) => Err("it printed nothing".into()),
+        (code, _) => Err(format!(
+            "it exited {}",
+            code.map_or_else(|| "on a signal".into(), |c| c.to_string())
+        )),
     }
 }

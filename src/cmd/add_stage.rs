@@ -12,7 +12,7 @@ use crate::engine::state::{Stage, Status};
 use crate::error::{NsError, NsResult};
 use crate::ids::StageId;
 use crate::paths::{Paths, stage_branch};
-use crate::{lock, store, tick};
+use crate::{store, tick};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -30,12 +30,14 @@ pub struct Args {
 /// # Errors
 /// When a card is invalid or refused; nothing is enqueued then.
 pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
-    let paths = super::initialised(repo)?;
-    let config = Config::load(&paths.config())?;
-    let _lock = lock::lock(&paths.lock_file())
-        .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
-    let git = tick::open_git(&paths)?;
-    let (mut state, budget) = store::load_reconciled(&paths, &git)?;
+    let super::Locked {
+        paths,
+        config,
+        git,
+        mut state,
+        budget,
+        lock: _guard,
+    } = super::locked(repo)?;
     let now = crate::now::now()?;
     let mut cards = Vec::new();
     for file in &args.cards {

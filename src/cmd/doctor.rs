@@ -3,8 +3,8 @@
 //! a scheduler runs `nightshift tick`. Never prints a secret.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -71,8 +71,8 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     Ok(if ok { 0 } else { crate::error::EXIT_FAILURE })
 }
 
-/// Runs a program with the allow-listed environment, stdin from /dev/null and a time limit;
-/// returns (exit code, stdout).
+/// Runs a program briefly (see [`crate::proc::run_bounded`]); returns (exit code, stdout, or
+/// stderr when stdout is empty).
 fn probe(
     program: &Path,
     args: &[&str],
@@ -80,42 +80,17 @@ fn probe(
     dir: Option<&Path>,
 ) -> Result<(Option<i32>, String), String> {
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for key in crate::job::ALLOWED_ENV {
-        if let Ok(v) = std::env::var(key) {
-            cmd.env(key, v);
-        }
-    }
-    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    cmd.args(args);
     if let Some(d) = dir {
         cmd.current_dir(d);
     }
-    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            let mut out = String::new();
-            if let Some(mut o) = child.stdout.take() {
-                let _ = std::io::Read::read_to_string(&mut o, &mut out);
-            }
-            if out.trim().is_empty()
-                && let Some(mut e) = child.stderr.take()
-            {
-                let _ = std::io::Read::read_to_string(&mut e, &mut out);
-            }
-            return Ok((status.code(), out));
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("did not answer within 30s".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let out = crate::proc::run_bounded(cmd, env, Duration::from_secs(30))?;
+    let text = if out.stdout.trim().is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
+    Ok((out.code, text))
 }
 
 fn git_check(root: &Path) -> Check {

@@ -47,3 +47,36 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> NsResult<()> {
     println!("{text}");
     Ok(())
 }
+
+/// A repository opened for an operator command: the tick lock held (waiting for a running
+/// tick), config, git, and the state and budget reconciled with the ledger.
+pub struct Locked {
+    pub paths: Paths,
+    pub config: crate::config::Config,
+    pub git: crate::git::Git,
+    pub state: crate::engine::state::State,
+    pub budget: crate::engine::budget::Budget,
+    /// Held until this value is dropped: bind it by name when destructuring.
+    pub lock: crate::lock::TickLock,
+}
+
+/// Opens `repo` for a state-changing operator command.
+///
+/// # Errors
+/// When the repo is not set up, the lock cannot be taken, or the state is invalid.
+pub fn locked(repo: &Path) -> NsResult<Locked> {
+    let paths = initialised(repo)?;
+    let config = crate::config::Config::load(&paths.config())?;
+    let lock = crate::lock::lock(&paths.lock_file())
+        .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
+    let git = crate::tick::open_git(&paths)?;
+    let (state, budget) = crate::store::load_reconciled(&paths, &git)?;
+    Ok(Locked {
+        paths,
+        config,
+        git,
+        state,
+        budget,
+        lock,
+    })
+}

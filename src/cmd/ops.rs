@@ -3,11 +3,10 @@
 
 use std::path::Path;
 
-use crate::config::Config;
 use crate::engine::ops;
 use crate::error::{NsError, NsResult};
 use crate::ids::StageId;
-use crate::{lock, store, tick};
+use crate::tick;
 
 #[derive(Debug, clap::Args)]
 pub struct StageArg {
@@ -26,12 +25,14 @@ where
         jiff::Timestamp,
     ) -> Result<(Vec<crate::engine::Event>, Vec<crate::engine::Effect>), ops::OpError>,
 {
-    let paths = super::initialised(repo)?;
-    let config = Config::load(&paths.config())?;
-    let _lock = lock::lock(&paths.lock_file())
-        .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
-    let git = tick::open_git(&paths)?;
-    let (mut state, budget) = store::load_reconciled(&paths, &git)?;
+    let super::Locked {
+        paths,
+        config,
+        git,
+        mut state,
+        budget,
+        lock: _guard,
+    } = super::locked(repo)?;
     let seen = crate::observe::observe(&paths, &state);
     let now = crate::now::now()?;
     let (events, effects) = f(&mut state, &seen, now).map_err(|e| {

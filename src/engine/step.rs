@@ -474,20 +474,7 @@ fn agent_ok(
 fn passed_gate(stage: &mut Stage, cx: &mut Ctx<'_>, role: Role, attempt: u32) {
     match role {
         Role::Worker => {
-            let deadline = later(cx.now, stage.timeouts.acceptance);
-            stage.status = Status::Checking {
-                attempt,
-                since: cx.now,
-                deadline,
-            };
-            spawn(
-                stage,
-                cx,
-                Role::Acceptance,
-                attempt,
-                stage.timeouts.acceptance,
-                None,
-            );
+            start_job(stage, cx, Role::Acceptance, attempt, None);
             cx.events.push(Event::stage(
                 &stage.id,
                 format!("a{attempt} worker handed off; checking acceptance"),
@@ -500,20 +487,7 @@ fn passed_gate(stage: &mut Stage, cx: &mut Ctx<'_>, role: Role, attempt: u32) {
                 cx.halted_now.push(reason);
                 return;
             }
-            let deadline = later(cx.now, stage.timeouts.verifier);
-            stage.status = Status::Verifying {
-                attempt,
-                since: cx.now,
-                deadline,
-            };
-            spawn(
-                stage,
-                cx,
-                Role::Verifier,
-                attempt,
-                stage.timeouts.verifier,
-                None,
-            );
+            start_job(stage, cx, Role::Verifier, attempt, None);
             cx.events.push(Event::stage(
                 &stage.id,
                 format!(
@@ -539,14 +513,38 @@ fn passed_gate(stage: &mut Stage, cx: &mut Ctx<'_>, role: Role, attempt: u32) {
     }
 }
 
-fn spawn(
-    stage: &Stage,
+/// Moves a stage to the status that waits on `role`'s job of `attempt` and asks for that job,
+/// with the role's timeout as its deadline.
+fn start_job(
+    stage: &mut Stage,
     cx: &mut Ctx<'_>,
     role: Role,
     attempt: u32,
-    timeout_secs: u64,
     start_point: Option<String>,
 ) {
+    let timeout = match role {
+        Role::Worker => stage.timeouts.worker,
+        Role::Acceptance => stage.timeouts.acceptance,
+        Role::Verifier => stage.timeouts.verifier,
+    };
+    let (since, deadline) = (cx.now, later(cx.now, timeout));
+    stage.status = match role {
+        Role::Worker => Status::Working {
+            attempt,
+            since,
+            deadline,
+        },
+        Role::Acceptance => Status::Checking {
+            attempt,
+            since,
+            deadline,
+        },
+        Role::Verifier => Status::Verifying {
+            attempt,
+            since,
+            deadline,
+        },
+    };
     let job = JobKey {
         stage: stage.id.clone(),
         attempt,
@@ -554,7 +552,7 @@ fn spawn(
     };
     cx.effects.push(Effect::Spawn(SpawnPlan {
         job,
-        timeout_secs,
+        timeout_secs: timeout,
         start_point,
     }));
 }
@@ -798,15 +796,10 @@ fn dispatch(state: &mut State, moved: &[bool], cx: &mut Ctx<'_>) {
         let stage = &mut state.stages[i];
         stage.attempt += 1;
         let attempt = stage.attempt;
-        stage.status = Status::Working {
-            attempt,
-            since: cx.now,
-            deadline: later(cx.now, estimate),
-        };
         cx.budget.count_attempt(&stage.id);
         cx.reserved += estimate;
         cx.jobs += 1;
-        spawn(stage, cx, Role::Worker, attempt, estimate, Some(start));
+        start_job(stage, cx, Role::Worker, attempt, Some(start));
         cx.events.push(Event::stage(
             &stage.id,
             format!("a{attempt} dispatched to {}", stage.worker),

@@ -269,3 +269,21 @@ fn idle_tick_writes_and_commits_nothing() {
         mtime
     );
 }
+
+/// Under the default `fast-forward` policy two independent stages both start from `base`:
+/// the second cannot fast-forward, so its commit is replayed on top, keeping the integration
+/// branch linear (it used to escalate).
+#[test]
+fn independent_stages_both_land_linearly_under_fast_forward() {
+    let mut n = Night::new();
+    n.init();
+    let a = one_card(&n, "a", "test -f a.txt", &[writes("a.txt", "a")], &[PASS]);
+    let b = one_card(&n, "b", "test -f b.txt", &[writes("b.txt", "b")], &[PASS]);
+    n.add(&[&a, &b]);
+    n.drain(30);
+    assert_eq!((n.stage("a")["status"].as_str(), n.stage("b")["status"].as_str()), (Some("done"), Some("done")));
+    let log = n.git(&["log", "--format=%s|%an", "--first-parent", "nightshift/integration"]);
+    assert!(log.starts_with("b: Stage b|wclaude (nightshift worker)\na: Stage a|wclaude (nightshift worker)\n"), "{log}");
+    assert_eq!(n.git(&["rev-list", "--merges", "--count", "nightshift/integration"]), "0");
+    assert!(n.events().iter().any(|e| e == "b: a1 done: nightshift/stage/b replayed onto nightshift/integration"), "{:#?}", n.events());
+}
