@@ -294,6 +294,19 @@ struct TextBlock<'a> {
     text: &'a str,
 }
 
+/// A `system/permission_denied` event, as the CLI prints when it refuses a tool call.
+#[must_use]
+pub fn permission_denied_line(session_id: &str, tool: &str) -> String {
+    to_line(&serde_json::json!({
+        "type": "system",
+        "subtype": "permission_denied",
+        "tool_name": tool,
+        "decision_reason_type": "mode",
+        "message": format!("{tool} requires approval"),
+        "session_id": session_id,
+    }))
+}
+
 /// An `assistant` event carrying one text block (no usage: the real CLI's is partial anyway).
 #[must_use]
 pub fn assistant_text_line(session_id: &str, text: &str) -> String {

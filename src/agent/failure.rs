@@ -236,6 +236,25 @@ fn civil_date(mon: &str, day: &str, year: &str) -> Option<jiff::civil::Date> {
     jiff::civil::Date::new(year.parse().ok()?, i8::try_from(month + 1).ok()?, d).ok()
 }
 
+/// A run that ended "successfully" but left no valid handoff while the CLI refused tool calls
+/// failed because of the refusals (Claude's acceptEdits mode denies test runners and still
+/// exits 0): say so, rather than "no envelope".
+#[must_use]
+pub fn refused_tools(
+    failure: Option<AgentFailure>,
+    denials: u32,
+    handoff_ok: bool,
+) -> Option<AgentFailure> {
+    match failure {
+        None if denials > 0 && !handoff_ok => Some(AgentFailure::PermissionDenied {
+            detail: format!(
+                "the CLI refused {denials} tool call(s) and no valid handoff came back; allow the tools the role needs"
+            ),
+        }),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +331,28 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn refusals_without_a_handoff_are_permission_denied() {
+        assert!(matches!(
+            refused_tools(None, 2, false),
+            Some(AgentFailure::PermissionDenied { .. })
+        ));
+        assert_eq!(
+            refused_tools(None, 2, true),
+            None,
+            "a valid handoff despite refusals goes on to the gates"
+        );
+        assert_eq!(refused_tools(None, 0, false), None);
+        let auth = AgentFailure::Auth { detail: "x".into() };
+        assert_eq!(refused_tools(Some(auth.clone()), 3, false), Some(auth));
+        // The real reviewer fixture (plan mode refusing writes) has refusals.
+        let s = crate::agent::claude::parse_stream(
+            include_str!("../../tests/fixtures/agent-cli-output/claude-reviewer.stdout.jsonl")
+                .as_bytes(),
+        );
+        assert!(s.permission_denials > 0);
     }
 
     #[test]

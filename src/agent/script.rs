@@ -68,6 +68,8 @@ pub enum Step {
     Say(String),
     /// End with an API error result (`is_error: true`) and exit 1.
     ApiError { status: u16 },
+    /// The CLI refuses a call of this tool (a `system/permission_denied` event).
+    DenyTool(String),
 }
 
 impl Recipe {
@@ -222,6 +224,10 @@ fn run_step(
         }
         Step::Say(text) => Flow::Final(text.clone()),
         Step::ApiError { status } => Flow::ApiError(*status),
+        Step::DenyTool(tool) => {
+            let _ = writeln!(out, "{}", claude::permission_denied_line(session, tool));
+            Flow::Continue
+        }
     }
 }
 

@@ -100,6 +100,9 @@ pub struct AgentRun {
     pub model: Option<String>,
     /// The CLI's own version, when it reports one.
     pub cli_version: Option<String>,
+    /// Tool calls the CLI refused (permission denials).
+    #[serde(default)]
+    pub permission_denials: u32,
 }
 
 /// One acceptance command's result.

@@ -107,6 +107,12 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
         },
         None => (None, Some("the agent produced no final message".into())),
     };
+    let mut run = run;
+    run.failure = agent::failure::refused_tools(
+        run.failure.take(),
+        run.permission_denials,
+        envelope.is_some(),
+    );
     Ok(OutcomeResult::Worker {
         run,
         envelope,
@@ -151,6 +157,12 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
         },
         None => (None, Some("the verifier produced no final message".into())),
     };
+    let mut run = run;
+    run.failure = agent::failure::refused_tools(
+        run.failure.take(),
+        run.permission_denials,
+        verdict.is_some(),
+    );
     Ok(OutcomeResult::Verifier {
         run,
         verdict,
@@ -250,6 +262,7 @@ fn run_agent(
         failure: parsed.failure,
         model: parsed.model,
         cli_version: parsed.cli_version,
+        permission_denials: parsed.permission_denials,
     })
 }
 

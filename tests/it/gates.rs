@@ -132,3 +132,28 @@ fn default_verifier_is_of_the_other_family() {
     n.add(&[&a]);
     assert_eq!(n.stage("a")["verifier"], "wclaude");
 }
+
+/// Lesson: some permission modes make a headless CLI refuse tools and still exit 0. A run with
+/// refused tool calls and no handoff is a typed `permission_denied`, not a bare "no envelope".
+#[test]
+fn lesson_refused_tools_without_a_handoff_is_permission_denied() {
+    let mut n = Night::new();
+    n.init();
+    let denied = "    - steps:\n        - deny_tool: Bash\n        - deny_tool: Bash\n        - say: \"I could not run the tests.\"\n".to_owned();
+    let front = format!("max_attempts: 1\n{}", script(&[denied], &[PASS]));
+    let c = n.card("s1", &front, "body");
+    n.add(&[&c]);
+    n.drain(10);
+    let s = n.stage("s1");
+    assert_eq!(
+        s["attempts"][0]["runs"][0]["failure"]["kind"], "permission_denied",
+        "{s:#}"
+    );
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("refused 2 tool call(s)"),
+        "{s:#}"
+    );
+}
