@@ -281,9 +281,34 @@ fn independent_stages_both_land_linearly_under_fast_forward() {
     let b = one_card(&n, "b", "test -f b.txt", &[writes("b.txt", "b")], &[PASS]);
     n.add(&[&a, &b]);
     n.drain(30);
-    assert_eq!((n.stage("a")["status"].as_str(), n.stage("b")["status"].as_str()), (Some("done"), Some("done")));
-    let log = n.git(&["log", "--format=%s|%an", "--first-parent", "nightshift/integration"]);
-    assert!(log.starts_with("b: Stage b|wclaude (nightshift worker)\na: Stage a|wclaude (nightshift worker)\n"), "{log}");
-    assert_eq!(n.git(&["rev-list", "--merges", "--count", "nightshift/integration"]), "0");
-    assert!(n.events().iter().any(|e| e == "b: a1 done: nightshift/stage/b replayed onto nightshift/integration"), "{:#?}", n.events());
+    assert_eq!(
+        (
+            n.stage("a")["status"].as_str(),
+            n.stage("b")["status"].as_str()
+        ),
+        (Some("done"), Some("done"))
+    );
+    let log = n.git(&[
+        "log",
+        "--format=%s|%an",
+        "--first-parent",
+        "nightshift/integration",
+    ]);
+    assert!(
+        log.starts_with(
+            "b: Stage b|wclaude (nightshift worker)\na: Stage a|wclaude (nightshift worker)\n"
+        ),
+        "{log}"
+    );
+    assert_eq!(
+        n.git(&["rev-list", "--merges", "--count", "nightshift/integration"]),
+        "0"
+    );
+    assert!(
+        n.events()
+            .iter()
+            .any(|e| e == "b: a1 done: nightshift/stage/b replayed onto nightshift/integration"),
+        "{:#?}",
+        n.events()
+    );
 }
