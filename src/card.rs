@@ -25,6 +25,10 @@ pub struct FrontMatter {
     pub worker: Option<String>,
     #[serde(default)]
     pub verifier: Option<String>,
+    /// A worker to switch to when the worker's family hits its usage limit (instead of
+    /// pausing); it must be of another family than the verifier.
+    #[serde(default)]
+    pub fallback: Option<String>,
     #[serde(default)]
     pub allow_same_family: bool,
     #[serde(default)]

@@ -70,6 +70,9 @@ pub enum Step {
     ApiError { status: u16 },
     /// The CLI refuses a call of this tool (a `system/permission_denied` event).
     DenyTool(String),
+    /// End as Claude Code does when a subscription's usage limit is hit: a rejected
+    /// `rate_limit_event` with its reset time (Unix seconds), a 429 error result, exit 1.
+    UsageLimit { resets_at: i64 },
 }
 
 impl Recipe {
@@ -224,6 +227,18 @@ fn run_step(
         }
         Step::Say(text) => Flow::Final(text.clone()),
         Step::ApiError { status } => Flow::ApiError(*status),
+        Step::UsageLimit { resets_at } => {
+            let event = serde_json::json!({"type": "rate_limit_event", "rate_limit_info": {"status": "rejected", "resetsAt": resets_at, "rateLimitType": "five_hour"}, "session_id": session});
+            let _ = writeln!(out, "{event}");
+            let text = "You've hit your 5-hour limit";
+            let _ = writeln!(
+                out,
+                "{}",
+                claude::api_error_result_line(session, text, 429, *usage, 1, 1)
+            );
+            let _ = out.flush();
+            Flow::Exit(1)
+        }
         Step::DenyTool(tool) => {
             let _ = writeln!(out, "{}", claude::permission_denied_line(session, tool));
             Flow::Continue

@@ -148,6 +148,19 @@ fn stage_of(config: &Config, card: &Card, label: &str, now: jiff::Timestamp) -> 
             w.family
         )));
     }
+    if let Some(fb) = &f.fallback {
+        let fa = config.agents.get(fb).ok_or_else(|| {
+            err(format!(
+                "fallback `{fb}` is not an agent in nightshift.yaml"
+            ))
+        })?;
+        if fa.family == v.family || fa.family == w.family {
+            return Err(err(format!(
+                "fallback `{fb}` is of family `{}`: it must differ from the worker's (`{}`) and the verifier's (`{}`)",
+                fa.family, w.family, v.family
+            )));
+        }
+    }
     if f.depends_on.len() > 1 && config.policy == Policy::None {
         return Err(err("a stage with several dependencies starts from the integration branch, which policy `none` never fills".into()));
     }
@@ -181,6 +194,7 @@ fn stage_of(config: &Config, card: &Card, label: &str, now: jiff::Timestamp) -> 
         card_path: label.to_owned(),
         worker,
         verifier,
+        fallback: f.fallback.clone(),
         depends_on: f.depends_on.clone(),
         acceptance: f.acceptance.clone(),
         protected: f.protected.clone(),

@@ -184,6 +184,9 @@ pub struct Stage {
     pub card_path: String,
     pub worker: String,
     pub verifier: String,
+    /// The card's fallback worker for a usage limit.
+    #[serde(default)]
+    pub fallback: Option<String>,
     pub depends_on: Vec<StageId>,
     pub acceptance: Vec<String>,
     pub protected: Vec<String>,

@@ -727,6 +727,32 @@ fn pause(
     resets_at: Option<Timestamp>,
 ) {
     let family = cx.limits.family(agent);
+    if let Some(fallback) = usable_fallback(stage, cx, agent) {
+        // The card names a worker of another family: switch to it instead of waiting. The
+        // family still pauses for everyone else, and this attempt does not count.
+        let until = resets_at
+            .filter(|t| *t > cx.now)
+            .unwrap_or_else(|| later(cx.now, cx.limits.default_pause_secs));
+        cx.paused_now
+            .push((family.clone(), until, resets_at.is_some()));
+        stage.attempt_floor += 1;
+        cx.events.push(Event::stage(
+            &stage.id,
+            format!(
+                "a{attempt} hit the {family} usage limit; switching to fallback worker {fallback}"
+            ),
+        ));
+        stage.worker = fallback;
+        let reason = FailReason::Agent {
+            role: Role::Worker,
+            failure: AgentFailure::UsageLimit {
+                resets_at,
+                detail: format!("{family} usage limit"),
+            },
+        };
+        stage.status = Status::Retry { attempt, reason };
+        return;
+    }
     let until = resets_at
         .filter(|t| *t > cx.now)
         .unwrap_or_else(|| later(cx.now, cx.limits.default_pause_secs));
@@ -744,6 +770,18 @@ fn pause(
         family,
         until,
     };
+}
+
+/// The card's fallback worker, when the usage limit hit the worker and the fallback is of
+/// another family than both the limited one and the verifier, and is not paused itself.
+fn usable_fallback(stage: &Stage, cx: &Ctx<'_>, agent: &str) -> Option<String> {
+    let fallback = stage.fallback.clone()?;
+    let limited = cx.limits.family(agent);
+    let ok = agent == stage.worker
+        && cx.limits.family(&fallback) != limited
+        && cx.limits.family(&fallback) != cx.limits.family(&stage.verifier)
+        && !family_paused(cx, &fallback);
+    ok.then_some(fallback)
 }
 
 /// True when `agent`'s family is paused at `now`.

@@ -182,6 +182,7 @@ impl Sim {
             card_path: format!("stage-cards/{id}.md"),
             worker: "claude".into(),
             verifier: "codex".into(),
+            fallback: None,
             depends_on: deps.iter().map(|d| sid(d)).collect(),
             acceptance: vec!["cargo test".into()],
             protected: Vec::new(),

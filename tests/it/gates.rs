@@ -157,3 +157,59 @@ fn lesson_refused_tools_without_a_handoff_is_permission_denied() {
         "{s:#}"
     );
 }
+
+/// A usage limit hit by the worker switches the stage to the card's fallback worker (of a
+/// third family) instead of waiting; the limited family stays paused for everyone else.
+#[test]
+fn usage_limit_switches_to_the_cards_fallback_worker() {
+    let cfg = super::night::CONFIG.replace(
+        "  vcodex: { kind: script, family: codex }",
+        "  vcodex: { kind: script, family: codex }\n  wgemini: { kind: script, family: gemini }",
+    );
+    let mut n = Night::with_config(&cfg);
+    n.init();
+    // 2027-01-01T05:00:00Z, four hours after the Night clock's start.
+    let limited = "    - steps:\n        - usage_limit: { resets_at: 1798779600 }\n".to_owned();
+    let front = format!(
+        "fallback: wgemini\n{}",
+        script(&[limited, writes("out.txt", "x")], &[PASS])
+    );
+    let c = n.card("s1", &front, "body");
+    let other = n.card("s2", &script(&[writes("o.txt", "o")], &[PASS]), "body");
+    n.add(&[&c, &other]);
+    for _ in 0..12 {
+        n.tick();
+        n.settle();
+    }
+    let s = n.stage("s1");
+    assert_eq!(
+        (
+            s["status"].as_str(),
+            s["worker"].as_str(),
+            s["attempts_used"].as_u64()
+        ),
+        (Some("done"), Some("wgemini"), Some(1)),
+        "{s:#}"
+    );
+    assert!(n.events().iter().any(|e| e == "s1: a1 hit the claude usage limit; switching to fallback worker wgemini"), "{:#?}", n.events());
+    // s2's worker is of the limited family: it waits for the reset.
+    let st = n.status();
+    assert_eq!(
+        st["paused"]["claude"]["until"], "2027-01-01T05:00:00Z",
+        "{st:#}"
+    );
+    assert_eq!(st["stages"][1]["status"], "queued", "{st:#}");
+}
+
+#[test]
+fn a_fallback_of_the_verifiers_family_is_refused() {
+    let n = Night::new();
+    n.init();
+    let c = n.card("s1", "fallback: vcodex\n", "body");
+    let out = n.ns(&["add-stage", &c]);
+    assert!(
+        stderr(&out).contains("fallback `vcodex` is of family `codex`: it must differ"),
+        "{}",
+        stderr(&out)
+    );
+}
