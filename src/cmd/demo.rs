@@ -227,5 +227,9 @@ fn drained(dir: &Path) -> NsResult<bool> {
             )
         })
     });
-    Ok(all_final || (halted && v["in_flight"].as_u64() == Some(0)))
+        // Halted with nothing running: nothing more will happen without the operator.
+    let running = v["stages"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|x| matches!(x["job"].as_str(), Some("running" | "starting"))));
+    Ok(all_final || (halted && !running))
 }
