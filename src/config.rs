@@ -218,6 +218,7 @@ pub enum Policy {
 pub enum AgentKind {
     Claude,
     Codex,
+    Gemini,
     Command,
     Script,
 }
@@ -452,6 +453,7 @@ fn default_family(kind: AgentKind) -> Option<&'static str> {
     match kind {
         AgentKind::Claude => Some("claude"),
         AgentKind::Codex => Some("codex"),
+        AgentKind::Gemini => Some("gemini"),
         AgentKind::Command | AgentKind::Script => None,
     }
 }
@@ -668,6 +670,7 @@ pub fn default_key_var(kind: AgentKind) -> Option<&'static str> {
     match kind {
         AgentKind::Claude => Some("ANTHROPIC_API_KEY"),
         AgentKind::Codex => Some("OPENAI_API_KEY"),
+        AgentKind::Gemini => Some("GEMINI_API_KEY"),
         AgentKind::Command | AgentKind::Script => None,
     }
 }
@@ -715,6 +718,7 @@ pub fn kind_name(kind: AgentKind) -> &'static str {
     match kind {
         AgentKind::Claude => "claude",
         AgentKind::Codex => "codex",
+        AgentKind::Gemini => "gemini",
         AgentKind::Command => "command",
         AgentKind::Script => "script",
     }

@@ -24,6 +24,8 @@ pub fn kind_env(kind: AgentKind) -> Vec<(String, String)> {
             // agent's own `env:` can raise it.
             ("CLAUDE_CODE_MAX_RETRIES", "2"),
         ],
+        // One process (the relaunching parent ignores SIGTERM).
+        AgentKind::Gemini => &[("GEMINI_CLI_NO_RELAUNCH", "true")],
         AgentKind::Codex | AgentKind::Command | AgentKind::Script => &[],
     };
     pairs
@@ -31,6 +33,11 @@ pub fn kind_env(kind: AgentKind) -> Vec<(String, String)> {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
 }
+
+/// Gemini CLI settings for an isolated home: API-key auth (the environment alone makes it pick
+/// a gateway auth type and refuse), no usage statistics or telemetry (its only outside
+/// traffic), no auto-update or IDE, bounded retries, and a repo's `.env` ignored.
+pub const GEMINI_SETTINGS: &str = r#"{"security":{"auth":{"selectedType":"gemini-api-key"}},"privacy":{"usageStatisticsEnabled":false},"telemetry":{"enabled":false},"general":{"enableAutoUpdate":false,"enableAutoUpdateNotification":false,"maxAttempts":2},"ide":{"enabled":false},"advanced":{"ignoreLocalEnv":true}}"#;
 
 /// The variables that give an agent its isolated CLI state under `dir` (created here).
 ///
@@ -57,6 +64,12 @@ pub fn isolation_env(agent: &Agent, dir: &Path) -> std::io::Result<Vec<(String, 
             let home = dir.join("codex");
             std::fs::create_dir_all(&home)?;
             vec![var("CODEX_HOME", &home), var("TMPDIR", &tmp)]
+        }
+        AgentKind::Gemini => {
+            let home = dir.join("gemini");
+            std::fs::create_dir_all(home.join(".gemini"))?;
+            std::fs::write(home.join(".gemini/settings.json"), GEMINI_SETTINGS)?;
+            vec![var("GEMINI_CLI_HOME", &home), var("TMPDIR", &tmp)]
         }
         AgentKind::Command | AgentKind::Script => vec![var("TMPDIR", &tmp)],
     })

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod claude;
 pub mod codex;
 pub mod failure;
+pub mod gemini;
 pub mod script;
 
 use schemars::JsonSchema;
@@ -64,6 +65,7 @@ pub fn invocation(agent: &Agent, role: Role, cx: &InvokeCtx<'_>) -> Result<Invoc
         AgentKind::Script => script_invocation(cx)?,
         AgentKind::Claude => claude_invocation(agent, role, cx)?,
         AgentKind::Codex => codex_invocation(agent, role, cx)?,
+        AgentKind::Gemini => gemini_invocation(agent, role, cx)?,
         AgentKind::Command => command_invocation(agent, cx)?,
     };
     inv.env
@@ -157,6 +159,45 @@ fn codex_invocation(agent: &Agent, role: Role, cx: &InvokeCtx<'_>) -> Result<Inv
     })
 }
 
+/// The verifier's policy: plan mode (read-only) plus read-only git commands.
+pub const GEMINI_VERIFIER_POLICY: &str = "[[rule]]\ntoolName = \"run_shell_command\"\ncommandPrefix = [\"git diff\", \"git log\", \"git show\", \"git status\"]\ndecision = \"allow\"\npriority = 100\nmodes = [\"plan\"]\n";
+
+/// Gemini CLI, headless: `-p PROMPT --output-format stream-json --skip-trust`; the worker in
+/// `yolo` (the only mode with a shell tool), the verifier in `plan` with a policy that allows
+/// read-only git commands (written next to the prompt).
+fn gemini_invocation(agent: &Agent, role: Role, cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
+    let mut args: Vec<String> = vec![
+        "-p".into(),
+        cx.prompt.into(),
+        "--output-format".into(),
+        "stream-json".into(),
+        "--skip-trust".into(),
+    ];
+    if let Some(m) = &agent.model {
+        args.extend(["-m".into(), m.clone()]);
+    }
+    match role {
+        Role::Verifier => {
+            let policy = cx.prompt_file.with_file_name("verifier-policy.toml");
+            std::fs::write(&policy, GEMINI_VERIFIER_POLICY)
+                .map_err(|e| format!("cannot write {}: {e}", policy.display()))?;
+            args.extend([
+                "--approval-mode".into(),
+                "plan".into(),
+                "--policy".into(),
+                policy.to_string_lossy().into_owned(),
+            ]);
+        }
+        Role::Worker | Role::Acceptance => args.extend(["--approval-mode".into(), "yolo".into()]),
+    }
+    args.extend(agent.args.iter().cloned());
+    Ok(Invocation {
+        program: resolve(agent, "gemini")?,
+        args,
+        env: Vec::new(),
+    })
+}
+
 /// Any executable: `{prompt_file}` in its args is replaced by the prompt's path, which is also
 /// in `NIGHTSHIFT_PROMPT_FILE`; its stdout is its final message.
 fn command_invocation(agent: &Agent, cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
@@ -228,6 +269,18 @@ pub fn parse(kind: AgentKind, stdout: &[u8], exit: ExitInfo, now: jiff::Timestam
                 ..Parsed::default()
             }
         }
+        AgentKind::Gemini => {
+            let s = gemini::parse_stream(stdout);
+            Parsed {
+                failure: failure::classify_gemini(&s, exit, now),
+                final_message: s.final_message,
+                usage: s.usage,
+                session_id: s.session_id,
+                model: s.model,
+                permission_denials: s.permission_denials,
+                ..Parsed::default()
+            }
+        }
         AgentKind::Command => {
             let text = String::from_utf8_lossy(stdout).into_owned();
             Parsed {
@@ -264,21 +317,25 @@ mod tests {
     }
 
     fn show(a: &Agent, role: Role) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let prompt_file = dir.path().join("worker-prompt.md");
         let cx = InvokeCtx {
             prompt: "PROMPT",
-            prompt_file: Path::new("/h/worker-prompt.md"),
+            prompt_file: &prompt_file,
             worktree: Path::new("/w"),
             recipe_file: Some(Path::new("/h/worker-recipe.json")),
             self_exe: Path::new("/bin/nightshift"),
         };
         let inv = invocation(a, role, &cx).unwrap();
         let env: Vec<String> = inv.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let tmp = dir.path().to_string_lossy().into_owned();
         format!(
             "{} {}\nenv: {}",
             inv.program.display(),
             inv.args.join(" "),
             env.join(" ")
         )
+        .replace(&tmp, "$TMP")
     }
 
     /// One argv per kind and role (the adapters' whole contract with each CLI).
@@ -291,6 +348,12 @@ mod tests {
             &["--max-turns", "40"],
         );
         let codex = agent(AgentKind::Codex, "/bin/codex", Some("gpt-5-codex"), &[]);
+        let gemini = agent(
+            AgentKind::Gemini,
+            "/bin/gemini",
+            Some("gemini-2.5-pro"),
+            &[],
+        );
         let command = agent(
             AgentKind::Command,
             "/bin/sh",
@@ -302,6 +365,7 @@ mod tests {
         for (name, a) in [
             ("claude", &claude),
             ("codex", &codex),
+            ("gemini", &gemini),
             ("command", &command),
             ("script", &script),
         ] {

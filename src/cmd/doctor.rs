@@ -127,6 +127,7 @@ fn agent_checks(agent: &Agent) -> Vec<Check> {
     let default = match agent.kind {
         AgentKind::Claude => "claude",
         AgentKind::Codex => "codex",
+        AgentKind::Gemini => "gemini",
         AgentKind::Command => agent.command.as_deref().unwrap_or(""),
         AgentKind::Script => return vec![check(name, true, "built-in scripted agent", None)],
     };
@@ -183,6 +184,7 @@ fn auth_check(agent: &Agent, path: &Path) -> Check {
         ),
         (Auth::Subscription, AgentKind::Claude) => claude_login(path, &name),
         (Auth::Subscription, AgentKind::Codex) => codex_login(path, &name),
+        (Auth::Subscription, AgentKind::Gemini) => gemini_login(&name),
         (Auth::Subscription, _) => check(name, true, "the command's own", None),
     }
 }
@@ -226,6 +228,22 @@ fn codex_login(path: &Path, name: &str) -> Check {
             e,
             Some("run `codex login status` yourself to see why".into()),
         ),
+    }
+}
+
+/// Gemini CLI has no login-status command: check that its settings select an auth type
+/// (without one, a headless run exits 41 "Invalid auth method selected").
+fn gemini_login(name: &str) -> Check {
+    let home = std::env::var_os("GEMINI_CLI_HOME")
+        .or_else(|| std::env::var_os("HOME"))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
+    let settings = home.join(".gemini/settings.json");
+    let text = std::fs::read_to_string(&settings).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    match v["security"]["auth"]["selectedType"].as_str() {
+        Some(t) => check(name, true, format!("subscription login: auth type `{t}` selected in {}", settings.display()), None),
+        None => check(name, false, format!("no auth type selected in {}", settings.display()), Some("run `gemini` once interactively to sign in, or use `auth: { route: api, env: ... }`".into())),
     }
 }
 

@@ -9,5 +9,6 @@ mod night;
 mod operator;
 mod real_claude;
 mod real_codex;
+mod real_gemini;
 mod real_night;
 mod state_files;

@@ -523,3 +523,127 @@ fn real_claude_subscription_usage_limit_pauses_until_its_reset() {
     let ledger = n.git(&["log", "-p", "nightshift/ledger"]);
     assert!(!ledger.contains(anthropic::OAUTH_TOKEN));
 }
+
+use super::fake_api::gemini::{self as gem, FakeGemini};
+
+const GEMINI_SECRET_VAR: &str = "NIGHTSHIFT_TEST_GEMINI_SECRET";
+
+/// A gemini agent pointed at the fake, its key through an `api` route (so it gets an
+/// isolated home with the settings nightshift writes).
+fn gemini_agent(name: &str, bin: &Path, fake: &FakeGemini) -> String {
+    let json = serde_json::json!({
+        "kind": "gemini",
+        "command": bin,
+        "model": gem::MODEL,
+        "env": { "GOOGLE_GEMINI_BASE_URL": fake.base_url() },
+        "auth": { "route": "api", "env": GEMINI_SECRET_VAR },
+    });
+    format!("{name}: {json}")
+}
+
+#[test]
+fn real_gemini_works_and_verifies_in_a_night_with_codex() {
+    let (Some(gemini), Some(codex)) = (real_cli("gemini"), real_cli("codex")) else {
+        return;
+    };
+    // a: gemini works (write_file), codex verifies. b: codex works, gemini verifies (plan mode).
+    let gf = FakeGemini::start(vec![
+        gem::Turn::WriteFile {
+            path: "out.txt".into(),
+            content: "hello\n".into(),
+        },
+        gem::Turn::Final(envelope("a", 1)),
+        gem::Turn::Final(verdict("b", 1, "pass")),
+    ]);
+    let xf = FakeOpenAi::start(vec![
+        Turn::Final(verdict("a", 1, "pass")),
+        Turn::add_file("b.txt", "b\n"),
+        Turn::Final(envelope("b", 1)),
+    ]);
+    let cfg = config(
+        &[
+            gemini_agent("gm", &gemini, &gf),
+            codex_agent("cx", &codex, &xf),
+        ],
+        "gm",
+        "cx",
+        "",
+    );
+    let mut n = night_with(&cfg);
+    n.extra_env
+        .push((GEMINI_SECRET_VAR.into(), gem::API_KEY.into()));
+    let a = n.card(
+        "a",
+        "acceptance: [\"grep -q hello out.txt\"]\n",
+        "# Objective\nCreate out.txt saying hello.",
+    );
+    let b = n.card(
+        "b",
+        "worker: cx\nverifier: gm\ndepends_on: [a]\nacceptance: [\"test -f b.txt\"]\n",
+        "# Objective\nCreate b.txt.",
+    );
+    n.add(&[&a, &b]);
+    n.drain(30);
+    let st = n.status();
+    assert_eq!(
+        (
+            st["stages"][0]["status"].as_str(),
+            st["stages"][1]["status"].as_str()
+        ),
+        (Some("done"), Some("done")),
+        "{st:#}"
+    );
+    let run = &n.stage("a")["attempts"][0]["runs"][0];
+    assert_eq!(
+        (run["agent"].as_str(), run["outcome"].as_str()),
+        (Some("gm"), Some("ok")),
+        "{run}"
+    );
+    assert!(run["usage"]["output"].as_u64().unwrap_or(0) > 0, "{run}");
+    assert!(
+        st["budget"]["families"]["gemini"]["runs"]
+            .as_u64()
+            .unwrap_or(0)
+            == 2,
+        "{st:#}"
+    );
+    assert_eq!(n.git(&["show", "nightshift/integration:out.txt"]), "hello");
+    let ledger = n.git(&["log", "-p", "nightshift/ledger"]);
+    assert!(!ledger.contains(gem::API_KEY), "the gemini key leaked");
+}
+
+#[test]
+fn real_gemini_daily_quota_pauses_the_family() {
+    let Some(gemini) = real_cli("gemini") else {
+        return;
+    };
+    let gf = FakeGemini::start(vec![gem::Turn::daily_quota(gem::MODEL, 100)]);
+    let cfg = config(
+        &[
+            gemini_agent("gm", &gemini, &gf),
+            "vx: { kind: script, family: codex }".into(),
+        ],
+        "gm",
+        "vx",
+        "",
+    );
+    let mut n = night_with(&cfg);
+    n.extra_env
+        .push((GEMINI_SECRET_VAR.into(), gem::API_KEY.into()));
+    let a = n.card("a", "", "body");
+    n.add(&[&a]);
+    n.tick();
+    n.settle();
+    n.tick();
+    let st = n.status();
+    assert_eq!(st["stages"][0]["status"], "paused", "{st:#}");
+    assert_eq!(
+        st["stages"][0]["attempts"][0]["runs"][0]["outcome"], "usage_limit",
+        "{st:#}"
+    );
+    // Midnight Pacific after the Night clock's 2027-01-01T01:00Z (17:00 PST on Dec 31).
+    assert_eq!(
+        st["paused"]["gemini"]["until"], "2027-01-01T08:00:00Z",
+        "{st:#}"
+    );
+}

@@ -1,3 +1,4 @@
 pub mod anthropic;
+pub mod gemini;
 pub mod http;
 pub mod openai;
