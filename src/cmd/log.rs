@@ -36,7 +36,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         return super::print_json(&serde_json::json!({ "version": 1, "entries": rows }))
             .map(|()| 0);
     }
-    for r in &rows {
+    for (i, r) in rows.iter().enumerate() {
         let commit = r["commit"].as_str().unwrap_or_default();
         println!(
             "#{} {} {}",
@@ -44,7 +44,9 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
             r["time"].as_str().unwrap_or_default(),
             commit.get(..10).unwrap_or(commit)
         );
-        if let Some(spent) = r["spent"].as_str() {
+        // Spend only where it changed (against the older entry below it).
+        let older = rows.get(i + 1).map(|o| &o["spent"]);
+        if let Some(spent) = r["spent"].as_str().filter(|_| older != Some(&r["spent"])) {
             println!("    (spent so far: {spent})");
         }
         for ev in r["events"].as_array().into_iter().flatten() {
