@@ -294,25 +294,32 @@ fn fast_forward(git: &Git, t: &Tips<'_>) -> Result<Integrated, WorktreeError> {
     })
 }
 
-fn merge(git: &Git, t: &Tips<'_>) -> Result<Integrated, WorktreeError> {
-    let args = [
+/// `git merge-tree --write-tree` of the target and stage tips (with an explicit merge base,
+/// for a replay): the resulting tree, or the conflicted files. Touches no worktree or index.
+fn merge_tree(git: &Git, t: &Tips<'_>, base: Option<&str>) -> Result<String, WorktreeError> {
+    let mut args = vec![
         "merge-tree",
         "--write-tree",
         "--name-only",
         "--no-messages",
         "-z",
-        t.target_tip,
-        t.stage,
     ];
+    let base_arg = base.map(|b| format!("--merge-base={b}"));
+    args.extend(base_arg.as_deref());
+    args.extend([t.target_tip, t.stage]);
     let out = git.run_raw(git.root(), &args, &[], None)?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut fields = text.split('\0').filter(|f| !f.is_empty());
     let tree = fields.next().unwrap_or_default().trim().to_owned();
     match out.status.code() {
-        Some(0) => {}
-        Some(1) => return Err(conflict(t, fields.collect())),
-        _ => return Err(GitError::from_output(&args, &out).into()),
+        Some(0) => Ok(tree),
+        Some(1) => Err(conflict(t, fields.collect())),
+        _ => Err(GitError::from_output(&args, &out).into()),
     }
+}
+
+fn merge(git: &Git, t: &Tips<'_>) -> Result<Integrated, WorktreeError> {
+    let tree = merge_tree(git, t, None)?;
     let message = format!("nightshift: merge {} into {}", t.stage_branch, t.target);
     let commit_args = [
         "commit-tree",
@@ -357,26 +364,7 @@ fn replay(git: &Git, t: &Tips<'_>) -> Result<Integrated, WorktreeError> {
             });
         }
     }
-    let base = format!("--merge-base={}^", t.stage);
-    let args = [
-        "merge-tree",
-        "--write-tree",
-        "--name-only",
-        "--no-messages",
-        "-z",
-        &base,
-        t.target_tip,
-        t.stage,
-    ];
-    let out = git.run_raw(git.root(), &args, &[], None)?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut fields = text.split('\0').filter(|f| !f.is_empty());
-    let tree = fields.next().unwrap_or_default().trim().to_owned();
-    match out.status.code() {
-        Some(0) => {}
-        Some(1) => return Err(conflict(t, fields.collect())),
-        _ => return Err(GitError::from_output(&args, &out).into()),
-    }
+    let tree = merge_tree(git, t, Some(&format!("{}^", t.stage)))?;
     let who = git.run(&["log", "-1", "--format=%an%x00%ae%x00%aI", t.stage])?;
     let mut who = who.split('\0');
     let (name, email, date) = (

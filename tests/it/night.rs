@@ -346,3 +346,31 @@ pub fn wait_for_child(n: &Night, stem: &str) -> Value {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// The real agent CLI `name` (`claude`, `codex`, `gemini`): `$NIGHTSHIFT_<NAME>_BIN`, else the
+/// copy `npm ci` installs in `tests/agent-clis/`. Missing: the calling test prints `SKIP` and
+/// returns, unless `NIGHTSHIFT_REQUIRE_REAL_CLIS=1` (CI), where it fails.
+pub fn real_cli(name: &str) -> Option<PathBuf> {
+    let var = format!("NIGHTSHIFT_{}_BIN", name.to_uppercase());
+    let bin = std::env::var_os(&var).map_or_else(
+        || {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/agent-clis/node_modules/.bin")
+                .join(name)
+        },
+        PathBuf::from,
+    );
+    if bin.is_file() {
+        return Some(bin);
+    }
+    let msg = format!(
+        "the real {name} CLI is not at {} (run `npm ci` in tests/agent-clis, or set {var})",
+        bin.display()
+    );
+    assert!(
+        std::env::var("NIGHTSHIFT_REQUIRE_REAL_CLIS").as_deref() != Ok("1"),
+        "{msg}, and NIGHTSHIFT_REQUIRE_REAL_CLIS=1"
+    );
+    eprintln!("SKIP: {msg}");
+    None
+}

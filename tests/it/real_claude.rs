@@ -30,25 +30,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(90);
 
 /// The installed binary, or `None` after printing why the test is skipped.
 fn claude_bin() -> Option<PathBuf> {
-    let bin = match std::env::var_os("NIGHTSHIFT_CLAUDE_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agent-clis/node_modules/.bin/claude")
-        }
-    };
-    if bin.is_file() {
-        return Some(bin);
-    }
-    let msg = format!(
-        "real Claude Code CLI not found at {} (run `npm ci` in tests/agent-clis, or set \
-         NIGHTSHIFT_CLAUDE_BIN)",
-        bin.display()
-    );
-    if std::env::var("NIGHTSHIFT_REQUIRE_REAL_CLIS").as_deref() == Ok("1") {
-        panic!("{msg}, and NIGHTSHIFT_REQUIRE_REAL_CLIS=1");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
+    super::night::real_cli("claude")
 }
 
 /// A temp dir with `home/`, `config/`, `tmp/` and `repo/` (a git repo with one commit).

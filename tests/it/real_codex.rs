@@ -18,26 +18,7 @@ use super::fake_api::openai::{self, FakeOpenAi, Turn};
 const DEADLINE: Duration = Duration::from_secs(90);
 
 fn codex_bin() -> Option<PathBuf> {
-    let bin = match std::env::var_os("NIGHTSHIFT_CODEX_BIN") {
-        Some(b) => PathBuf::from(b),
-        None => {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agent-clis/node_modules/.bin/codex")
-        }
-    };
-    if bin.exists() {
-        return Some(bin);
-    }
-    if std::env::var("NIGHTSHIFT_REQUIRE_REAL_CLIS").as_deref() == Ok("1") {
-        panic!(
-            "NIGHTSHIFT_REQUIRE_REAL_CLIS=1 but the codex CLI is missing at {}",
-            bin.display()
-        );
-    }
-    eprintln!(
-        "SKIP: real codex CLI not found at {} (run `npm install` in tests/agent-clis, or set NIGHTSHIFT_CODEX_BIN)",
-        bin.display()
-    );
-    None
+    super::night::real_cli("codex")
 }
 
 /// A temp dir with `repo/` (a git repo with one commit), `home/`, `home/.codex/`, `tmp/`.

@@ -41,25 +41,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(90);
 
 /// The installed binary, or `None` after printing why the test is skipped.
 fn gemini_bin() -> Option<PathBuf> {
-    let bin = match std::env::var_os("NIGHTSHIFT_GEMINI_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agent-clis/node_modules/.bin/gemini")
-        }
-    };
-    if bin.is_file() {
-        return Some(bin);
-    }
-    let msg = format!(
-        "real Gemini CLI not found at {} (run `npm ci` in tests/agent-clis, or set \
-         NIGHTSHIFT_GEMINI_BIN)",
-        bin.display()
-    );
-    if std::env::var("NIGHTSHIFT_REQUIRE_REAL_CLIS").as_deref() == Ok("1") {
-        panic!("{msg}, and NIGHTSHIFT_REQUIRE_REAL_CLIS=1");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
+    super::night::real_cli("gemini")
 }
 
 /// A temp dir with `home/`, `gemini-home/.gemini/settings.json`, `tmp/`, `repo/` (a git repo

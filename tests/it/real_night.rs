@@ -3,32 +3,13 @@
 //! Skipped with a message when the CLIs are missing, unless `NIGHTSHIFT_REQUIRE_REAL_CLIS=1`
 //! (`.ci/run` sets it).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::fake_api::openai::{self, FakeOpenAi, Turn};
-use super::night::{Night, PASS};
+use super::night::{Night, PASS, real_cli};
 
 /// The secret the tick holds; it must reach only the agent's process.
 const SECRET_VAR: &str = "NIGHTSHIFT_TEST_OPENAI_SECRET";
-
-pub fn real_cli(name: &str) -> Option<PathBuf> {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/agent-clis/node_modules/.bin")
-        .join(name);
-    if bin.exists() {
-        return Some(bin);
-    }
-    assert!(
-        std::env::var("NIGHTSHIFT_REQUIRE_REAL_CLIS").as_deref() != Ok("1"),
-        "NIGHTSHIFT_REQUIRE_REAL_CLIS=1 but {} is missing (run `npm ci` in tests/agent-clis)",
-        bin.display()
-    );
-    eprintln!(
-        "SKIP: the real {name} CLI is not installed at {} (run `npm ci` in tests/agent-clis)",
-        bin.display()
-    );
-    None
-}
 
 /// A codex agent pointed at the fake, authenticated through an `api` route.
 fn codex_agent(name: &str, bin: &Path, fake: &FakeOpenAi) -> String {
