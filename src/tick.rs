@@ -168,6 +168,9 @@ pub fn persist(
     store::save(paths, &state, &budget)?;
     store::commit(paths, git, &state, &budget, false)?;
     failpoint::hit("after-ledger-commit");
+    if state.seq % pack_every() == 0 {
+        pack_ledger(paths, git);
+    }
     Ok(state)
 }
 
@@ -350,4 +353,33 @@ pub fn chained(paths: &Paths) {
 #[must_use]
 pub fn chaining() -> bool {
     std::env::var("NIGHTSHIFT_CHAIN").map_or(true, |v| v != "0")
+}
+
+/// Ledger commits between two packings of loose objects (`NIGHTSHIFT_PACK_EVERY` overrides).
+fn pack_every() -> u64 {
+    std::env::var("NIGHTSHIFT_PACK_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1000)
+}
+
+/// Starts a detached `git repack -d -q`: git plumbing never runs `gc --auto`, so without this
+/// every ledger commit stays a handful of loose objects (10,000 commits left ~200 MiB). The
+/// repack is incremental (only loose objects), outlives the tick, and never blocks it; git
+/// keeps it safe beside later commits.
+fn pack_ledger(paths: &Paths, git: &Git) {
+    let mut cmd = Command::new(git.bin());
+    cmd.args(["-c", "core.fsmonitor=false", "repack", "-d", "-q"])
+        .current_dir(&paths.root)
+        .env_clear()
+        .env("LC_ALL", "C");
+    for key in ["PATH", "HOME"] {
+        if let Ok(v) = std::env::var(key) {
+            cmd.env(key, v);
+        }
+    }
+    if let Err(e) = crate::proc::spawn_detached(cmd, &paths.state_dir().join("logs/repack.log")) {
+        eprintln!("nightshift: cannot start git repack: {e}");
+    }
 }

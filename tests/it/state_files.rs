@@ -177,3 +177,45 @@ fn log_shows_events_and_spend() {
             .starts_with("s1: added")
     );
 }
+
+/// Git plumbing never runs `gc --auto`: every N ledger commits a detached `git repack -d`
+/// packs the loose objects (10,000 commits would otherwise leave ~200 MiB of them).
+#[test]
+fn ledger_objects_get_packed_every_n_commits() {
+    let mut n = Night::new();
+    n.extra_env
+        .push(("NIGHTSHIFT_PACK_EVERY".into(), "3".into()));
+    n.init();
+    for id in ["a", "b", "c"] {
+        let c = n.card(id, "", "body");
+        n.add(&[&c]);
+    }
+    let start = std::time::Instant::now();
+    loop {
+        let counts = n.git(&["count-objects", "-v"]);
+        let packs: u64 = counts
+            .lines()
+            .find_map(|l| l.strip_prefix("packs: "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if packs > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "no pack after 30 s: {counts}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let fsck = std::process::Command::new("git")
+        .args(["fsck", "--no-dangling"])
+        .current_dir(&n.repo)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    n.tick();
+}
