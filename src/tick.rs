@@ -168,7 +168,7 @@ pub fn persist(
     store::save(paths, &state, &budget)?;
     store::commit(paths, git, &state, &budget, false)?;
     failpoint::hit("after-ledger-commit");
-    if state.seq % pack_every() == 0 {
+    if state.seq.is_multiple_of(pack_every()) {
         pack_ledger(paths, git);
     }
     Ok(state)
