@@ -1425,11 +1425,12 @@ fn escalated_dependency_escalates_dependents() {
     sim.run_bounded(10);
 }
 
-// --- known engine bugs (see the report that came with these tests) --------------------------
+// --- regressions of fixed engine bugs ------------------------------------------------------
 
-/// Reservations are the time left to a job's deadline, but a running job's elapsed time is
-/// charged only when it finishes, so `spent + reserved` shrinks while jobs run and a later
-/// check passes that should not.
+/// Regression: reservations used to be the time left to a job's deadline, while a running
+/// job's elapsed time is charged only when it finishes, so `spent + reserved` shrank while jobs
+/// ran and a later check passed that should not. A job now reserves its whole timeout until it
+/// is charged.
 #[test]
 fn wall_cap_holds_with_jobs_in_flight() {
     let mut sim = Sim::new()
