@@ -3,7 +3,7 @@
 //! inside the temp dir; nothing inherited), and helpers to tick and inspect. Set
 //! `KEEP_TEMP_DIR=1` to keep the directory of a failing test.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -373,4 +373,116 @@ pub fn real_cli(name: &str) -> Option<PathBuf> {
     );
     eprintln!("SKIP: {msg}");
     None
+}
+
+/// A scratch area for running a real CLI directly: `home/` (with a hermetic `.gitconfig`),
+/// `tmp/`, any extra directories, and `repo/`, a git repository with one commit.
+pub struct Sandbox {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub repo: PathBuf,
+}
+
+/// How a limited run of a CLI ended.
+pub struct Finished {
+    pub code: Option<i32>,
+    /// Killed at the limit.
+    pub timed_out: bool,
+    pub elapsed: Duration,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Sandbox {
+    pub fn new(extra_dirs: &[&str]) -> Self {
+        Self::with(extra_dirs, &[])
+    }
+
+    /// Like [`Sandbox::new`], with these files (relative to `repo/`) in the first commit too.
+    pub fn with(extra_dirs: &[&str], repo_files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        for d in ["home", "tmp", "repo"].iter().chain(extra_dirs) {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(
+            root.join("home/.gitconfig"),
+            "[user]\n\tname = Test\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n",
+        )
+        .unwrap();
+        let sb = Self {
+            _dir: dir,
+            repo: root.join("repo"),
+            root,
+        };
+        std::fs::write(sb.repo.join("README.md"), "hello readme\n").unwrap();
+        for (rel, text) in repo_files {
+            std::fs::write(sb.repo.join(rel), text).unwrap();
+        }
+        for args in [
+            &["init", "-q"][..],
+            &["add", "."],
+            &["commit", "-qm", "init"],
+        ] {
+            sb.git(args);
+        }
+        sb
+    }
+
+    fn git(&self, args: &[&str]) {
+        let ok = self
+            .command(Path::new("git"))
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .expect("git")
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    /// `bin` on a cleared environment (PATH, HOME=home/, TMPDIR=tmp/), in `repo/`, with
+    /// stdin from /dev/null.
+    pub fn command(&self, bin: &Path) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(&self.repo)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.root.join("home"))
+            .env("TMPDIR", self.root.join("tmp"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `cmd` in its own process group, its output captured in files here, and kills the
+    /// whole group after `limit`.
+    pub fn run_limited(&self, mut cmd: Command, limit: Duration) -> Finished {
+        use std::os::unix::process::CommandExt;
+        let (out, err) = (self.root.join("stdout.txt"), self.root.join("stderr.txt"));
+        cmd.stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .process_group(0);
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("spawn the CLI");
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break Some(s);
+            }
+            if started.elapsed() > limit {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .stderr(Stdio::null())
+                    .status();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Finished {
+            code: status.and_then(|s| s.code()),
+            timed_out: status.is_none(),
+            elapsed: started.elapsed(),
+            stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+        }
+    }
 }

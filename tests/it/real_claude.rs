@@ -7,15 +7,13 @@
 //! the captured failure outputs in tests/fixtures/agent-cli-output/ (temp root → /tmp/run);
 //! `NIGHTSHIFT_SHOW_CLI_OUTPUT=1` prints every run's stdout and stderr (with `--nocapture`).
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::fake_api::anthropic::{FakeAnthropic, Turn};
+use super::night::{Finished, Sandbox};
 
 const MODEL: &str = "claude-sonnet-4-5";
 const WORKER_ARGS: &[&str] = &[
@@ -31,56 +29,6 @@ const RUN_LIMIT: Duration = Duration::from_secs(90);
 /// The installed binary, or `None` after printing why the test is skipped.
 fn claude_bin() -> Option<PathBuf> {
     super::night::real_cli("claude")
-}
-
-/// A temp dir with `home/`, `config/`, `tmp/` and `repo/` (a git repo with one commit).
-struct Sandbox {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    repo: PathBuf,
-}
-
-impl Sandbox {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().to_path_buf();
-        for d in ["home", "config", "tmp", "repo"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        std::fs::write(
-            root.join("home/.gitconfig"),
-            "[user]\n\tname = Test\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n",
-        )
-        .unwrap();
-        let repo = root.join("repo");
-        std::fs::write(repo.join("README.md"), "hello readme\n").unwrap();
-        for args in [
-            &["init", "-q"][..],
-            &["add", "."],
-            &["commit", "-qm", "init"],
-        ] {
-            let ok = Command::new("git")
-                .args(args)
-                .current_dir(&repo)
-                .env_clear()
-                .env("PATH", path_var())
-                .env("HOME", root.join("home"))
-                .stdin(Stdio::null())
-                .status()
-                .expect("git")
-                .success();
-            assert!(ok, "git {args:?}");
-        }
-        Self {
-            _dir: dir,
-            root,
-            repo,
-        }
-    }
-}
-
-fn path_var() -> String {
-    std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
 }
 
 struct Run {
@@ -126,57 +74,34 @@ fn run_claude(
     args: &[&str],
     prompt: &str,
 ) -> Run {
-    let out_path = sb.root.join("stdout.jsonl");
-    let err_path = sb.root.join("stderr.txt");
-    let started = Instant::now();
-    let mut child = Command::new(bin)
-        .args([
-            "-p",
-            prompt,
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--model",
-            MODEL,
-        ])
-        .args(args)
-        .current_dir(&sb.repo)
-        .env_clear()
-        .env("PATH", path_var())
-        .env("HOME", sb.root.join("home"))
-        .env("CLAUDE_CONFIG_DIR", sb.root.join("config"))
-        .env("CLAUDE_CODE_TMPDIR", sb.root.join("tmp"))
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).unwrap())
-        .stderr(File::create(&err_path).unwrap())
-        .process_group(0)
-        .spawn()
-        .expect("spawn claude");
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break Some(s);
-        }
-        if started.elapsed() > RUN_LIMIT {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let elapsed = started.elapsed();
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let mut cmd = sb.command(bin);
+    cmd.args([
+        "-p",
+        prompt,
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--model",
+        MODEL,
+    ])
+    .args(args)
+    .env("CLAUDE_CONFIG_DIR", sb.root.join("config"))
+    .env("CLAUDE_CODE_TMPDIR", sb.root.join("tmp"))
+    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let Finished {
+        code,
+        timed_out,
+        elapsed,
+        stdout,
+        stderr,
+    } = sb.run_limited(cmd, RUN_LIMIT);
     let lines = stdout
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     let run = Run {
-        code: status.and_then(|s| s.code()),
+        code,
         elapsed,
         stdout,
         stderr,
@@ -190,7 +115,7 @@ fn run_claude(
         eprintln!("{}", run.dump());
     }
     assert!(
-        status.is_some(),
+        !timed_out,
         "claude did not finish within {RUN_LIMIT:?}\n{}",
         run.dump()
     );
@@ -243,7 +168,7 @@ const HANDOFF: &str = "Done: wrote notes.md and bash.txt.\n\n```json\n{\"handoff
 #[test]
 fn worker_writes_files_and_reports_usage() {
     let Some(bin) = claude_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["config"]);
     let fake = FakeAnthropic::start(vec![
         Turn::Write {
             path: "notes.md".into(),
@@ -331,7 +256,7 @@ fn worker_writes_files_and_reports_usage() {
 #[test]
 fn verifier_in_plan_mode_reads_but_cannot_write() {
     let Some(bin) = claude_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["config"]);
     let verdict = "Review complete.\n\n```json\n{\"handoff\": {\"version\": 1, \"status\": \"done\", \"verdict\": \"pass\", \"findings\": []}}\n```";
     let fake = FakeAnthropic::start(vec![
         Turn::Bash {
@@ -391,7 +316,7 @@ fn verifier_in_plan_mode_reads_but_cannot_write() {
 #[test]
 fn subscription_usage_limit_reports_reset_time() {
     let Some(bin) = claude_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["config"]);
     let reset = now_unix() + 2 * 3600;
     let fake = FakeAnthropic::start(vec![
         Turn::Write {
@@ -445,7 +370,7 @@ fn subscription_usage_limit_reports_reset_time() {
 #[test]
 fn api_key_rate_limit_has_no_reset_time() {
     let Some(bin) = claude_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["config"]);
     let reset = now_unix() + 2 * 3600;
     let fake = FakeAnthropic::start(vec![Turn::usage_limit(reset)]);
     let run = run_claude(
@@ -477,7 +402,7 @@ fn api_key_rate_limit_has_no_reset_time() {
 #[test]
 fn short_throttle_is_retried_then_succeeds() {
     let Some(bin) = claude_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["config"]);
     let fake = FakeAnthropic::start(vec![Turn::rate_limited(1), Turn::Final("all good".into())]);
     let run = run_claude(
         &bin,
@@ -505,7 +430,7 @@ fn short_throttle_is_retried_then_succeeds() {
 #[test]
 fn auth_failure_401() {
     let Some(bin) = claude_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["config"]);
     let fake = FakeAnthropic::start(vec![Turn::auth_failed()]);
     let run = run_claude(
         &bin,
@@ -541,7 +466,7 @@ fn auth_failure_401() {
 #[test]
 fn server_down_gives_up_quickly() {
     let Some(bin) = claude_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["config"]);
     // A port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -581,7 +506,7 @@ fn server_down_gives_up_quickly() {
 #[test]
 fn server_hangup_gives_up_quickly() {
     let Some(bin) = claude_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["config"]);
     let fake = FakeAnthropic::start(vec![Turn::Hangup]);
     let run = run_claude(
         &bin,

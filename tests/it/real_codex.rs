@@ -5,67 +5,18 @@
 //! `NIGHTSHIFT_CODEX_BIN` overrides the binary; `NIGHTSHIFT_UPDATE_FIXTURES=1` rewrites the
 //! captured stdout fixtures in `tests/fixtures/agent-cli-output/`.
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use super::fake_api::openai::{self, FakeOpenAi, Turn};
+use super::night::{Finished, Sandbox};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
 fn codex_bin() -> Option<PathBuf> {
     super::night::real_cli("codex")
-}
-
-/// A temp dir with `repo/` (a git repo with one commit), `home/`, `home/.codex/`, `tmp/`.
-struct Sandbox {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    repo: PathBuf,
-}
-
-impl Sandbox {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().to_path_buf();
-        let repo = root.join("repo");
-        for d in ["repo", "home/.codex", "tmp"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        std::fs::write(repo.join("README.md"), "hello readme\n").unwrap();
-        let git = |args: &[&str]| {
-            let st = Command::new("git")
-                .args([
-                    "-c",
-                    "user.name=t",
-                    "-c",
-                    "user.email=t@example.invalid",
-                    "-c",
-                    "init.defaultBranch=main",
-                ])
-                .args(args)
-                .current_dir(&repo)
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", root.join("home"))
-                .stdout(Stdio::null())
-                .status()
-                .expect("git");
-            assert!(st.success(), "git {args:?}");
-        };
-        git(&["init", "-q"]);
-        git(&["add", "."]);
-        git(&["commit", "-qm", "init"]);
-        Self {
-            _dir: dir,
-            root,
-            repo,
-        }
-    }
 }
 
 struct Run {
@@ -106,8 +57,7 @@ fn run_codex(
     extra: &[&str],
     prompt: &str,
 ) -> Run {
-    let (out, err) = (sb.root.join("stdout.jsonl"), sb.root.join("stderr.txt"));
-    let mut cmd = Command::new(bin);
+    let mut cmd = sb.command(bin);
     cmd.arg("exec")
         .arg("--json")
         .arg("-C")
@@ -116,48 +66,28 @@ fn run_codex(
         .args(fake.codex_args())
         .args(extra)
         .arg(prompt)
-        .current_dir(&sb.repo)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", sb.root.join("home"))
         .env("CODEX_HOME", sb.root.join("home/.codex"))
-        .env("TMPDIR", sb.root.join("tmp"))
-        .envs(fake.env())
-        .stdin(Stdio::null())
-        .stdout(File::create(&out).unwrap())
-        .stderr(File::create(&err).unwrap())
-        .process_group(0);
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("spawn codex");
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break Some(st);
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let elapsed = started.elapsed();
-    let stdout = std::fs::read_to_string(&out).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+        .envs(fake.env());
+    let Finished {
+        code,
+        timed_out,
+        elapsed,
+        stdout,
+        stderr,
+    } = sb.run_limited(cmd, DEADLINE);
     let lines = stdout
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     let run = Run {
-        code: status.and_then(|s| s.code()),
+        code,
         stdout,
         stderr,
         lines,
         elapsed,
     };
     assert!(
-        status.is_some(),
+        !timed_out,
         "codex did not finish within {DEADLINE:?}\n{}",
         run.dump()
     );
@@ -195,7 +125,7 @@ const WORKER_FINAL: &str = "Done: created out.txt and notes.md.\n\n```json\n{\"h
 #[test]
 fn codex_worker_writes_files_and_reports_usage() {
     let Some(bin) = codex_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["home/.codex"]);
     let fake = FakeOpenAi::start(vec![
         Turn::shell("echo hello > out.txt"),
         Turn::add_file("notes.md", "some notes"),
@@ -304,7 +234,7 @@ fn codex_worker_writes_files_and_reports_usage() {
 #[test]
 fn codex_read_only_verifier_cannot_write_and_answers_in_its_final_message() {
     let Some(bin) = codex_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["home/.codex"]);
     let verdict = "Review complete.\n\n```json\n{\"handoff\": {\"version\": 1, \"status\": \"done\", \"verdict\": \"pass\", \"findings\": []}}\n```";
     let fake = FakeOpenAi::start(vec![
         Turn::shell("git log --oneline && cat README.md"),
@@ -353,7 +283,7 @@ fn codex_read_only_verifier_cannot_write_and_answers_in_its_final_message() {
 #[test]
 fn codex_usage_limit_fails_fast_with_the_reset_time() {
     let Some(bin) = codex_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["home/.codex"]);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -398,7 +328,7 @@ fn codex_usage_limit_fails_fast_with_the_reset_time() {
 #[test]
 fn codex_unauthorized_fails_after_bounded_retries() {
     let Some(bin) = codex_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["home/.codex"]);
     let fake = FakeOpenAi::start(vec![Turn::unauthorized()]);
     let run = run_codex(&bin, &sb, &fake, "workspace-write", &[], "Do the task.");
     save_fixture("codex-auth-401.stdout.jsonl", &run);
@@ -428,7 +358,7 @@ fn codex_unauthorized_fails_after_bounded_retries() {
 #[test]
 fn codex_gives_up_on_a_server_that_is_down() {
     let Some(bin) = codex_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["home/.codex"]);
     let fake = FakeOpenAi::start(vec![]);
     fake.shut_down();
     let run = run_codex(&bin, &sb, &fake, "workspace-write", &[], "Do the task.");
@@ -452,7 +382,7 @@ fn codex_gives_up_on_a_server_that_is_down() {
 #[test]
 fn codex_reports_a_hang_up_as_a_disconnected_stream() {
     let Some(bin) = codex_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["home/.codex"]);
     let fake = FakeOpenAi::start(vec![Turn::Hangup]);
     let run = run_codex(&bin, &sb, &fake, "read-only", &[], "Do the task.");
 
@@ -471,7 +401,7 @@ fn codex_reports_a_hang_up_as_a_disconnected_stream() {
 #[test]
 fn codex_retries_a_rate_limit_that_says_when_to_retry() {
     let Some(bin) = codex_bin() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(&["home/.codex"]);
     // Without `retry-after` codex gives up at once ("exceeded retry limit, last status: 429
     // Too Many Requests"); with it, it sleeps that long (uncapped) and reconnects.
     let fake = FakeOpenAi::start(vec![

@@ -7,16 +7,14 @@
 //! tests/fixtures/agent-cli-output/ (temp root → /tmp/run); `NIGHTSHIFT_SHOW_CLI_OUTPUT=1`
 //! prints every run's stdout and stderr (with `--nocapture`).
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nightshift::agent::gemini::{GeminiSummary, parse_stream, status_from_exit_code};
 use serde_json::Value;
 
 use super::fake_api::gemini::{FakeGemini, MODEL, Turn, tool_names};
+use super::night::{Finished, Sandbox};
 
 /// Common to both roles: headless, all events on stdout, trust the worktree (headless runs in
 /// an untrusted folder exit 55).
@@ -44,71 +42,23 @@ fn gemini_bin() -> Option<PathBuf> {
     super::night::real_cli("gemini")
 }
 
-/// A temp dir with `home/`, `gemini-home/.gemini/settings.json`, `tmp/`, `repo/` (a git repo
-/// with one commit) and the verifier's policy file.
-struct Sandbox {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    repo: PathBuf,
+/// A [`Sandbox`] with the isolated Gemini home (`gemini-home/.gemini/settings.json`, which
+/// the CLI needs), the verifier's policy file, and a decoy `.env` in the repo that must not
+/// reach the CLI (advanced.ignoreLocalEnv).
+fn sandbox(max_attempts: u32) -> Sandbox {
+    let decoy = (".env", "GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9\n");
+    let sb = Sandbox::with(&["gemini-home/.gemini"], &[decoy]);
+    std::fs::write(
+        sb.root.join(SETTINGS),
+        FakeGemini::settings(max_attempts).to_string(),
+    )
+    .unwrap();
+    std::fs::write(sb.root.join("verifier-policy.toml"), VERIFIER_POLICY).unwrap();
+    sb
 }
 
-impl Sandbox {
-    fn new(max_attempts: u32) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().to_path_buf();
-        for d in ["home", "gemini-home/.gemini", "tmp", "repo"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        std::fs::write(
-            root.join("home/.gitconfig"),
-            "[user]\n\tname = Test\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n",
-        )
-        .unwrap();
-        std::fs::write(
-            root.join(SETTINGS),
-            FakeGemini::settings(max_attempts).to_string(),
-        )
-        .unwrap();
-        std::fs::write(root.join("verifier-policy.toml"), VERIFIER_POLICY).unwrap();
-        let repo = root.join("repo");
-        std::fs::write(repo.join("README.md"), "hello readme\n").unwrap();
-        // A repository .env must not reach the CLI (advanced.ignoreLocalEnv).
-        std::fs::write(
-            repo.join(".env"),
-            "GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:9\n",
-        )
-        .unwrap();
-        for args in [
-            &["init", "-q"][..],
-            &["add", "."],
-            &["commit", "-qm", "init"],
-        ] {
-            let ok = Command::new("git")
-                .args(args)
-                .current_dir(&repo)
-                .env_clear()
-                .env("PATH", path_var())
-                .env("HOME", root.join("home"))
-                .stdin(Stdio::null())
-                .status()
-                .expect("git")
-                .success();
-            assert!(ok, "git {args:?}");
-        }
-        Self {
-            _dir: dir,
-            root,
-            repo,
-        }
-    }
-
-    fn policy(&self) -> String {
-        self.root.join("verifier-policy.toml").display().to_string()
-    }
-}
-
-fn path_var() -> String {
-    std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
+fn policy(sb: &Sandbox) -> String {
+    sb.root.join("verifier-policy.toml").display().to_string()
 }
 
 struct Run {
@@ -149,47 +99,23 @@ fn run_gemini(
     args: &[&str],
     prompt: &str,
 ) -> Run {
-    let out_path = sb.root.join("stdout.jsonl");
-    let err_path = sb.root.join("stderr.txt");
-    let started = Instant::now();
-    let mut child = Command::new(bin)
-        .args(["-p", prompt, "-m", MODEL])
+    let mut cmd = sb.command(bin);
+    cmd.args(["-p", prompt, "-m", MODEL])
         .args(if args.contains(&"--output-format") {
             &COMMON_ARGS[2..]
         } else {
             COMMON_ARGS
         })
         .args(args)
-        .current_dir(&sb.repo)
-        .env_clear()
-        .env("PATH", path_var())
-        .env("HOME", sb.root.join("home"))
         .env("GEMINI_CLI_HOME", sb.root.join("gemini-home"))
-        .env("TMPDIR", sb.root.join("tmp"))
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).unwrap())
-        .stderr(File::create(&err_path).unwrap())
-        .process_group(0)
-        .spawn()
-        .expect("spawn gemini");
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break Some(s);
-        }
-        if started.elapsed() > RUN_LIMIT {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let elapsed = started.elapsed();
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let Finished {
+        code,
+        timed_out,
+        elapsed,
+        stdout,
+        stderr,
+    } = sb.run_limited(cmd, RUN_LIMIT);
     let lines = if args.contains(&"json") {
         Vec::new()
     } else {
@@ -200,7 +126,7 @@ fn run_gemini(
             .collect()
     };
     let run = Run {
-        code: status.and_then(|s| s.code()),
+        code,
         elapsed,
         summary: parse_stream(stdout.as_bytes()),
         stdout,
@@ -215,7 +141,7 @@ fn run_gemini(
         eprintln!("{}", run.dump());
     }
     assert!(
-        status.is_some(),
+        !timed_out,
         "gemini did not finish within {RUN_LIMIT:?}\n{}",
         run.dump()
     );
@@ -274,7 +200,7 @@ const HANDOFF: &str = "Done: wrote notes.md and shell.txt.\n\n```json\n{\"handof
 #[test]
 fn worker_writes_files_and_reports_usage() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     let fake = FakeGemini::start(vec![
         Turn::WriteFile {
             path: "notes.md".into(),
@@ -372,7 +298,7 @@ fn worker_writes_files_and_reports_usage() {
 #[test]
 fn worker_json_format_prints_one_object() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     let fake = FakeGemini::start(vec![
         Turn::WriteFile {
             path: "notes.md".into(),
@@ -408,7 +334,7 @@ fn worker_json_format_prints_one_object() {
 #[test]
 fn verifier_in_plan_mode_reads_but_cannot_write() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     let verdict = "Review complete.\n\n```json\n{\"handoff\": {\"version\": 1, \"status\": \"done\", \"verdict\": \"pass\", \"findings\": []}}\n```";
     let fake = FakeGemini::start(vec![
         Turn::ReadFile {
@@ -430,7 +356,7 @@ fn verifier_in_plan_mode_reads_but_cannot_write() {
         },
         Turn::Final(verdict.into()),
     ]);
-    let policy = sb.policy();
+    let policy = policy(&sb);
     let args = [VERIFIER_ARGS, &["--policy", policy.as_str()]].concat();
     let run = run_gemini(&bin, &sb, &fake.env(), &args, "Review the change.");
     log_requests(&fake);
@@ -508,7 +434,7 @@ fn verifier_in_plan_mode_reads_but_cannot_write() {
 #[test]
 fn plan_mode_without_policy_has_no_shell() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     let fake = FakeGemini::start(vec![
         Turn::Shell {
             command: "git log --oneline -1".into(),
@@ -531,7 +457,7 @@ fn plan_mode_without_policy_has_no_shell() {
 #[test]
 fn daily_quota_429_fails_at_once() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     let fake = FakeGemini::start(vec![
         Turn::WriteFile {
             path: "notes.md".into(),
@@ -569,7 +495,7 @@ fn daily_quota_429_fails_at_once() {
 #[test]
 fn daily_quota_in_json_format_goes_to_stderr() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     let fake = FakeGemini::start(vec![Turn::daily_quota(MODEL, 50)]);
     let run = run_gemini(
         &bin,
@@ -596,7 +522,7 @@ fn daily_quota_in_json_format_goes_to_stderr() {
 #[test]
 fn short_rate_limit_is_retried_then_succeeds() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     let fake = FakeGemini::start(vec![
         Turn::rate_limited(MODEL, 1),
         Turn::Final("all good".into()),
@@ -616,7 +542,7 @@ fn short_rate_limit_is_retried_then_succeeds() {
 #[test]
 fn persistent_rate_limit_gives_up_after_max_attempts() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     let fake = FakeGemini::start(vec![Turn::rate_limited(MODEL, 1)]);
     let run = run_gemini(&bin, &sb, &fake.env(), WORKER_ARGS, "Do it.");
     save_fixture("gemini-retry-429.stdout.jsonl", &sb, &run.stdout);
@@ -637,7 +563,7 @@ fn persistent_rate_limit_gives_up_after_max_attempts() {
 #[test]
 fn auth_failure_401() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     let fake = FakeGemini::start(vec![Turn::unauthenticated()]);
     let run = run_gemini(&bin, &sb, &fake.env(), WORKER_ARGS, "Do it.");
     log_requests(&fake);
@@ -678,7 +604,7 @@ fn invalid_api_key_400_and_forbidden_403() {
             "SERVICE_DISABLED",
         ),
     ] {
-        let sb = Sandbox::new(2);
+        let sb = sandbox(2);
         let fake = FakeGemini::start(vec![turn]);
         let run = run_gemini(&bin, &sb, &fake.env(), WORKER_ARGS, "Do it.");
         if status == 400 {
@@ -696,7 +622,7 @@ fn invalid_api_key_400_and_forbidden_403() {
 #[test]
 fn server_error_500_is_retried_then_fails() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     let fake = FakeGemini::start(vec![Turn::server_error(500)]);
     let run = run_gemini(&bin, &sb, &fake.env(), WORKER_ARGS, "Do it.");
     save_fixture("gemini-fail-500.stdout.jsonl", &sb, &run.stdout);
@@ -711,7 +637,7 @@ fn server_error_500_is_retried_then_fails() {
 #[test]
 fn server_down_gives_up_quickly() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     let env = FakeGemini::env_for(&dead_port_url());
     let run = run_gemini(&bin, &sb, &env, WORKER_ARGS, "Do it.");
     save_fixture("gemini-down.stdout.jsonl", &sb, &run.stdout);
@@ -732,7 +658,7 @@ fn server_down_gives_up_quickly() {
 #[test]
 fn server_hangup_gives_up_quickly() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     let fake = FakeGemini::start(vec![Turn::Hangup]);
     let run = run_gemini(&bin, &sb, &fake.env(), WORKER_ARGS, "Do it.");
     assert_eq!(run.code, Some(1), "{}", run.dump());
@@ -748,7 +674,7 @@ fn server_hangup_gives_up_quickly() {
 #[test]
 fn without_auth_setting_the_base_url_is_rejected() {
     let Some(bin) = gemini_bin() else { return };
-    let sb = Sandbox::new(2);
+    let sb = sandbox(2);
     std::fs::write(sb.root.join(SETTINGS), "{}").unwrap();
     let fake = FakeGemini::start(vec![Turn::Final("unused".into())]);
     let run = run_gemini(&bin, &sb, &fake.env(), WORKER_ARGS, "Do it.");
