@@ -357,8 +357,11 @@ fn duration_secs(text: &str) -> Option<u64> {
     if !(0.0..=1e12).contains(&value) {
         return None;
     }
-    // Bounded above, so the cast cannot saturate.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "bounded to 0..=1e12 above, so the cast cannot saturate"
+    )]
     let secs = (value / scale).ceil() as u64;
     Some(secs)
 }

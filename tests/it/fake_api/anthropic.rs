@@ -19,7 +19,10 @@
 //! When the script runs out, a trailing `Error`/`Hangup` turn repeats (an outage stays down
 //! through the CLI's retries); otherwise further turns are a plain `end_turn` text.
 
-#![allow(dead_code)] // helpers for the end-to-end tests, not all used here
+#![expect(
+    dead_code,
+    reason = "helpers for the end-to-end tests, not all used here"
+)]
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
