@@ -6,7 +6,6 @@
 //! It must never inherit the parent's environment wholesale, never resolve `git` through a
 //! relative `PATH` entry, and never prompt (no terminal, `GIT_TERMINAL_PROMPT=0`).
 
-use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -256,27 +255,19 @@ fn trim_stderr(stderr: &str) -> String {
 
 /// The absolute git binary: `$NIGHTSHIFT_GIT` if set, else `git` searched on `PATH`.
 fn find_git() -> Result<PathBuf, GitError> {
-    let name = std::env::var_os(GIT_ENV_OVERRIDE)
+    let name = std::env::var(GIT_ENV_OVERRIDE)
+        .ok()
         .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| OsString::from("git"));
-    let name = PathBuf::from(name);
-    if name.components().count() > 1 || name.is_absolute() {
-        return match name.canonicalize() {
-            Ok(p) if is_executable(&p) => Ok(p),
-            _ => Err(GitError::NotFound),
-        };
+        .unwrap_or_else(|| "git".into());
+    let found = crate::proc::which(&name).ok_or(GitError::NotFound)?;
+    if !name.contains('/') {
+        return Ok(found); // a PATH hit: absolute and executable already
     }
-    let path = std::env::var_os("PATH").ok_or(GitError::NotFound)?;
-    std::env::split_paths(&path)
-        .filter(|dir| dir.is_absolute())
-        .map(|dir| dir.join(&name))
-        .find(|p| is_executable(p))
-        .ok_or(GitError::NotFound)
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    // An explicit path must exist and be executable.
+    match found.canonicalize() {
+        Ok(p) if crate::proc::is_executable(&p) => Ok(p),
+        _ => Err(GitError::NotFound),
+    }
 }
 
 /// Hermetic repositories for tests in this crate: a temp `HOME` with its own global config.

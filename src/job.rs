@@ -164,12 +164,3 @@ pub fn setup_failure(role: Role, detail: String) -> OutcomeResult {
 
 pub use roles::regression_commands;
 pub use run::ALLOWED_ENV;
-
-/// How many acceptance commands ran for a stage (its own and its done dependencies').
-#[must_use]
-pub fn regression_count(
-    state: &crate::engine::state::State,
-    stage: &crate::engine::state::Stage,
-) -> usize {
-    regression_commands(state, stage).len()
-}

@@ -53,12 +53,9 @@ pub fn job_seen(paths: &Paths, key: &JobKey) -> JobSeen {
             JobSeen::Running { pgids: r.pgids() }
         }
         None if held => JobSeen::Running { pgids: Vec::new() },
-        Some(_) => match read_outcome(&outcome_path) {
-            // The job may have finished between our two looks.
-            Some(o) => JobSeen::Finished(Box::new(o)),
-            None if outcome_path.exists() => JobSeen::Vanished,
-            None => JobSeen::Vanished,
-        },
+        // The job may have finished between our two looks.
+        Some(_) => read_outcome(&outcome_path)
+            .map_or(JobSeen::Vanished, |o| JobSeen::Finished(Box::new(o))),
         None => JobSeen::Absent,
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::ids::{JobKey, Role, StageId, attempt_dir};
+use crate::ids::{JobKey, StageId, attempt_dir};
 
 pub const CONFIG_FILE: &str = "nightshift.yaml";
 pub const STATE_DIR: &str = "state";
@@ -128,6 +128,3 @@ impl Paths {
 pub fn stage_branch(stage: &StageId) -> String {
     format!("nightshift/stage/{stage}")
 }
-
-/// Roles in the order an attempt runs them.
-pub const ROLES: [Role; 3] = [Role::Worker, Role::Acceptance, Role::Verifier];

@@ -131,22 +131,24 @@ pub fn kill_group(pgid: i32, grace: Duration) -> bool {
     !group_alive(pgid)
 }
 
-/// Resolves a program name to an absolute path by searching `PATH` (a path with a `/` is
-/// returned as is). Under cron and launchd PATH is minimal, so resolve before spawning.
+/// Resolves a program name to an absolute path by searching the absolute entries of `PATH`
+/// (a path with a `/` is returned as is). Under cron and launchd PATH is minimal, so resolve
+/// before spawning.
 #[must_use]
-pub fn which(program: &str, path_var: Option<&str>) -> Option<std::path::PathBuf> {
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
     if program.contains('/') {
         return Some(std::path::PathBuf::from(program));
     }
-    let path = path_var
-        .map(str::to_owned)
-        .or_else(|| std::env::var("PATH").ok())?;
+    let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
+        .filter(|dir| dir.is_absolute())
         .map(|d| d.join(program))
         .find(|p| is_executable(p))
 }
 
-fn is_executable(p: &Path) -> bool {
+/// A regular file with an execute bit.
+#[must_use]
+pub fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

@@ -210,12 +210,15 @@ pub fn load_reconciled(paths: &Paths, git: &Git) -> NsResult<(State, Budget)> {
             ))
             .hint(REPAIR_HINT));
         }
-        Some(l) if l == state.seq => {}
+        // In step with the ledger: refresh the cache so later ticks skip the git look.
+        Some(l) if l == state.seq => {
+            write_atomic(&paths.ledger_seq_file(), state.seq.to_string().as_bytes())?;
+        }
+        // Ahead of it (a crash before the commit): commit now, which also writes the cache.
         _ => {
             commit(paths, git, &state, &budget, true)?;
         }
     }
-    write_atomic(&paths.ledger_seq_file(), state.seq.to_string().as_bytes())?;
     Ok((state, budget))
 }
 

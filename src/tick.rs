@@ -290,7 +290,7 @@ fn integrate_inner(
             "Nightshift-Acceptance".to_owned(),
             format!(
                 "passed ({} commands)",
-                crate::job::regression_count(&state, s)
+                crate::job::regression_commands(&state, s).len()
             ),
         ),
         (

@@ -77,6 +77,15 @@ pub fn classify_exit(exit: crate::agent::ExitInfo, detail: &str) -> Option<Agent
     }
 }
 
+/// A run whose structured output never said it finished: a failure whatever its exit code
+/// (killed, crashed, or exit 0 with the stream cut short).
+fn unfinished(exit: crate::agent::ExitInfo, detail: &str) -> AgentFailure {
+    classify_exit(exit, detail).unwrap_or(AgentFailure::Crashed {
+        exit: exit.code,
+        detail: detail.to_owned(),
+    })
+}
+
 /// Classifies a Claude Code run from its stream-json summary (`is_error`,
 /// `api_error_status`) and exit status.
 #[must_use]
@@ -85,12 +94,7 @@ pub fn classify_claude(
     exit: crate::agent::ExitInfo,
 ) -> Option<AgentFailure> {
     if !s.saw_result {
-        return classify_exit(exit, "the stream ended without a result event").or(Some(
-            AgentFailure::Crashed {
-                exit: exit.code,
-                detail: "the stream ended without a result event".into(),
-            },
-        ));
+        return Some(unfinished(exit, "the stream ended without a result event"));
     }
     if !s.is_error {
         return classify_exit(exit, "");
@@ -140,12 +144,7 @@ pub fn classify_codex(
     match (&s.turn_failed, s.turn_completed) {
         (Some(message), _) => Some(classify_codex_message(message, now)),
         (None, true) => classify_exit(exit, ""),
-        (None, false) => {
-            classify_exit(exit, "no turn.completed event").or(Some(AgentFailure::Crashed {
-                exit: exit.code,
-                detail: "no turn.completed event".into(),
-            }))
-        }
+        (None, false) => Some(unfinished(exit, "no turn.completed event")),
     }
 }
 
@@ -246,14 +245,7 @@ pub fn classify_gemini(
 ) -> Option<AgentFailure> {
     if !s.saw_result {
         // SIGTERM can end it with exit 0 and no result line: never a success.
-        return Some(
-            classify_exit(exit, "the stream ended without a result event").unwrap_or(
-                AgentFailure::Crashed {
-                    exit: exit.code,
-                    detail: "the stream ended without a result event".into(),
-                },
-            ),
-        );
+        return Some(unfinished(exit, "the stream ended without a result event"));
     }
     let Some(e) = &s.error else {
         return classify_exit(exit, "");

@@ -75,7 +75,7 @@ pub fn invocation(agent: &Agent, role: Role, cx: &InvokeCtx<'_>) -> Result<Invoc
 
 fn resolve(agent: &Agent, default: &str) -> Result<PathBuf, String> {
     let name = agent.command.as_deref().unwrap_or(default);
-    crate::proc::which(name, None).ok_or_else(|| {
+    crate::proc::which(name).ok_or_else(|| {
         format!(
             "agent `{}`: `{name}` is not on PATH (set `command:` to its absolute path)",
             agent.name
@@ -211,7 +211,7 @@ fn command_invocation(agent: &Agent, cx: &InvokeCtx<'_>) -> Result<Invocation, S
         .iter()
         .map(|a| a.replace("{prompt_file}", &file))
         .collect();
-    let program = crate::proc::which(program, None)
+    let program = crate::proc::which(program)
         .ok_or_else(|| format!("agent `{}`: `{program}` is not on PATH", agent.name))?;
     Ok(Invocation {
         program,

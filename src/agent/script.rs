@@ -272,17 +272,14 @@ fn spawn_grandchild() -> u32 {
 pub fn write_recipe(
     paths: &crate::paths::Paths,
     agent: &crate::config::Agent,
-    card_text: &str,
+    card_script: Option<&Recipe>,
     dir: &Path,
     role: crate::ids::Role,
 ) -> Result<Option<std::path::PathBuf>, String> {
     if agent.kind != crate::config::AgentKind::Script {
         return Ok(None);
     }
-    let from_card = crate::card::Card::parse(card_text, "card")
-        .ok()
-        .and_then(|c| c.front.script)
-        .filter(|r| r.play(role, 1).is_some());
+    let from_card = card_script.filter(|r| r.play(role, 1).is_some()).cloned();
     let recipe = match (from_card, &agent.recipe) {
         (Some(r), _) => r,
         (None, Some(file)) => {

@@ -132,7 +132,7 @@ fn agent_checks(agent: &Agent) -> Vec<Check> {
         AgentKind::Script => return vec![check(name, true, "built-in scripted agent", None)],
     };
     let program = agent.command.as_deref().unwrap_or(default);
-    let Some(path) = crate::proc::which(program, None) else {
+    let Some(path) = crate::proc::which(program) else {
         let hint = match agent.kind {
             AgentKind::Claude => {
                 "npm install -g @anthropic-ai/claude-code, or set `command:` to its absolute path"
@@ -263,7 +263,7 @@ fn scheduler_check(root: &Path) -> Check {
             std::fs::read_to_string(e.path())
                 .is_ok_and(|t| t.contains("nightshift") && t.contains("tick"))
         });
-    let in_cron = crate::proc::which("crontab", None)
+    let in_cron = crate::proc::which("crontab")
         .and_then(|c| probe(&c, &["-l"], &[], Some(root)).ok())
         .is_some_and(|(code, out)| {
             code == Some(0)

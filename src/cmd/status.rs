@@ -147,6 +147,7 @@ fn stage_json(
     budget: &crate::engine::budget::Budget,
     limits: &crate::engine::Limits,
 ) -> StageJson {
+    let spend = budget.stage_spend(&s.id);
     let reason = match &s.status {
         Status::Escalated { reason, .. } => Some(reason.to_string()),
         Status::Retry { reason, .. } => Some(reason.to_string()),
@@ -186,9 +187,9 @@ fn stage_json(
         reason,
         job,
         commit,
-        wall_secs: budget.stage_wall_secs(&s.id),
-        tokens: budget.stage_spend(&s.id).usage.total(),
-        usd: budget.stage_spend(&s.id).usd,
+        wall_secs: spend.wall_secs,
+        tokens: spend.usage.total(),
+        usd: spend.usd,
         attempts: attempts_json(paths, s, limits),
     }
 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -123,7 +122,7 @@ fn add(a: &mut Usage, b: Usage) {
 
 /// Agent wall time one status reserves: its agent job's whole timeout, until it is charged.
 #[must_use]
-pub fn reservation(status: &Status, _now: Timestamp) -> u64 {
+pub fn reservation(status: &Status) -> u64 {
     match status {
         // The whole timeout stays reserved until the job is charged: time a running job has
         // already spent is counted nowhere else.
@@ -139,12 +138,8 @@ pub fn reservation(status: &Status, _now: Timestamp) -> u64 {
 
 /// Agent wall time reserved by all jobs in flight.
 #[must_use]
-pub fn reserved_secs(state: &State, now: Timestamp) -> u64 {
-    state
-        .stages
-        .iter()
-        .map(|s| reservation(&s.status, now))
-        .sum()
+pub fn reserved_secs(state: &State) -> u64 {
+    state.stages.iter().map(|s| reservation(&s.status)).sum()
 }
 
 /// Money caps and what other repositories on this host have spent.

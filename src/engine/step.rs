@@ -189,7 +189,7 @@ pub fn step(
         paused_now: Vec::new(),
         paused: state.paused.clone(),
         consecutive: state.consecutive_failures,
-        reserved: reserved_secs(state, now),
+        reserved: reserved_secs(state),
         jobs: state.stages.iter().map(|s| agent_job(&s.status)).sum(),
     };
     for (family, p) in &state.paused {
@@ -202,9 +202,9 @@ pub fn step(
     let mut stages = state.stages.clone();
     let mut moved = vec![false; stages.len()];
     for (i, stage) in stages.iter_mut().enumerate() {
-        let (before, job_before) = (reservation(&stage.status, now), agent_job(&stage.status));
+        let (before, job_before) = (reservation(&stage.status), agent_job(&stage.status));
         moved[i] = advance(stage, &mut cx);
-        cx.reserved = cx.reserved.saturating_sub(before) + reservation(&stage.status, now);
+        cx.reserved = cx.reserved.saturating_sub(before) + reservation(&stage.status);
         cx.jobs = cx.jobs.saturating_sub(job_before) + agent_job(&stage.status);
     }
     escalate_orphans(&mut stages, &mut moved, &mut cx);
@@ -726,16 +726,17 @@ fn pause(
     agent: &str,
     resets_at: Option<Timestamp>,
 ) {
+    // Either way the family pauses for everyone until its reset, and this attempt does not
+    // count against the stage.
     let family = cx.limits.family(agent);
+    let until = resets_at
+        .filter(|t| *t > cx.now)
+        .unwrap_or_else(|| later(cx.now, cx.limits.default_pause_secs));
+    cx.paused_now
+        .push((family.clone(), until, resets_at.is_some()));
+    stage.attempt_floor += 1;
     if let Some(fallback) = usable_fallback(stage, cx, agent) {
-        // The card names a worker of another family: switch to it instead of waiting. The
-        // family still pauses for everyone else, and this attempt does not count.
-        let until = resets_at
-            .filter(|t| *t > cx.now)
-            .unwrap_or_else(|| later(cx.now, cx.limits.default_pause_secs));
-        cx.paused_now
-            .push((family.clone(), until, resets_at.is_some()));
-        stage.attempt_floor += 1;
+        // The card names a worker of another family: switch to it instead of waiting.
         cx.events.push(Event::stage(
             &stage.id,
             format!(
@@ -743,22 +744,19 @@ fn pause(
             ),
         ));
         stage.worker = fallback;
-        let reason = FailReason::Agent {
-            role: Role::Worker,
-            failure: AgentFailure::UsageLimit {
-                resets_at,
-                detail: format!("{family} usage limit"),
+        let failure = AgentFailure::UsageLimit {
+            resets_at,
+            detail: format!("{family} usage limit"),
+        };
+        stage.status = Status::Retry {
+            attempt,
+            reason: FailReason::Agent {
+                role: Role::Worker,
+                failure,
             },
         };
-        stage.status = Status::Retry { attempt, reason };
         return;
     }
-    let until = resets_at
-        .filter(|t| *t > cx.now)
-        .unwrap_or_else(|| later(cx.now, cx.limits.default_pause_secs));
-    cx.paused_now
-        .push((family.clone(), until, resets_at.is_some()));
-    stage.attempt_floor += 1;
     cx.events.push(Event::stage(
         &stage.id,
         format!(

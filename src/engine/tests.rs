@@ -351,7 +351,6 @@ impl Sim {
             &self.state,
             &self.budget,
             &self.limits,
-            self.now,
             &next,
             &mut self.spawned,
         ) {
@@ -651,7 +650,6 @@ fn check_step(
     prev: &State,
     prev_budget: &Budget,
     limits: &Limits,
-    now: Timestamp,
     next: &Step,
     spawned: &mut BTreeSet<JobKey>,
 ) -> Result<(), String> {
@@ -668,7 +666,7 @@ fn check_step(
         }
     }
     if let Some(cap) = limits.max_wall_secs {
-        check_wall_cap(prev, prev_budget, now, next, cap)?;
+        check_wall_cap(prev, prev_budget, next, cap)?;
     }
     let lanes = usize::try_from(limits.lanes).expect("lanes fit");
     if next.state.in_flight() > lanes {
@@ -700,13 +698,7 @@ fn check_step(
 /// Recomputing from the state before the step alone would be wrong both ways: it keeps the
 /// reservation of a job that finished in this step and misses the spawns earlier in the same
 /// step.
-fn check_wall_cap(
-    prev: &State,
-    prev_budget: &Budget,
-    now: Timestamp,
-    next: &Step,
-    cap: u64,
-) -> Result<(), String> {
+fn check_wall_cap(prev: &State, prev_budget: &Budget, next: &Step, cap: u64) -> Result<(), String> {
     let mut any_worker = false;
     for plan in spawns(&next.effects) {
         match plan.job.role {
@@ -728,7 +720,7 @@ fn check_wall_cap(
                             .saturating_sub(prev_budget.stage_wall_secs(&p.id));
                         // A new attempt number means a dispatch, which comes after.
                         let held = if n.attempt == p.attempt {
-                            reservation(&n.status, now)
+                            reservation(&n.status)
                         } else {
                             0
                         };
@@ -737,7 +729,7 @@ fn check_wall_cap(
                     .sum();
                 let after: u64 = prev.stages[i + 1..]
                     .iter()
-                    .map(|s| reservation(&s.status, now))
+                    .map(|s| reservation(&s.status))
                     .sum();
                 let committed = prev_budget.wall_secs + before + after;
                 if committed + plan.timeout_secs > cap {
@@ -750,7 +742,7 @@ fn check_wall_cap(
             }
         }
     }
-    let committed = next.budget.wall_secs + reserved_secs(&next.state, now);
+    let committed = next.budget.wall_secs + reserved_secs(&next.state);
     if any_worker && committed > cap {
         return Err(format!(
             "(b) workers dispatched with {} spent + {} reserved > cap {cap}",

@@ -42,7 +42,7 @@ struct Setup {
     state: State,
     stage: Stage,
     git: Git,
-    card: String,
+    card: crate::card::Card,
 }
 
 fn setup(cx: &RoleCtx<'_>) -> Result<Setup, String> {
@@ -53,9 +53,10 @@ fn setup(cx: &RoleCtx<'_>) -> Result<Setup, String> {
         .cloned()
         .ok_or_else(|| format!("stage `{}` is not in state.yaml", cx.args.job.stage))?;
     let git = Git::open(&cx.paths.root).map_err(|e| e.to_string())?;
-    let card = std::fs::read_to_string(cx.paths.card_copy(&stage.id))
-        .map_err(|e| format!("cannot read the card copy state/cards/{}.md: {e}", stage.id))?;
-    if crate::card::sha256(card.as_bytes()) != stage.card_hash {
+    let label = format!("state/cards/{}.md", stage.id);
+    let card = crate::card::Card::load(&cx.paths.card_copy(&stage.id), &label)
+        .map_err(|e| e.to_string())?;
+    if card.hash != stage.card_hash {
         return Err(format!(
             "state/cards/{}.md no longer matches the hash taken at add-stage",
             stage.id
@@ -87,9 +88,7 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
     let wt = worktree::prepare(&s.git, cx.paths, &s.stage.id, &start).map_err(|e| e.to_string())?;
     let patterns = protect::patterns(&s.state, &s.stage);
     let before = protect::snapshot(&wt, &patterns);
-    let body = crate::card::Card::parse(&s.card, "card")
-        .map(|c| c.body)
-        .unwrap_or_default();
+    let body = s.card.body.clone();
     let template = super::brief::template(
         cx.paths,
         s.config.prompt_worker.as_deref(),
@@ -143,7 +142,7 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
         &template,
         &s.stage,
         cx.args.job.attempt,
-        &s.card,
+        &s.card.text,
         &acceptance,
         &diff,
     )
@@ -201,14 +200,15 @@ fn run_agent(
     agent: &Agent,
     wt: &Path,
     prompt_text: &str,
-    card: &str,
+    card: &crate::card::Card,
 ) -> Result<AgentRun, String> {
     let job = &cx.args.job;
     let dir = cx.paths.handoff_dir(&job.stage, job.attempt);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let prompt_file = dir.join(format!("{}-prompt.md", job.role));
     std::fs::write(&prompt_file, prompt_text).map_err(|e| e.to_string())?;
-    let recipe_file = agent::script::write_recipe(cx.paths, agent, card, &dir, job.role)?;
+    let recipe_file =
+        agent::script::write_recipe(cx.paths, agent, card.front.script.as_ref(), &dir, job.role)?;
     let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let ictx = InvokeCtx {
         prompt: prompt_text,
@@ -235,12 +235,7 @@ fn run_agent(
         env,
         cwd: wt.to_path_buf(),
     };
-    let res = start_child(
-        cx,
-        &spec,
-        job.role,
-        Duration::from_secs(cx.args.timeout_secs),
-    )?;
+    let res = start_child(cx, &spec, Duration::from_secs(cx.args.timeout_secs))?;
     let exit = agent::ExitInfo {
         code: res.exit,
         signal: res.signal,
@@ -282,7 +277,6 @@ fn nightshift_env(cx: &RoleCtx<'_>) -> Vec<(String, String)> {
 fn start_child(
     cx: &mut RoleCtx<'_>,
     spec: &ChildSpec,
-    role: Role,
     timeout: Duration,
 ) -> Result<ChildResult, String> {
     let log = cx.paths.log_file(&cx.args.job);
@@ -293,7 +287,7 @@ fn start_child(
     let job = cx.args.job.clone();
     let reg = &mut *cx.reg;
     reg.command = std::iter::once(spec.program.to_string_lossy().into_owned())
-        .chain(spec.args.iter().map(|a| redact(a, role)))
+        .chain(spec.args.iter().map(|a| redact(a)))
         .collect();
     let mut on_start = |pid: u32, pgid: i32| {
         reg.child_pid = Some(pid);
@@ -305,7 +299,7 @@ fn start_child(
 }
 
 /// Prompts are long; the registry keeps the command readable.
-fn redact(arg: &str, _role: Role) -> String {
+fn redact(arg: &str) -> String {
     if arg.len() > 200 {
         format!("<{} chars>", arg.len())
     } else {
@@ -333,7 +327,7 @@ fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
             cwd: wt.clone(),
         };
         let started = Instant::now();
-        let res = start_child(cx, &spec, Role::Acceptance, left)?;
+        let res = start_child(cx, &spec, left)?;
         let r = CommandResult {
             command,
             exit: res.exit,
