@@ -176,7 +176,12 @@ pub fn ledger_state(git: &Git) -> NsResult<Option<(State, Option<Budget>)>> {
 /// # Errors
 /// A state-kind error (hint: `nightshift repair`) when a file is missing, corrupt, or older
 /// than the ledger.
-pub fn load_reconciled(paths: &Paths, git: &Git) -> NsResult<(State, Budget)> {
+/// `git` is asked for only when the files are not known to be in step with the ledger (an
+/// idle tick spawns no git at all).
+pub fn load_reconciled<'g>(
+    paths: &Paths,
+    git: impl FnOnce() -> NsResult<&'g Git>,
+) -> NsResult<(State, Budget)> {
     let state = read_state_file(paths)?;
     let mut budget = read_budget_file(paths)?;
     let cached = std::fs::read_to_string(paths.ledger_seq_file())
@@ -185,6 +190,7 @@ pub fn load_reconciled(paths: &Paths, git: &Git) -> NsResult<(State, Budget)> {
     if budget.seq == state.seq && cached == Some(state.seq) {
         return Ok((state, budget));
     }
+    let git = git()?;
     let head = ledger_state(git)?;
     if budget.seq != state.seq {
         match &head {

@@ -102,8 +102,8 @@ pub fn run(paths: &Paths) -> NsResult<TickReport> {
 /// One locked round: load, observe, step, persist, execute. Returns true if state changed.
 fn once(paths: &Paths) -> NsResult<bool> {
     let config = Config::load(&paths.config())?;
-    let git = open_git(paths)?;
-    let (state, budget) = store::load_reconciled(paths, &git)?;
+    let git = LazyGit::new(paths);
+    let (state, budget) = store::load_reconciled(paths, || git.get())?;
     let mut seen = crate::observe::observe(paths, &state);
     let host_caps = config.money.host_max_tokens.is_some() || config.money.host_max_usd.is_some();
     if host_caps {
@@ -119,9 +119,9 @@ fn once(paths: &Paths) -> NsResult<bool> {
         if host_caps && step.budget != budget {
             crate::host::record(&paths.root, &step.budget)?;
         }
-        persist(paths, &git, step.state, step.budget, &step.events)?;
+        persist(paths, git.get()?, step.state, step.budget, &step.events)?;
     }
-    execute(paths, &git, &config, &step.effects);
+    execute(paths, git.get()?, &config, &step.effects);
     failpoint::hit("after-effects");
     // An integration finishes inside this tick: observe its outcome in another round, as a
     // finished job's poke would.
@@ -134,6 +134,29 @@ fn once(paths: &Paths) -> NsResult<bool> {
         let _ = std::fs::write(paths.poke_file(), b"");
     }
     Ok(changed)
+}
+
+/// The repository's git, opened on first use.
+struct LazyGit<'a> {
+    paths: &'a Paths,
+    git: std::cell::OnceCell<Git>,
+}
+
+impl<'a> LazyGit<'a> {
+    fn new(paths: &'a Paths) -> Self {
+        Self {
+            paths,
+            git: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn get(&self) -> NsResult<&Git> {
+        if let Some(g) = self.git.get() {
+            return Ok(g);
+        }
+        let g = open_git(self.paths)?;
+        Ok(self.git.get_or_init(|| g))
+    }
 }
 
 /// Opens the repository's git.

@@ -70,7 +70,7 @@ pub fn locked(repo: &Path) -> NsResult<Locked> {
     let lock = crate::lock::lock(&paths.lock_file())
         .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
     let git = crate::tick::open_git(&paths)?;
-    let (state, budget) = crate::store::load_reconciled(&paths, &git)?;
+    let (state, budget) = crate::store::load_reconciled(&paths, || Ok(&git))?;
     Ok(Locked {
         paths,
         config,

@@ -19,7 +19,7 @@ pub fn run(repo: &Path, _args: &Args) -> NsResult<i32> {
     let git = tick::open_git(&paths)?;
     let state = store::read_state_file(&paths);
     let budget = store::read_budget_file(&paths);
-    if state.is_ok() && budget.is_ok() && store::load_reconciled(&paths, &git).is_ok() {
+    if state.is_ok() && budget.is_ok() && store::load_reconciled(&paths, || Ok(&git)).is_ok() {
         println!(
             "state/state.yaml and state/budget.json are valid and in step with the ledger: nothing to repair"
         );

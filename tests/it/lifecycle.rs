@@ -312,3 +312,39 @@ fn independent_stages_both_land_linearly_under_fast_forward() {
         n.events()
     );
 }
+
+/// An idle tick reads the state, sees the ledger cache in step, and spawns no git at all.
+#[test]
+fn idle_tick_spawns_no_git() {
+    let mut n = Night::new();
+    n.init();
+    let log = n.root.join("git-calls.log");
+    let wrapper = n.root.join("git-wrapper");
+    let git = crate::it::night::real_git();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            git.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    n.extra_env
+        .push(("NIGHTSHIFT_GIT".into(), wrapper.display().to_string()));
+    assert!(n.tick().status.success());
+    assert!(
+        !log.exists(),
+        "an idle tick ran git: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // A lost cache is repaired through git (the ledger is the truth).
+    std::fs::remove_file(n.path("state/.ledger-seq")).unwrap();
+    assert!(n.tick().status.success());
+    assert!(log.exists(), "the reconcile must consult the ledger");
+}

@@ -486,3 +486,12 @@ impl Sandbox {
         }
     }
 }
+
+/// The absolute path of `git` on PATH.
+pub fn real_git() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("git"))
+        .find(|p| p.is_file())
+        .expect("git on PATH")
+}
