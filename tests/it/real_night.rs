@@ -5,11 +5,15 @@
 
 use std::path::Path;
 
+use super::fake_api::anthropic::{self, FakeAnthropic};
+use super::fake_api::gemini::{self as gem, FakeGemini};
 use super::fake_api::openai::{self, FakeOpenAi, Turn};
 use super::night::{Night, PASS, real_cli};
 
 /// The secret the tick holds; it must reach only the agent's process.
 const SECRET_VAR: &str = "NIGHTSHIFT_TEST_OPENAI_SECRET";
+const CLAUDE_SECRET_VAR: &str = "NIGHTSHIFT_TEST_ANTHROPIC_SECRET";
+const GEMINI_SECRET_VAR: &str = "NIGHTSHIFT_TEST_GEMINI_SECRET";
 
 /// A codex agent pointed at the fake, authenticated through an `api` route.
 fn codex_agent(name: &str, bin: &Path, fake: &FakeOpenAi) -> String {
@@ -37,6 +41,12 @@ fn config(agents: &[String], worker: &str, verifier: &str, extra: &str) -> Strin
     )
 }
 
+/// Stage `a`: create out.txt saying hello (checked by acceptance).
+fn hello_card(n: &Night, extra_front: &str) -> String {
+    let front = format!("acceptance: [\"grep -q hello out.txt\"]\n{extra_front}");
+    n.card("a", &front, "# Objective\nCreate out.txt saying hello.")
+}
+
 fn envelope(stage: &str, attempt: u32) -> String {
     format!(
         "Created out.txt.\n\n```json\n{{\"version\": 1, \"stage\": \"{stage}\", \"attempt\": {attempt}, \"status\": \"done\", \"summary\": \"created out.txt\", \"files_changed\": [\"out.txt\"]}}\n```"
@@ -49,9 +59,15 @@ fn verdict(stage: &str, attempt: u32, verdict: &str) -> String {
     )
 }
 
+/// A night whose tick holds every agent's route secret (a test can push another value for one
+/// variable: the later entry wins) and a parent-only canary.
 fn night_with(config: &str) -> Night {
     let mut n = Night::with_config(config);
     n.extra_env.push((SECRET_VAR.into(), openai::KEY.into()));
+    n.extra_env
+        .push((CLAUDE_SECRET_VAR.into(), anthropic::API_KEY.into()));
+    n.extra_env
+        .push((GEMINI_SECRET_VAR.into(), gem::API_KEY.into()));
     n.extra_env
         .push(("CANARY_PARENT_ONLY".into(), "canary-parent-secret".into()));
     n.init();
@@ -323,10 +339,6 @@ fn real_codex_down_model_api_is_a_typed_api_error_retried_then_escalated() {
     assert_eq!(s["attempts_used"], 2, "{s:#}");
 }
 
-use super::fake_api::anthropic::{self, FakeAnthropic};
-
-const CLAUDE_SECRET_VAR: &str = "NIGHTSHIFT_TEST_ANTHROPIC_SECRET";
-
 /// A claude agent pointed at the fake; its key (or subscription token) comes through an
 /// `api` route from the tick's environment.
 fn claude_agent(name: &str, bin: &Path, fake: &FakeAnthropic, pass_as: &str) -> String {
@@ -373,13 +385,7 @@ fn real_cross_family_night_claude_and_codex_both_ways_with_a_revise() {
         "budget:\n  max_usd: 50\n",
     );
     let mut n = night_with(&cfg);
-    n.extra_env
-        .push((CLAUDE_SECRET_VAR.into(), anthropic::API_KEY.into()));
-    let a = n.card(
-        "a",
-        "acceptance: [\"grep -q hello out.txt\"]\n",
-        "# Objective\nCreate out.txt saying hello.",
-    );
+    let a = hello_card(&n, "");
     let b = n.card(
         "b",
         "worker: cx\ndepends_on: [a]\nacceptance: [\"test -f b.txt\"]\n",
@@ -505,10 +511,6 @@ fn real_claude_subscription_usage_limit_pauses_until_its_reset() {
     assert!(!ledger.contains(anthropic::OAUTH_TOKEN));
 }
 
-use super::fake_api::gemini::{self as gem, FakeGemini};
-
-const GEMINI_SECRET_VAR: &str = "NIGHTSHIFT_TEST_GEMINI_SECRET";
-
 /// A gemini agent pointed at the fake, its key through an `api` route (so it gets an
 /// isolated home with the settings nightshift writes).
 fn gemini_agent(name: &str, bin: &Path, fake: &FakeGemini) -> String {
@@ -551,13 +553,7 @@ fn real_gemini_works_and_verifies_in_a_night_with_codex() {
         "",
     );
     let mut n = night_with(&cfg);
-    n.extra_env
-        .push((GEMINI_SECRET_VAR.into(), gem::API_KEY.into()));
-    let a = n.card(
-        "a",
-        "acceptance: [\"grep -q hello out.txt\"]\n",
-        "# Objective\nCreate out.txt saying hello.",
-    );
+    let a = hello_card(&n, "");
     let b = n.card(
         "b",
         "worker: cx\nverifier: gm\ndepends_on: [a]\nacceptance: [\"test -f b.txt\"]\n",
@@ -609,8 +605,6 @@ fn real_gemini_daily_quota_pauses_the_family() {
         "",
     );
     let mut n = night_with(&cfg);
-    n.extra_env
-        .push((GEMINI_SECRET_VAR.into(), gem::API_KEY.into()));
     let a = n.card("a", "", "body");
     n.add(&[&a]);
     n.tick();
