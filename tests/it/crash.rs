@@ -66,16 +66,7 @@ fn tick_killed_at_each_failpoint_recovers_without_losing_or_doubling_attempts() 
             let log = n.git(&["log", "--format=%B", "nightshift/ledger"]);
             assert!(log.contains("committed on recovery"), "{log}");
         }
-        let fsck = std::process::Command::new("git")
-            .args(["fsck", "--no-dangling"])
-            .current_dir(&n.repo)
-            .output()
-            .unwrap();
-        assert!(
-            fsck.status.success(),
-            "{point}: {}",
-            String::from_utf8_lossy(&fsck.stderr)
-        );
+        n.assert_fsck_clean(point);
     }
 }
 

@@ -278,6 +278,20 @@ impl Night {
         panic!("not drained after {max} ticks: {:#}", self.status());
     }
 
+    /// `git fsck` of the repository (ignoring dangling objects) is clean.
+    pub fn assert_fsck_clean(&self, context: &str) {
+        let fsck = Command::new("git")
+            .args(["fsck", "--no-dangling"])
+            .current_dir(&self.repo)
+            .output()
+            .unwrap();
+        assert!(
+            fsck.status.success(),
+            "{context}: {}",
+            String::from_utf8_lossy(&fsck.stderr)
+        );
+    }
+
     pub fn ledger_head(&self) -> String {
         self.git(&["rev-parse", "refs/heads/nightshift/ledger"])
     }

@@ -207,15 +207,6 @@ fn ledger_objects_get_packed_every_n_commits() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let fsck = std::process::Command::new("git")
-        .args(["fsck", "--no-dangling"])
-        .current_dir(&n.repo)
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    n.assert_fsck_clean("after packing");
     n.tick();
 }
