@@ -24,13 +24,12 @@
     reason = "helpers for the end-to-end tests, not all used here"
 )]
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use super::http::{Handler, Request, Response, Server};
+use super::http::{Handler, Request, Response, Script, Server};
 
 /// The API key the fake hands the CLI (any value works; the fake does not check it).
 pub const API_KEY: &str = "sk-ant-api03-fake-nightshift-test-key";
@@ -127,9 +126,7 @@ impl Turn {
 }
 
 struct State {
-    turns: VecDeque<Turn>,
-    last: Option<Turn>,
-    served: usize,
+    script: Script<Turn>,
     prev_prompt_tokens: u64,
 }
 
@@ -164,9 +161,7 @@ fn hex_id(n: usize) -> String {
 impl FakeAnthropic {
     pub fn start(turns: Vec<Turn>) -> Self {
         let state = Arc::new(Mutex::new(State {
-            turns: turns.into(),
-            last: None,
-            served: 0,
+            script: Script::new(turns),
             prev_prompt_tokens: 0,
         }));
         let st = Arc::clone(&state);
@@ -214,7 +209,7 @@ impl FakeAnthropic {
 
     /// How many main-conversation requests were answered (scripted or not).
     pub fn turns_served(&self) -> usize {
-        self.state.lock().map(|s| s.served).unwrap_or(0)
+        self.state.lock().map(|s| s.script.served()).unwrap_or(0)
     }
 
     /// The main-conversation requests received, in order.
@@ -262,15 +257,9 @@ fn handle(state: &Mutex<State>, req: &Request) -> Response {
     }
     if is_main(req) {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-        let turn = match st.turns.pop_front() {
-            Some(t) => t,
-            None => match &st.last {
-                Some(t @ (Turn::Error { .. } | Turn::Hangup)) => t.clone(),
-                _ => Turn::Final("(fake Anthropic API: no more scripted turns)".into()),
-            },
-        };
-        st.last = Some(turn.clone());
-        st.served += 1;
+        let (_, turn) = st.script.next(is_outage, || {
+            Turn::Final("(fake Anthropic API: no more scripted turns)".into())
+        });
         let body = req.json();
         let prompt = (req.body.len() as u64 / 4).max(100);
         let cached = st.prev_prompt_tokens.min(prompt);
@@ -469,4 +458,8 @@ fn split_chunks(s: &str, n: usize) -> Vec<String> {
     }
     let size = chars.len().div_ceil(n.max(1));
     chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
+fn is_outage(t: &Turn) -> bool {
+    matches!(t, Turn::Error { .. } | Turn::Hangup)
 }

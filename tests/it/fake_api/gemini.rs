@@ -27,13 +27,12 @@
 //! When the script runs out, a trailing `Error`/`Hangup` turn repeats (an outage stays down
 //! through the CLI's retries); otherwise further turns are a plain text answer.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use super::http::{Handler, Request, Response, Server};
+use super::http::{Handler, Request, Response, Script, Server};
 
 /// The API key the fake hands the CLI (shaped like a real one; the fake does not check it).
 pub const API_KEY: &str = "AIzaSyA-nightshift-fake-test-key-000000";
@@ -209,9 +208,7 @@ impl Turn {
 }
 
 struct State {
-    turns: VecDeque<Turn>,
-    last: Option<Turn>,
-    served: usize,
+    script: Script<Turn>,
     prev_prompt_tokens: u64,
 }
 
@@ -254,9 +251,7 @@ const BASE64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 impl FakeGemini {
     pub fn start(turns: Vec<Turn>) -> Self {
         let state = Arc::new(Mutex::new(State {
-            turns: turns.into(),
-            last: None,
-            served: 0,
+            script: Script::new(turns),
             prev_prompt_tokens: 0,
         }));
         let st = Arc::clone(&state);
@@ -323,7 +318,7 @@ impl FakeGemini {
 
     /// How many main-conversation requests were answered (scripted or not).
     pub fn turns_served(&self) -> usize {
-        self.state.lock().map(|s| s.served).unwrap_or(0)
+        self.state.lock().map(|s| s.script.served()).unwrap_or(0)
     }
 
     /// The main-conversation requests received, in order.
@@ -376,15 +371,9 @@ fn handle(state: &Mutex<State>, req: &Request) -> Response {
         match method.as_str() {
             "streamGenerateContent" if is_main(req) => {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-                let turn = match st.turns.pop_front() {
-                    Some(t) => t,
-                    None => match &st.last {
-                        Some(t @ (Turn::Error { .. } | Turn::Hangup)) => t.clone(),
-                        _ => Turn::Final("(fake Gemini API: no more scripted turns)".into()),
-                    },
-                };
-                st.last = Some(turn.clone());
-                st.served += 1;
+                let (_, turn) = st.script.next(is_outage, || {
+                    Turn::Final("(fake Gemini API: no more scripted turns)".into())
+                });
                 let prompt = prompt.max(100);
                 let cached = st.prev_prompt_tokens.min(prompt);
                 if !matches!(turn, Turn::Error { .. } | Turn::Hangup) {
@@ -612,4 +601,8 @@ fn split_chunks(s: &str, n: usize) -> Vec<String> {
     }
     let size = chars.len().div_ceil(n.max(1));
     chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
+fn is_outage(t: &Turn) -> bool {
+    matches!(t, Turn::Error { .. } | Turn::Hangup)
 }

@@ -255,3 +255,40 @@ fn reason(status: u16) -> &'static str {
         _ => "Status",
     }
 }
+
+/// Scripted answers of a fake model API, served in order. When they run out, a trailing outage
+/// turn (an HTTP error or a hang-up, as `is_outage` says) keeps being served, so an outage stays
+/// down through the CLI's retries; otherwise `done()` is served.
+pub struct Script<T> {
+    turns: std::collections::VecDeque<T>,
+    last: Option<T>,
+    served: usize,
+}
+
+impl<T: Clone> Script<T> {
+    pub fn new(turns: Vec<T>) -> Self {
+        Self {
+            turns: turns.into(),
+            last: None,
+            served: 0,
+        }
+    }
+
+    /// The next turn and its 0-based index among the requests served.
+    pub fn next(&mut self, is_outage: impl Fn(&T) -> bool, done: impl FnOnce() -> T) -> (usize, T) {
+        let turn = match self.turns.pop_front() {
+            Some(t) => t,
+            None => match &self.last {
+                Some(t) if is_outage(t) => t.clone(),
+                _ => done(),
+            },
+        };
+        self.last = Some(turn.clone());
+        self.served += 1;
+        (self.served - 1, turn)
+    }
+
+    pub fn served(&self) -> usize {
+        self.served
+    }
+}

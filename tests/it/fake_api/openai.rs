@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::http::{Handler, Request, Response, Server};
+use super::http::{Handler, Request, Response, Script, Server};
 
 /// The `model_providers.<id>` codex is pointed at.
 pub const PROVIDER: &str = "nightshift_fake";
@@ -172,7 +172,7 @@ pub struct FakeOpenAi {
 
 impl FakeOpenAi {
     pub fn start(turns: Vec<Turn>) -> Self {
-        let script = Arc::new(Mutex::new(Script { turns, next: 0 }));
+        let script = Arc::new(Mutex::new(Script::new(turns)));
         let turn_requests = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&turn_requests);
         let handler: Handler = Arc::new(move |req: &Request| {
@@ -181,7 +181,10 @@ impl FakeOpenAi {
             }
             let (n, turn) = {
                 let mut s = script.lock().unwrap();
-                s.take()
+                s.next(
+                    |t| matches!(t, Turn::Error { .. } | Turn::Hangup),
+                    || Turn::Final("fake-openai: the script has no more turns".to_owned()),
+                )
             };
             log.lock().unwrap().push(req.clone());
             respond(n, &turn)
@@ -263,26 +266,6 @@ impl FakeOpenAi {
     /// down).
     pub fn shut_down(&self) {
         self.server.shutdown();
-    }
-}
-
-struct Script {
-    turns: Vec<Turn>,
-    next: usize,
-}
-
-impl Script {
-    fn take(&mut self) -> (usize, Turn) {
-        let n = self.next;
-        self.next += 1;
-        let turn = match self.turns.get(n) {
-            Some(t) => t.clone(),
-            None => match self.turns.last() {
-                Some(t @ (Turn::Error { .. } | Turn::Hangup)) => t.clone(),
-                _ => Turn::Final("fake-openai: the script has no more turns".to_owned()),
-            },
-        };
-        (n, turn)
     }
 }
 
