@@ -13,7 +13,7 @@ use crate::agent::script::Recipe;
 use crate::config::RawTimeouts;
 use crate::error::{NsError, NsResult};
 use crate::ids::StageId;
-use crate::schema::{self, Doc};
+use crate::schema;
 
 /// The YAML front matter of a stage card (`templates/stage-card.md` documents every field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -112,12 +112,9 @@ impl Card {
             .map_or("", |(_, b)| b)
             .trim()
             .to_owned();
-        let front: FrontMatter = schema::parse_yaml(
-            yaml,
-            &format!("{label} (front matter from line 2)"),
-            Doc::Card,
-        )
-        .map_err(|e| e.hint(hint))?;
+        let front: FrontMatter =
+            schema::parse_yaml(yaml, &format!("{label} (front matter from line 2)"))
+                .map_err(|e| e.hint(hint))?;
         if front.title.trim().is_empty() {
             return Err(NsError::failure(format!("{label}: `title` is empty")).hint(hint));
         }

@@ -473,7 +473,7 @@ impl Config {
             .cause(e.to_string())
             .hint("run `nightshift init` in the repository first")
         })?;
-        let raw: RawConfig = schema::parse_yaml(&text, "nightshift.yaml", schema::Doc::Config)?;
+        let raw: RawConfig = schema::parse_yaml(&text, "nightshift.yaml")?;
         Self::validate(raw).map_err(|m| {
             NsError::failure(format!("nightshift.yaml: {m}"))
                 .hint("fix nightshift.yaml; `templates/config.yaml` documents every key")
@@ -732,9 +732,8 @@ mod tests {
         let text = format!(
             "version: 1\nagents:\n  a: {yaml}\n  b: {{ kind: codex }}\ndefaults: {{ worker: a }}\n"
         );
-        let raw: RawConfig =
-            crate::schema::parse_yaml(&text, "nightshift.yaml", crate::schema::Doc::Config)
-                .map_err(|e| e.to_string())?;
+        let raw: RawConfig = crate::schema::parse_yaml::<RawConfig>(&text, "nightshift.yaml")
+            .map_err(|e| e.to_string())?;
         Config::validate(raw)
     }
 

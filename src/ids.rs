@@ -157,6 +157,12 @@ pub fn attempt_dir(attempt: u32) -> String {
     format!("a{attempt}")
 }
 
+/// The branch that holds a stage's work.
+#[must_use]
+pub fn stage_branch(stage: &StageId) -> String {
+    format!("nightshift/stage/{stage}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,11 @@
 //! writes `state.yaml` or `budget.json`: only ticks do.
 
 mod brief;
+mod error;
 mod roles;
 mod run;
+
+pub use error::JobError;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -109,6 +112,34 @@ pub fn run_job(args: &JobArgs) -> NsResult<i32> {
     Ok(0)
 }
 
+/// Starts the detached `nightshift __job` wrapper that runs `plan` (stdin /dev/null, its own
+/// session, output to the job's log). Returns the wrapper's pid.
+///
+/// # Errors
+/// When the binary cannot be found or the process cannot be started.
+pub fn spawn(paths: &Paths, plan: &crate::engine::SpawnPlan) -> std::io::Result<u32> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("__job")
+        .arg("--repo")
+        .arg(&paths.root)
+        .args([
+            "--stage",
+            plan.job.stage.as_str(),
+            "--attempt",
+            &plan.job.attempt.to_string(),
+            "--role",
+            plan.job.role.as_str(),
+        ])
+        .args(["--timeout-secs", &plan.timeout_secs.to_string()])
+        .current_dir(&paths.root)
+        .env_remove(crate::failpoint::FAILPOINT_ENV);
+    if let Some(sp) = &plan.start_point {
+        cmd.args(["--start-point", sp]);
+    }
+    crate::proc::spawn_detached(cmd, &paths.log_file(&plan.job))
+}
+
 fn registration(paths: &Paths, job: &JobKey) -> NsResult<Registration> {
     let pid = std::process::id();
     let pgid = rustix::process::getpgrp().as_raw_nonzero().get();
@@ -162,5 +193,4 @@ pub fn setup_failure(role: Role, detail: String) -> OutcomeResult {
     }
 }
 
-pub use roles::regression_commands;
 pub use run::ALLOWED_ENV;

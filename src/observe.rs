@@ -7,7 +7,7 @@ use crate::engine::state::{State, Status};
 use crate::ids::JobKey;
 use crate::job::read_registration;
 use crate::paths::Paths;
-use crate::schema::{self, Doc};
+use crate::schema;
 
 /// Observes everything the state waits on.
 #[must_use]
@@ -36,7 +36,7 @@ pub fn observe(paths: &Paths, state: &State) -> Observations {
 #[must_use]
 pub fn read_outcome(path: &std::path::Path) -> Option<Outcome> {
     let text = std::fs::read_to_string(path).ok()?;
-    schema::parse_json::<Outcome>(&text, "outcome", Doc::Outcome).ok()
+    schema::parse_json::<Outcome>(&text, "outcome").ok()
 }
 
 /// What became of one job.

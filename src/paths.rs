@@ -122,9 +122,3 @@ impl Paths {
             .into_owned()
     }
 }
-
-/// The branch that holds a stage's work.
-#[must_use]
-pub fn stage_branch(stage: &StageId) -> String {
-    format!("nightshift/stage/{stage}")
-}

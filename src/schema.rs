@@ -1,98 +1,65 @@
-//! JSON Schemas of every file nightshift reads or writes, generated from the Rust types (so
-//! they cannot drift), committed under `schemas/` (a test keeps the files in step), and used to
-//! validate every document on read. Also the one strict YAML/JSON reading path: YAML is parsed
-//! with YAML-1.1 guessing turned off and duplicate keys rejected, and errors name file and line.
+//! The one strict reading path for nightshift's documents: YAML is parsed with YAML-1.1 guessing
+//! turned off and duplicate keys rejected, JSON strictly, and every document is then validated
+//! against the JSON Schema generated from its Rust type; errors name the file and line (or the
+//! JSON pointer at fault). Also the check that runs before a document is written.
+//!
+//! This module knows no nightshift type: a type opts in by implementing [`Document`] (the
+//! registry of document types and their `schemas/` files is [`crate::documents`]).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
+use schemars::JsonSchema;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{NsError, NsResult};
 
-/// Every document kind with a schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Doc {
-    Config,
-    Card,
-    State,
-    Budget,
-    Envelope,
-    Verdict,
-    Registration,
-    Outcome,
-    Recipe,
+/// A file format nightshift reads or writes, validated against the JSON Schema generated from
+/// the type.
+pub trait Document: DeserializeOwned + Serialize + JsonSchema {
+    /// The schema's file name under `schemas/` (also its name in error messages).
+    const SCHEMA_FILE: &'static str;
 }
 
-impl Doc {
-    pub const ALL: [Doc; 9] = [
-        Doc::Config,
-        Doc::Card,
-        Doc::State,
-        Doc::Budget,
-        Doc::Envelope,
-        Doc::Verdict,
-        Doc::Registration,
-        Doc::Outcome,
-        Doc::Recipe,
-    ];
-
-    /// The file name under `schemas/`.
-    #[must_use]
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Doc::Config => "config.schema.json",
-            Doc::Card => "stage-card.schema.json",
-            Doc::State => "state.schema.json",
-            Doc::Budget => "budget.schema.json",
-            Doc::Envelope => "envelope.schema.json",
-            Doc::Verdict => "verdict.schema.json",
-            Doc::Registration => "active-agent.schema.json",
-            Doc::Outcome => "outcome.schema.json",
-            Doc::Recipe => "script-recipe.schema.json",
-        }
-    }
-
-    /// The schema, generated from the Rust type.
-    #[must_use]
-    pub fn schema(self) -> serde_json::Value {
-        use schemars::schema_for;
-        let s = match self {
-            Doc::Config => schema_for!(crate::config::RawConfig),
-            Doc::Card => schema_for!(crate::card::FrontMatter),
-            Doc::State => schema_for!(crate::engine::state::State),
-            Doc::Budget => schema_for!(crate::engine::budget::Budget),
-            Doc::Envelope => schema_for!(crate::envelope::Envelope),
-            Doc::Verdict => schema_for!(crate::envelope::Verdict),
-            Doc::Registration => schema_for!(crate::job::Registration),
-            Doc::Outcome => schema_for!(crate::engine::observe::Outcome),
-            Doc::Recipe => schema_for!(crate::agent::script::Recipe),
-        };
-        s.to_value()
-    }
-
-    fn index(self) -> usize {
-        Doc::ALL.iter().position(|d| *d == self).unwrap_or(0)
-    }
+/// The schema of `T`, generated from the Rust type.
+#[must_use]
+pub fn schema_of<T: JsonSchema>() -> serde_json::Value {
+    schemars::schema_for!(T).to_value()
 }
 
-fn validator(doc: Doc) -> Option<&'static jsonschema::Validator> {
-    static CACHE: [OnceLock<Option<jsonschema::Validator>>; 9] = [const { OnceLock::new() }; 9];
-    CACHE[doc.index()]
-        .get_or_init(|| jsonschema::validator_for(&doc.schema()).ok())
-        .as_ref()
+/// The compiled validator of `T`'s schema, built once per process.
+fn validator<T: Document>() -> Option<&'static jsonschema::Validator> {
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, Option<&'static jsonschema::Validator>>>> =
+        OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *map.entry(T::SCHEMA_FILE).or_insert_with(|| {
+        jsonschema::validator_for(&schema_of::<T>())
+            .ok()
+            .map(|v| &*Box::leak(Box::new(v)))
+    })
 }
 
-/// Validates a JSON value against a document's schema. Returns every violation as
+/// Whether `T`'s schema compiles (a test checks every registered document).
+#[must_use]
+pub fn compiles<T: Document>() -> bool {
+    validator::<T>().is_some()
+}
+
+/// Validates a JSON value against `T`'s schema. Returns every violation as
 /// `<json pointer>: <message>`.
 ///
 /// # Errors
 /// The list of violations, or a single internal message if the schema itself failed to build
 /// (a bug).
-pub fn validate(doc: Doc, value: &serde_json::Value) -> Result<(), Vec<String>> {
-    let Some(v) = validator(doc) else {
+pub fn validate<T: Document>(value: &serde_json::Value) -> Result<(), Vec<String>> {
+    let Some(v) = validator::<T>() else {
         return Err(vec![format!(
             "the {} schema failed to compile (this is a bug in nightshift)",
-            doc.file_name()
+            T::SCHEMA_FILE
         )]);
     };
     let errors: Vec<String> = v
@@ -119,30 +86,24 @@ fn yaml_options() -> serde_saphyr::Options {
     }
 }
 
-/// Parses YAML into `T` (typed, strict), then validates it against `doc`'s schema.
+/// Parses YAML into `T` (typed, strict), then validates it against `T`'s schema.
 /// `label` names the file in errors (a repo-relative path).
 ///
 /// # Errors
 /// A state-kind [`NsError`] naming `label` and the line for syntax, unknown keys, duplicate keys
 /// and type errors; naming the JSON pointer for schema violations.
-pub fn parse_yaml<T>(text: &str, label: &str, doc: Doc) -> NsResult<T>
-where
-    T: DeserializeOwned + serde::Serialize,
-{
+pub fn parse_yaml<T: Document>(text: &str, label: &str) -> NsResult<T> {
     let value: T = serde_saphyr::from_str_with_options(text, yaml_options())
         .map_err(|e| NsError::failure(format!("{label} is not valid")).cause(e.to_string()))?;
-    check(&value, label, doc)?;
+    check(&value, label)?;
     Ok(value)
 }
 
-/// Parses JSON into `T`, then validates it against `doc`'s schema.
+/// Parses JSON into `T`, then validates it against `T`'s schema.
 ///
 /// # Errors
 /// An [`NsError`] naming `label`, line and column, or the JSON pointer at fault.
-pub fn parse_json<T>(text: &str, label: &str, doc: Doc) -> NsResult<T>
-where
-    T: DeserializeOwned + serde::Serialize,
-{
+pub fn parse_json<T: Document>(text: &str, label: &str) -> NsResult<T> {
     let value: T = serde_json::from_str(text).map_err(|e| {
         NsError::failure(format!("{label} is not valid")).cause(format!(
             "line {} column {}: {e}",
@@ -150,7 +111,7 @@ where
             e.column()
         ))
     })?;
-    check(&value, label, doc)?;
+    check(&value, label)?;
     Ok(value)
 }
 
@@ -158,57 +119,13 @@ where
 ///
 /// # Errors
 /// An [`NsError`] listing the violations.
-pub fn check<T: serde::Serialize>(value: &T, label: &str, doc: Doc) -> NsResult<()> {
+pub fn check<T: Document>(value: &T, label: &str) -> NsResult<()> {
     let json = serde_json::to_value(value)
         .map_err(|e| NsError::bug(format!("cannot serialise {label}: {e}")))?;
-    validate(doc, &json).map_err(|errs| {
+    validate::<T>(&json).map_err(|errs| {
         errs.into_iter().fold(
-            NsError::failure(format!("{label} does not match {}", doc.file_name())),
+            NsError::failure(format!("{label} does not match {}", T::SCHEMA_FILE)),
             NsError::cause,
         )
     })
-}
-
-/// Renders every schema as pretty JSON, for `schemas/` (see the `schemas_in_step` test).
-#[must_use]
-pub fn render_all() -> Vec<(&'static str, String)> {
-    Doc::ALL
-        .iter()
-        .map(|d| {
-            let text = serde_json::to_string_pretty(&d.schema()).unwrap_or_default();
-            (d.file_name(), format!("{text}\n"))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The committed `schemas/*.json` are exactly what the types generate. Run with
-    /// `NIGHTSHIFT_BLESS=1` to rewrite them after changing a type.
-    #[test]
-    fn schemas_in_step() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-        let bless = std::env::var("NIGHTSHIFT_BLESS").is_ok();
-        for (name, text) in render_all() {
-            let path = dir.join(name);
-            if bless {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &text).unwrap();
-            }
-            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(
-                on_disk == text,
-                "schemas/{name} is stale: rerun with NIGHTSHIFT_BLESS=1"
-            );
-        }
-    }
-
-    #[test]
-    fn every_schema_compiles() {
-        for d in Doc::ALL {
-            assert!(validator(d).is_some(), "{}", d.file_name());
-        }
-    }
 }

@@ -1,20 +1,23 @@
 //! The one writer path for nightshift's files: unique temp file in the same directory, fsync,
 //! rename, fsync the directory. Also the validated readers of `state.yaml` and `budget.json`,
-//! and the reconciliation of those files with the ledger at the start of every tick. A file
+//! the reconciliation of those files with the ledger at the start of every tick, and [`persist`],
+//! the one path by which ticks and operator commands change state. A file
 //! that fails validation is never overwritten by a tick: the error names the file and line and
 //! the hint names `nightshift repair`.
 
 use std::io::Write;
 use std::path::Path;
+use std::process::Command;
 
 use serde::Serialize;
 
 use crate::engine::budget::Budget;
+use crate::engine::effect::Event;
 use crate::engine::state::State;
 use crate::error::{NsError, NsResult};
 use crate::git::Git;
 use crate::paths::Paths;
-use crate::schema::{self, Doc};
+use crate::schema;
 use crate::{failpoint, ledger};
 
 const REPAIR_HINT: &str =
@@ -92,7 +95,7 @@ pub fn read_state_file(paths: &Paths) -> NsResult<State> {
 /// # Errors
 /// A state-kind error naming `label` and the line.
 pub fn parse_state(text: &str, label: &str) -> NsResult<State> {
-    let state: State = schema::parse_yaml(text, label, Doc::State).map_err(to_state_error)?;
+    let state: State = schema::parse_yaml(text, label).map_err(to_state_error)?;
     if state.version != crate::engine::state::STATE_VERSION {
         return Err(NsError::state(format!(
             "{label}: version {} is not supported",
@@ -117,7 +120,7 @@ pub fn read_budget_file(paths: &Paths) -> NsResult<Budget> {
 /// # Errors
 /// A state-kind error naming `label`.
 pub fn parse_budget(text: &str, label: &str) -> NsResult<Budget> {
-    schema::parse_json(text, label, Doc::Budget).map_err(to_state_error)
+    schema::parse_json(text, label).map_err(to_state_error)
 }
 
 fn to_state_error(e: NsError) -> NsError {
@@ -134,8 +137,8 @@ fn to_state_error(e: NsError) -> NsError {
 /// # Errors
 /// When either value fails validation (nothing is written then) or a write fails.
 pub fn save(paths: &Paths, state: &State, budget: &Budget) -> NsResult<()> {
-    schema::check(state, "state/state.yaml", Doc::State)?;
-    schema::check(budget, "state/budget.json", Doc::Budget)?;
+    schema::check(state, "state/state.yaml")?;
+    schema::check(budget, "state/budget.json")?;
     write_json(&paths.budget_file(), budget)?;
     failpoint::hit("after-budget-write");
     write_atomic(&paths.state_file(), state_yaml(state)?.as_bytes())?;
@@ -244,4 +247,71 @@ pub fn commit(
         .map_err(|e| NsError::failure("cannot commit to the ledger").cause(e.to_string()))?;
     write_atomic(&paths.ledger_seq_file(), state.seq.to_string().as_bytes())?;
     Ok(id)
+}
+
+/// Opens the repository's git.
+///
+/// # Errors
+/// When git is missing or the path is not a repository root.
+pub fn open_git(paths: &Paths) -> NsResult<Git> {
+    Git::open(&paths.root).map_err(|e| {
+        NsError::failure(format!(
+            "{} is not a usable git repository",
+            paths.root.display()
+        ))
+        .cause(e.to_string())
+    })
+}
+
+/// Persists a new state (seq + 1, journal = events) and commits it to the ledger. The one
+/// path by which ticks and operator commands change state.
+///
+/// # Errors
+/// When validation, a write, or the ledger commit fails.
+pub fn persist(
+    paths: &Paths,
+    git: &Git,
+    mut state: State,
+    mut budget: Budget,
+    events: &[Event],
+) -> NsResult<State> {
+    state.seq += 1;
+    budget.seq = state.seq;
+    state.journal = events.iter().map(Event::line).collect();
+    save(paths, &state, &budget)?;
+    commit(paths, git, &state, &budget, false)?;
+    failpoint::hit("after-ledger-commit");
+    if state.seq.is_multiple_of(pack_every()) {
+        pack_ledger(paths, git);
+    }
+    Ok(state)
+}
+
+/// Ledger commits between two packings of loose objects (`NIGHTSHIFT_PACK_EVERY` overrides).
+fn pack_every() -> u64 {
+    std::env::var("NIGHTSHIFT_PACK_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1000)
+}
+
+/// Starts a detached `git repack -d -q`: git plumbing never runs `gc --auto`, so without this
+/// every ledger commit stays a handful of loose objects (10,000 commits left ~200 MiB). The
+/// repack is incremental (only loose objects), outlives the tick, and never blocks it; git
+/// keeps it safe beside later commits.
+fn pack_ledger(paths: &Paths, git: &Git) {
+    let mut cmd = Command::new(git.bin());
+    cmd.args(["-c", "core.fsmonitor=false", "repack", "-d", "-q"])
+        .current_dir(&paths.root)
+        .env_clear()
+        .env("LC_ALL", "C");
+    for key in ["PATH", "HOME"] {
+        if let Ok(v) = std::env::var(key) {
+            cmd.env(key, v);
+        }
+    }
+    if let Err(e) = crate::proc::spawn_detached(cmd, &paths.state_dir().join("logs/repack.log")) {
+        eprintln!("nightshift: cannot start git repack: {e}");
+    }
 }

@@ -285,8 +285,7 @@ pub fn write_recipe(
         (None, Some(file)) => {
             let text = std::fs::read_to_string(paths.root.join(file))
                 .map_err(|e| format!("agent `{}`: cannot read recipe {file}: {e}", agent.name))?;
-            crate::schema::parse_yaml::<Recipe>(&text, file, crate::schema::Doc::Recipe)
-                .map_err(|e| e.to_string())?
+            crate::schema::parse_yaml::<Recipe>(&text, file).map_err(|e| e.to_string())?
         }
         (None, None) => return Ok(None),
     };

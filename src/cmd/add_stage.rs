@@ -11,8 +11,9 @@ use crate::engine::ops::{self, OpError};
 use crate::engine::state::{Stage, Status};
 use crate::error::{NsError, NsResult};
 use crate::ids::StageId;
-use crate::paths::{Paths, stage_branch};
-use crate::{store, tick};
+use crate::ids::stage_branch;
+use crate::paths::Paths;
+use crate::store;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -73,7 +74,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         .iter()
         .filter_map(|e| e.stage.as_ref().map(ToString::to_string))
         .collect();
-    let state = tick::persist(&paths, &git, state, budget, &events)?;
+    let state = store::persist(&paths, &git, state, budget, &events)?;
     if args.json {
         let stages: Vec<_> = state.stages.iter().filter(|s| added.contains(&s.id.to_string())).map(|s| serde_json::json!({"id": s.id, "worker": s.worker, "verifier": s.verifier, "card_hash": s.card_hash, "branch": stage_branch(&s.id)})).collect();
         super::print_json(&serde_json::json!({ "version": 1, "added": stages }))?;

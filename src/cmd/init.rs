@@ -26,7 +26,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         NsError::failure(format!("cannot open {}", repo.display())).cause(e.to_string())
     })?;
     let paths = Paths::new(root);
-    let git = crate::tick::open_git(&paths).map_err(|e| {
+    let git = crate::store::open_git(&paths).map_err(|e| {
         e.hint("run `git init` first, and point --repo at the top of the work tree")
     })?;
     let mut done = Vec::new();
@@ -62,7 +62,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
             )
             .hint("run `nightshift repair` to restore the state from the ledger"));
         }
-        crate::tick::persist(
+        crate::store::persist(
             &paths,
             &git,
             State::new(),

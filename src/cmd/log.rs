@@ -20,7 +20,7 @@ pub struct Args {
 /// When the repo is not set up or git fails.
 pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let paths = super::initialised(repo)?;
-    let git = crate::tick::open_git(&paths)?;
+    let git = crate::store::open_git(&paths)?;
     let entries = crate::ledger::log(&git, args.limit)
         .map_err(|e| NsError::failure("cannot read the ledger").cause(e.to_string()))?;
     let rows: Vec<serde_json::Value> = entries

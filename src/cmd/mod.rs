@@ -1,6 +1,6 @@
 //! One module per subcommand. Each takes the repo path and its parsed arguments and returns an
 //! exit code or an [`crate::error::NsError`]; none of them changes state except through
-//! [`crate::tick::persist`].
+//! [`crate::store::persist`].
 
 pub mod add_stage;
 pub mod demo;
@@ -69,7 +69,7 @@ pub fn locked(repo: &Path) -> NsResult<Locked> {
     let config = crate::config::Config::load(&paths.config())?;
     let lock = crate::lock::lock(&paths.lock_file())
         .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
-    let git = crate::tick::open_git(&paths)?;
+    let git = crate::store::open_git(&paths)?;
     let (state, budget) = crate::store::load_reconciled(&paths, || Ok(&git))?;
     Ok(Locked {
         paths,

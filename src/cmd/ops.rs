@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::engine::ops;
 use crate::error::{NsError, NsResult};
 use crate::ids::StageId;
-use crate::tick;
+use crate::{store, tick};
 
 #[derive(Debug, clap::Args)]
 pub struct StageArg {
@@ -41,7 +41,7 @@ where
     for e in &events {
         println!("{}", e.line());
     }
-    tick::persist(&paths, &git, state, budget, &events)?;
+    store::persist(&paths, &git, state, budget, &events)?;
     tick::execute(&paths, &git, &config, &effects);
     Ok(0)
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::error::{NsError, NsResult};
-use crate::{ledger, lock, store, tick};
+use crate::{ledger, lock, store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -16,7 +16,7 @@ pub fn run(repo: &Path, _args: &Args) -> NsResult<i32> {
     let paths = super::initialised(repo)?;
     let _lock = lock::lock(&paths.lock_file())
         .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
-    let git = tick::open_git(&paths)?;
+    let git = store::open_git(&paths)?;
     let state = store::read_state_file(&paths);
     let budget = store::read_budget_file(&paths);
     if state.is_ok() && budget.is_ok() && store::load_reconciled(&paths, || Ok(&git)).is_ok() {

@@ -11,7 +11,7 @@ use crate::engine::observe::JobSeen;
 use crate::engine::state::{Stage, Status};
 use crate::error::NsResult;
 use crate::ids::JobKey;
-use crate::paths::stage_branch;
+use crate::ids::stage_branch;
 use crate::store;
 
 #[derive(Debug, clap::Args)]

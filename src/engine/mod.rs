@@ -3,9 +3,12 @@
 //! arguments and leave as data. See `docs/ENGINE.md` for the lifecycle and invariants.
 
 pub mod budget;
+mod dispatch;
 pub mod effect;
+mod judge;
 pub mod observe;
 pub mod ops;
+mod pause;
 pub mod state;
 pub mod step;
 

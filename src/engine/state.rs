@@ -72,6 +72,41 @@ impl State {
     pub fn in_flight(&self) -> usize {
         self.stages.iter().filter(|s| s.status.in_flight()).count()
     }
+
+    /// The stage's own acceptance commands, after those of every stage it (transitively) builds
+    /// on that is done: a stage must not break what came before it.
+    #[must_use]
+    pub fn regression_commands(&self, stage: &Stage) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut todo = stage.depends_on.clone();
+        while let Some(d) = todo.pop() {
+            if seen.contains(&d) {
+                continue;
+            }
+            if let Some(s) = self.stage(&d) {
+                todo.extend(s.depends_on.iter().cloned());
+            }
+            seen.push(d);
+        }
+        let mut out: Vec<String> = Vec::new();
+        for s in self
+            .stages
+            .iter()
+            .filter(|s| seen.contains(&s.id) && matches!(s.status, Status::Done { .. }))
+        {
+            for c in &s.acceptance {
+                if !out.contains(c) {
+                    out.push(c.clone());
+                }
+            }
+        }
+        for c in &stage.acceptance {
+            if !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+        out
+    }
 }
 
 impl Default for State {

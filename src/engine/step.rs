@@ -28,9 +28,11 @@ use crate::engine::observe::{JobSeen, Observations, Outcome, OutcomeResult};
 use crate::engine::state::{
     AttemptRecord, AttemptResult, Escalation, FailReason, HaltReason, Stage, State, Status,
 };
-use crate::envelope::{EnvelopeStatus, VerdictKind};
 use crate::ids::{JobKey, Role};
-use crate::paths::stage_branch;
+
+use super::dispatch::{dispatch, escalate_orphans};
+use super::judge::judge;
+use super::pause::{family_paused, pause};
 
 /// Seconds a dispatched job has to register before it counts as a failed spawn.
 pub const SPAWN_GRACE_SECS: i64 = 120;
@@ -60,7 +62,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    fn family(&self, agent: &str) -> String {
+    pub(super) fn family(&self, agent: &str) -> String {
         self.families
             .get(agent)
             .cloned()
@@ -125,28 +127,28 @@ impl Step {
     }
 }
 
-struct Ctx<'a> {
-    limits: &'a Limits,
-    seen: &'a Observations,
-    now: Timestamp,
-    budget: Budget,
-    effects: Vec<Effect>,
-    events: Vec<Event>,
-    halted_now: Vec<HaltReason>,
+pub(super) struct Ctx<'a> {
+    pub(super) limits: &'a Limits,
+    pub(super) seen: &'a Observations,
+    pub(super) now: Timestamp,
+    pub(super) budget: Budget,
+    pub(super) effects: Vec<Effect>,
+    pub(super) events: Vec<Event>,
+    pub(super) halted_now: Vec<HaltReason>,
     /// Families paused during this step: (family, until, reported by the CLI).
-    paused_now: Vec<(String, Timestamp, bool)>,
+    pub(super) paused_now: Vec<(String, Timestamp, bool)>,
     /// Families paused at the start of the step (after expiring the ones due).
-    paused: std::collections::BTreeMap<String, crate::engine::state::FamilyPause>,
-    consecutive: u32,
+    pub(super) paused: std::collections::BTreeMap<String, crate::engine::state::FamilyPause>,
+    pub(super) consecutive: u32,
     /// Agent wall time reserved by jobs in flight, kept current as stages move.
-    reserved: u64,
+    pub(super) reserved: u64,
     /// Agent jobs in flight, kept current as stages move.
-    jobs: u64,
+    pub(super) jobs: u64,
 }
 
 impl Ctx<'_> {
     /// The pre-dispatch check for one more agent job: wall time, then tokens and USD.
-    fn room(&self, estimate_secs: u64) -> Result<(), HaltReason> {
+    pub(super) fn room(&self, estimate_secs: u64) -> Result<(), HaltReason> {
         room_for(
             &self.budget,
             self.reserved,
@@ -163,7 +165,7 @@ impl Ctx<'_> {
 }
 
 /// 1 for a status that runs an agent job (it reserves one estimate), else 0.
-fn agent_job(status: &Status) -> u64 {
+pub(super) fn agent_job(status: &Status) -> u64 {
     u64::from(matches!(
         status,
         Status::Working { .. } | Status::Verifying { .. }
@@ -235,7 +237,7 @@ pub fn step(
     }
 }
 
-fn halt(state: &mut State, reason: HaltReason, cx: &mut Ctx<'_>) {
+pub(super) fn halt(state: &mut State, reason: HaltReason, cx: &mut Ctx<'_>) {
     let text = format!("halted: {reason}");
     if state.halt(reason, cx.now) {
         cx.events.push(Event::repo(text));
@@ -243,7 +245,7 @@ fn halt(state: &mut State, reason: HaltReason, cx: &mut Ctx<'_>) {
 }
 
 /// Phase 1: one stage reads its observation. Returns true if it moved.
-fn advance(stage: &mut Stage, cx: &mut Ctx<'_>) -> bool {
+pub(super) fn advance(stage: &mut Stage, cx: &mut Ctx<'_>) -> bool {
     match stage.status.clone() {
         Status::Working {
             attempt,
@@ -270,7 +272,7 @@ fn advance(stage: &mut Stage, cx: &mut Ctx<'_>) -> bool {
     }
 }
 
-fn waiting(
+pub(super) fn waiting(
     stage: &mut Stage,
     cx: &mut Ctx<'_>,
     role: Role,
@@ -319,17 +321,23 @@ fn waiting(
     }
 }
 
-fn secs_between(a: Timestamp, b: Timestamp) -> i64 {
+pub(super) fn secs_between(a: Timestamp, b: Timestamp) -> i64 {
     b.as_second() - a.as_second()
 }
 
-fn later(now: Timestamp, secs: u64) -> Timestamp {
+pub(super) fn later(now: Timestamp, secs: u64) -> Timestamp {
     let secs = i64::try_from(secs).unwrap_or(i64::MAX / 4);
     now.checked_add(SignedDuration::from_secs(secs))
         .unwrap_or(now)
 }
 
-fn finished(stage: &mut Stage, cx: &mut Ctx<'_>, role: Role, attempt: u32, outcome: &Outcome) {
+pub(super) fn finished(
+    stage: &mut Stage,
+    cx: &mut Ctx<'_>,
+    role: Role,
+    attempt: u32,
+    outcome: &Outcome,
+) {
     match (&outcome.result, role) {
         (OutcomeResult::Worker { run, .. }, Role::Worker)
         | (OutcomeResult::Verifier { run, .. }, Role::Verifier) => {
@@ -350,128 +358,7 @@ fn finished(stage: &mut Stage, cx: &mut Ctx<'_>, role: Role, attempt: u32, outco
     }
 }
 
-/// Reads a finished job's outcome as a gate: `Ok` to go on, or the typed reason it failed.
-///
-/// # Errors
-/// The reason the gate failed.
-pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), FailReason> {
-    match result {
-        OutcomeResult::Worker {
-            run,
-            envelope,
-            envelope_error,
-            protected_changed,
-            setup_error,
-        } => {
-            if let Some(detail) = setup_error {
-                return Err(FailReason::Worktree {
-                    detail: detail.clone(),
-                });
-            }
-            agent_ok(run, role, stage)?;
-            if let Some(path) = protected_changed.first() {
-                return Err(FailReason::ProtectedPath { path: path.clone() });
-            }
-            let Some(env) = envelope else {
-                let detail = envelope_error
-                    .clone()
-                    .unwrap_or_else(|| "no final message".into());
-                return Err(
-                    if detail.contains("no ```json block") || run.final_message.is_none() {
-                        FailReason::NoEnvelope { detail }
-                    } else {
-                        FailReason::InvalidEnvelope { detail }
-                    },
-                );
-            };
-            match env.status {
-                EnvelopeStatus::Done => Ok(()),
-                EnvelopeStatus::Blocked | EnvelopeStatus::Partial => Err(FailReason::NotDone {
-                    status: format!("{:?}", env.status).to_lowercase(),
-                    summary: env.summary.clone(),
-                }),
-            }
-        }
-        OutcomeResult::Acceptance {
-            commands,
-            setup_error,
-        } => {
-            if let Some(detail) = setup_error {
-                return Err(FailReason::Worktree {
-                    detail: detail.clone(),
-                });
-            }
-            match commands.iter().find(|c| !c.passed()) {
-                Some(c) => Err(FailReason::AcceptanceFailed {
-                    command: c.command.clone(),
-                    exit: c.exit,
-                    timed_out: c.timed_out,
-                }),
-                None if commands.len() < stage.acceptance.len() => {
-                    Err(FailReason::Crashed { role })
-                }
-                None => Ok(()),
-            }
-        }
-        OutcomeResult::Verifier {
-            run,
-            verdict,
-            verdict_error,
-        } => {
-            agent_ok(run, role, stage)?;
-            let Some(v) = verdict else {
-                let detail = verdict_error
-                    .clone()
-                    .unwrap_or_else(|| "no final message".into());
-                return Err(FailReason::InvalidVerdict { detail });
-            };
-            match v.verdict {
-                VerdictKind::Pass => Ok(()),
-                VerdictKind::Revise => Err(FailReason::Revise {
-                    findings: v.findings.clone(),
-                }),
-                VerdictKind::Fail => Err(FailReason::Rejected {
-                    findings: v.findings.clone(),
-                }),
-            }
-        }
-        OutcomeResult::Integration { .. } => Err(FailReason::Crashed { role }),
-    }
-}
-
-fn agent_ok(
-    run: &crate::engine::observe::AgentRun,
-    role: Role,
-    stage: &Stage,
-) -> Result<(), FailReason> {
-    if run.timed_out {
-        let after_secs = match role {
-            Role::Worker => stage.timeouts.worker,
-            Role::Verifier => stage.timeouts.verifier,
-            Role::Acceptance => stage.timeouts.acceptance,
-        };
-        return Err(FailReason::TimedOut { role, after_secs });
-    }
-    if let Some(failure) = &run.failure {
-        return Err(FailReason::Agent {
-            role,
-            failure: failure.clone(),
-        });
-    }
-    if run.is_error || run.exit != Some(0) {
-        let failure = match (run.exit, run.signal) {
-            (None, Some(signal)) => AgentFailure::Killed { signal },
-            (exit, _) => AgentFailure::Crashed {
-                exit,
-                detail: run.error_detail.clone().unwrap_or_default(),
-            },
-        };
-        return Err(FailReason::Agent { role, failure });
-    }
-    Ok(())
-}
-
-fn passed_gate(stage: &mut Stage, cx: &mut Ctx<'_>, role: Role, attempt: u32) {
+pub(super) fn passed_gate(stage: &mut Stage, cx: &mut Ctx<'_>, role: Role, attempt: u32) {
     match role {
         Role::Worker => {
             start_job(stage, cx, Role::Acceptance, attempt, None);
@@ -515,7 +402,7 @@ fn passed_gate(stage: &mut Stage, cx: &mut Ctx<'_>, role: Role, attempt: u32) {
 
 /// Moves a stage to the status that waits on `role`'s job of `attempt` and asks for that job,
 /// with the role's timeout as its deadline.
-fn start_job(
+pub(super) fn start_job(
     stage: &mut Stage,
     cx: &mut Ctx<'_>,
     role: Role,
@@ -557,7 +444,7 @@ fn start_job(
     }));
 }
 
-fn integrating(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32) -> bool {
+pub(super) fn integrating(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32) -> bool {
     let Some(outcome) = cx
         .seen
         .integrations
@@ -609,7 +496,7 @@ fn integrating(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32) -> bool {
     true
 }
 
-fn escalate(stage: &mut Stage, cx: &mut Ctx<'_>, reason: Escalation) {
+pub(super) fn escalate(stage: &mut Stage, cx: &mut Ctx<'_>, reason: Escalation) {
     cx.events
         .push(Event::stage(&stage.id, format!("escalated: {reason}")));
     stage.status = Status::Escalated { reason, at: cx.now };
@@ -617,7 +504,7 @@ fn escalate(stage: &mut Stage, cx: &mut Ctx<'_>, reason: Escalation) {
 
 /// Records a failed attempt: retry if attempts are left, else escalate; counts toward the
 /// consecutive-failure cap.
-fn fail(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: FailReason) {
+pub(super) fn fail(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: FailReason) {
     stage.history.push(AttemptRecord {
         attempt,
         ended: cx.now,
@@ -671,7 +558,7 @@ fn fail(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: FailReason) {
     }
 }
 
-fn findings_of(reason: &FailReason) -> Vec<String> {
+pub(super) fn findings_of(reason: &FailReason) -> Vec<String> {
     match reason {
         FailReason::Revise { findings } | FailReason::Rejected { findings }
             if !findings.is_empty() =>
@@ -684,231 +571,8 @@ fn findings_of(reason: &FailReason) -> Vec<String> {
     }
 }
 
-fn max_attempts(stage: &Stage, limits: &Limits) -> u32 {
+pub(super) fn max_attempts(stage: &Stage, limits: &Limits) -> u32 {
     limits
         .max_attempts_per_stage
         .map_or(stage.max_attempts, |cap| stage.max_attempts.min(cap))
-}
-
-/// Phase 2: a queued stage whose dependency can no longer complete needs a human.
-fn escalate_orphans(stages: &mut [Stage], moved: &mut [bool], cx: &mut Ctx<'_>) {
-    for i in 0..stages.len() {
-        if moved[i] || stages[i].status != Status::Queued {
-            continue;
-        }
-        let failed_dep = stages[i].depends_on.iter().find(|d| {
-            stages.iter().any(|s| {
-                &s.id == *d
-                    && matches!(
-                        s.status,
-                        Status::Escalated { .. } | Status::Cancelled { .. }
-                    )
-            })
-        });
-        if let Some(dep) = failed_dep.cloned() {
-            escalate(
-                &mut stages[i],
-                cx,
-                Escalation::DependencyFailed { dependency: dep },
-            );
-            moved[i] = true;
-        }
-    }
-}
-
-/// Phase 3: dispatch retries, then queued stages, within lanes and budget.
-/// A usage limit: the family pauses until its reset, the attempt does not count against the
-/// stage's attempts or the consecutive-failure cap, and the stage waits as `paused`.
-fn pause(
-    stage: &mut Stage,
-    cx: &mut Ctx<'_>,
-    attempt: u32,
-    agent: &str,
-    resets_at: Option<Timestamp>,
-) {
-    // Either way the family pauses for everyone until its reset, and this attempt does not
-    // count against the stage.
-    let family = cx.limits.family(agent);
-    let until = resets_at
-        .filter(|t| *t > cx.now)
-        .unwrap_or_else(|| later(cx.now, cx.limits.default_pause_secs));
-    cx.paused_now
-        .push((family.clone(), until, resets_at.is_some()));
-    stage.attempt_floor += 1;
-    if let Some(fallback) = usable_fallback(stage, cx, agent) {
-        // The card names a worker of another family: switch to it instead of waiting.
-        cx.events.push(Event::stage(
-            &stage.id,
-            format!(
-                "a{attempt} hit the {family} usage limit; switching to fallback worker {fallback}"
-            ),
-        ));
-        stage.worker = fallback;
-        let failure = AgentFailure::UsageLimit {
-            resets_at,
-            detail: format!("{family} usage limit"),
-        };
-        stage.status = Status::Retry {
-            attempt,
-            reason: FailReason::Agent {
-                role: Role::Worker,
-                failure,
-            },
-        };
-        return;
-    }
-    cx.events.push(Event::stage(
-        &stage.id,
-        format!(
-            "a{attempt} paused: {family} usage limit until {until}; the next attempt will not count"
-        ),
-    ));
-    stage.status = Status::Paused {
-        attempt,
-        family,
-        until,
-    };
-}
-
-/// The card's fallback worker, when the usage limit hit the worker and the fallback is of
-/// another family than both the limited one and the verifier, and is not paused itself.
-fn usable_fallback(stage: &Stage, cx: &Ctx<'_>, agent: &str) -> Option<String> {
-    let fallback = stage.fallback.clone()?;
-    let limited = cx.limits.family(agent);
-    let ok = agent == stage.worker
-        && cx.limits.family(&fallback) != limited
-        && cx.limits.family(&fallback) != cx.limits.family(&stage.verifier)
-        && !family_paused(cx, &fallback);
-    ok.then_some(fallback)
-}
-
-/// True when `agent`'s family is paused at `now`.
-fn family_paused(cx: &Ctx<'_>, agent: &str) -> bool {
-    is_paused(cx, &cx.limits.family(agent))
-}
-
-fn is_paused(cx: &Ctx<'_>, family: &str) -> bool {
-    cx.paused.get(family).is_some_and(|p| p.until > cx.now)
-        || cx.paused_now.iter().any(|(f, _, _)| f == family)
-}
-
-/// A paused stage waits for the family that paused it, whichever role that was.
-fn still_paused(cx: &Ctx<'_>, status: &Status) -> bool {
-    matches!(status, Status::Paused { family, until, .. } if *until > cx.now || is_paused(cx, family))
-}
-
-fn dispatch(state: &mut State, moved: &[bool], cx: &mut Ctx<'_>) {
-    let order: Vec<usize> = (0..state.stages.len())
-        .filter(|&i| {
-            matches!(
-                state.stages[i].status,
-                Status::Retry { .. } | Status::Paused { .. }
-            )
-        })
-        .chain((0..state.stages.len()).filter(|&i| state.stages[i].status == Status::Queued))
-        .collect();
-    for i in order {
-        if state.halted.is_some() {
-            return;
-        }
-        if moved[i]
-            || !ready(state, i, cx.limits)
-            || family_paused(cx, &state.stages[i].worker)
-            || still_paused(cx, &state.stages[i].status)
-        {
-            continue;
-        }
-        let stage = &state.stages[i];
-        let estimate = stage.timeouts.worker;
-        if let Err(reason) = cx.room(estimate) {
-            halt(state, reason, cx);
-            return;
-        }
-        if let Some(reason) = stage_cap(stage, &cx.budget, estimate, &cx.limits.money) {
-            escalate(&mut state.stages[i], cx, reason);
-            continue;
-        }
-        let start = start_point(state, i, cx.limits);
-        let stage = &mut state.stages[i];
-        stage.attempt += 1;
-        let attempt = stage.attempt;
-        cx.budget.count_attempt(&stage.id);
-        cx.reserved += estimate;
-        cx.jobs += 1;
-        start_job(stage, cx, Role::Worker, attempt, Some(start));
-        cx.events.push(Event::stage(
-            &stage.id,
-            format!("a{attempt} dispatched to {}", stage.worker),
-        ));
-    }
-}
-
-/// The stage's own caps (card `budget:`): wall time, tokens, USD, for one more attempt.
-fn stage_cap(
-    stage: &Stage,
-    budget: &Budget,
-    estimate_secs: u64,
-    m: &crate::config::Money,
-) -> Option<Escalation> {
-    let spent = budget.stage_spend(&stage.id);
-    if let Some(cap) = stage
-        .max_wall_secs
-        .filter(|cap| spent.wall_secs + estimate_secs > *cap)
-    {
-        return Some(Escalation::StageWallTime {
-            spent_secs: spent.wall_secs,
-            cap_secs: cap,
-        });
-    }
-    // An attempt runs a worker and a verifier: two estimates.
-    let tokens = spent.usage.total() + 2 * m.estimate_tokens;
-    if let Some(cap) = stage.max_tokens.filter(|cap| tokens > *cap) {
-        return Some(Escalation::StageBudget {
-            detail: format!(
-                "budget.max_tokens: {} spent + {} for the next attempt > cap {cap}",
-                spent.usage.total(),
-                2 * m.estimate_tokens
-            ),
-        });
-    }
-    if let Some(cap) = stage
-        .max_usd
-        .filter(|cap| spent.usd + 2.0 * m.estimate_usd > *cap)
-    {
-        return Some(Escalation::StageBudget {
-            detail: format!(
-                "budget.max_usd: ${:.2} spent + ${:.2} for the next attempt > cap ${cap:.2}",
-                spent.usd,
-                2.0 * m.estimate_usd
-            ),
-        });
-    }
-    None
-}
-
-fn ready(state: &State, i: usize, limits: &Limits) -> bool {
-    let stage = &state.stages[i];
-    match stage.status {
-        Status::Retry { .. } | Status::Paused { .. } => true,
-        Status::Queued => {
-            let lanes = usize::try_from(limits.lanes).unwrap_or(usize::MAX);
-            state.in_flight() < lanes
-                && stage.depends_on.iter().all(|d| {
-                    state
-                        .stage(d)
-                        .is_some_and(|s| matches!(s.status, Status::Done { .. }))
-                })
-        }
-        _ => false,
-    }
-}
-
-/// Where a stage's worktree starts: the base branch, its one dependency's branch, or (several
-/// dependencies) the integration branch, which by then holds all of them.
-fn start_point(state: &State, i: usize, limits: &Limits) -> String {
-    match state.stages[i].depends_on.as_slice() {
-        [] => limits.base.clone(),
-        [one] => stage_branch(one),
-        _ => limits.integration_branch.clone(),
-    }
 }

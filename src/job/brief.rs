@@ -46,8 +46,8 @@ fn bounded_diff(diff: &str) -> String {
 }
 
 /// A document's JSON Schema, compact, for a prompt.
-fn schema_text(doc: crate::schema::Doc) -> String {
-    serde_json::to_string(&doc.schema()).unwrap_or_default()
+fn schema_text<T: schemars::JsonSchema>() -> String {
+    serde_json::to_string(&crate::schema::schema_of::<T>()).unwrap_or_default()
 }
 
 /// The template for a role: the repo's override (`prompts:` in nightshift.yaml), else the
@@ -59,10 +59,14 @@ pub fn template(
     paths: &Paths,
     over: Option<&str>,
     builtin: &'static str,
-) -> Result<String, String> {
+) -> Result<String, super::JobError> {
     match over {
-        Some(rel) => std::fs::read_to_string(paths.root.join(rel))
-            .map_err(|e| format!("cannot read the prompt template {rel}: {e}")),
+        Some(rel) => std::fs::read_to_string(paths.root.join(rel)).map_err(|source| {
+            super::JobError::Template {
+                path: rel.to_owned(),
+                source,
+            }
+        }),
         None => Ok(builtin.to_owned()),
     }
 }
@@ -92,7 +96,7 @@ pub fn worker(
     });
     let example = serde_json::to_string_pretty(&example).unwrap_or_default();
     let attempt_s = attempt.to_string();
-    let schema = schema_text(crate::schema::Doc::Envelope);
+    let schema = schema_text::<crate::envelope::Envelope>();
     render(
         template,
         &[
@@ -134,7 +138,7 @@ pub fn verifier(
     let example = serde_json::to_string_pretty(&example).unwrap_or_default();
     let attempt_s = attempt.to_string();
     let diff = bounded_diff(diff);
-    let schema = schema_text(crate::schema::Doc::Verdict);
+    let schema = schema_text::<crate::envelope::Verdict>();
     render(
         template,
         &[

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use crate::agent::{self, InvokeCtx};
 use crate::config::{Agent, Config};
 use crate::engine::observe::{AgentRun, CommandResult, Outcome, OutcomeResult};
-use crate::engine::state::{Stage, State, Status};
+use crate::engine::state::{Stage, State};
 use crate::envelope;
 use crate::ids::Role;
 use crate::job::run::{ChildResult, ChildSpec, run_child, tail};
-use crate::job::{JobArgs, Registration, setup_failure};
+use crate::job::{JobArgs, JobError, Registration, setup_failure};
 use crate::lock::TickLock;
 use crate::paths::Paths;
 use crate::{git::Git, protect, store, worktree};
@@ -34,7 +34,7 @@ pub fn run_role(mut cx: RoleCtx<'_>) -> OutcomeResult {
         Role::Acceptance => acceptance(&mut cx),
         Role::Verifier => verifier(&mut cx),
     };
-    result.unwrap_or_else(|detail| setup_failure(role, detail))
+    result.unwrap_or_else(|e| setup_failure(role, e.to_string()))
 }
 
 struct Setup {
@@ -45,22 +45,18 @@ struct Setup {
     card: crate::card::Card,
 }
 
-fn setup(cx: &RoleCtx<'_>) -> Result<Setup, String> {
-    let config = Config::load(&cx.paths.config()).map_err(|e| e.to_string())?;
-    let state = store::read_state_file(cx.paths).map_err(|e| e.to_string())?;
+fn setup(cx: &RoleCtx<'_>) -> Result<Setup, JobError> {
+    let config = Config::load(&cx.paths.config())?;
+    let state = store::read_state_file(cx.paths)?;
     let stage = state
         .stage(&cx.args.job.stage)
         .cloned()
-        .ok_or_else(|| format!("stage `{}` is not in state.yaml", cx.args.job.stage))?;
-    let git = Git::open(&cx.paths.root).map_err(|e| e.to_string())?;
+        .ok_or_else(|| JobError::StageGone(cx.args.job.stage.clone()))?;
+    let git = Git::open(&cx.paths.root)?;
     let label = format!("state/cards/{}.md", stage.id);
-    let card = crate::card::Card::load(&cx.paths.card_copy(&stage.id), &label)
-        .map_err(|e| e.to_string())?;
+    let card = crate::card::Card::load(&cx.paths.card_copy(&stage.id), &label)?;
     if card.hash != stage.card_hash {
-        return Err(format!(
-            "state/cards/{}.md no longer matches the hash taken at add-stage",
-            stage.id
-        ));
+        return Err(JobError::CardChanged(stage.id));
     }
     Ok(Setup {
         config,
@@ -71,21 +67,21 @@ fn setup(cx: &RoleCtx<'_>) -> Result<Setup, String> {
     })
 }
 
-fn agent_of<'c>(config: &'c Config, name: &str) -> Result<&'c Agent, String> {
+fn agent_of<'c>(config: &'c Config, name: &str) -> Result<&'c Agent, JobError> {
     config
         .agents
         .get(name)
-        .ok_or_else(|| format!("no agent named `{name}` in nightshift.yaml"))
+        .ok_or_else(|| JobError::UnknownAgent(name.to_owned()))
 }
 
-fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
+fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let s = setup(cx)?;
     let start = cx
         .args
         .start_point
         .clone()
         .unwrap_or_else(|| s.config.base.clone());
-    let wt = worktree::prepare(&s.git, cx.paths, &s.stage.id, &start).map_err(|e| e.to_string())?;
+    let wt = worktree::prepare(&s.git, cx.paths, &s.stage.id, &start)?;
     let patterns = protect::patterns(&s.state, &s.stage);
     let before = protect::snapshot(&wt, &patterns);
     let body = s.card.body.clone();
@@ -94,8 +90,7 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
         s.config.prompt_worker.as_deref(),
         super::brief::WORKER_TEMPLATE,
     )?;
-    let text = super::brief::worker(&template, cx.paths, &s.stage, cx.args.job.attempt, &body)
-        .map_err(|e| e.to_string())?;
+    let text = super::brief::worker(&template, cx.paths, &s.stage, cx.args.job.attempt, &body)?;
     let agent = agent_of(&s.config, &s.stage.worker)?;
     let run = run_agent(cx, agent, &wt, &text, &s.card)?;
     let after = protect::snapshot(&wt, &patterns);
@@ -121,10 +116,10 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
     })
 }
 
-fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
+fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let s = setup(cx)?;
     let wt = cx.paths.worktree(&s.stage.id);
-    let diff = worktree::diff(&s.git, &wt).map_err(|e| e.to_string())?;
+    let diff = worktree::diff(&s.git, &wt)?;
     let acc_key = crate::ids::JobKey {
         role: Role::Acceptance,
         ..cx.args.job.clone()
@@ -145,8 +140,7 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
         &s.card.text,
         &acceptance,
         &diff,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let agent = agent_of(&s.config, &s.stage.verifier)?;
     let run = run_agent(cx, agent, &wt, &text, &s.card)?;
     let (verdict, verdict_error) = match &run.final_message {
@@ -201,15 +195,16 @@ fn run_agent(
     wt: &Path,
     prompt_text: &str,
     card: &crate::card::Card,
-) -> Result<AgentRun, String> {
+) -> Result<AgentRun, JobError> {
     let job = &cx.args.job;
     let dir = cx.paths.handoff_dir(&job.stage, job.attempt);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir)?;
     let prompt_file = dir.join(format!("{}-prompt.md", job.role));
-    std::fs::write(&prompt_file, prompt_text).map_err(|e| e.to_string())?;
+    std::fs::write(&prompt_file, prompt_text)?;
     let recipe_file =
-        agent::script::write_recipe(cx.paths, agent, card.front.script.as_ref(), &dir, job.role)?;
-    let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        agent::script::write_recipe(cx.paths, agent, card.front.script.as_ref(), &dir, job.role)
+            .map_err(JobError::Invocation)?;
+    let self_exe = std::env::current_exe()?;
     let ictx = InvokeCtx {
         prompt: prompt_text,
         prompt_file: &prompt_file,
@@ -217,16 +212,17 @@ fn run_agent(
         recipe_file: recipe_file.as_deref(),
         self_exe: &self_exe,
     };
-    let inv = agent::invocation(agent, job.role, &ictx)?;
+    let inv = agent::invocation(agent, job.role, &ictx).map_err(JobError::Invocation)?;
     let secret = match agent::auth::secret(agent) {
         Ok(s) => s,
         Err(failure) => return Ok(AgentRun::failed(&agent.name, failure)),
     };
     let mut env = agent::auth::kind_env(agent.kind);
     env.extend(inv.env.iter().cloned());
-    env.extend(
-        agent::auth::isolation_env(agent, &cx.paths.agent_state(job)).map_err(|e| e.to_string())?,
-    );
+    env.extend(agent::auth::isolation_env(
+        agent,
+        &cx.paths.agent_state(job),
+    )?);
     env.extend(secret);
     env.extend(nightshift_env(cx));
     let spec = ChildSpec {
@@ -241,7 +237,7 @@ fn run_agent(
         signal: res.signal,
         timed_out: res.timed_out,
     };
-    let now = crate::now::now().map_err(|e| e.to_string())?;
+    let now = crate::now::now()?;
     let parsed = agent::parse(agent.kind, &res.stdout, exit, now);
     Ok(AgentRun {
         agent: agent.name.clone(),
@@ -278,10 +274,10 @@ fn start_child(
     cx: &mut RoleCtx<'_>,
     spec: &ChildSpec,
     timeout: Duration,
-) -> Result<ChildResult, String> {
+) -> Result<ChildResult, JobError> {
     let log = cx.paths.log_file(&cx.args.job);
     if let Some(d) = log.parent() {
-        std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(d)?;
     }
     let paths = cx.paths;
     let job = cx.args.job.clone();
@@ -294,8 +290,10 @@ fn start_child(
         reg.child_pgid = Some(pgid);
         let _ = store::write_json(&paths.registry_file(&job), &*reg);
     };
-    run_child(spec, &log, timeout, cx.alive, &mut on_start)
-        .map_err(|e| format!("cannot start `{}`: {e}", spec.program.display()))
+    run_child(spec, &log, timeout, cx.alive, &mut on_start).map_err(|source| JobError::Start {
+        program: spec.program.clone(),
+        source,
+    })
 }
 
 /// Prompts are long; the registry keeps the command readable.
@@ -307,13 +305,13 @@ fn redact(arg: &str) -> String {
     }
 }
 
-fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
+fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let s = setup(cx)?;
     let wt = cx.paths.worktree(&s.stage.id);
     if !wt.is_dir() {
-        return Err(format!("the worktree {} is missing", cx.paths.rel(&wt)));
+        return Err(JobError::WorktreeMissing(cx.paths.rel(&wt)));
     }
-    let commands = regression_commands(&s.state, &s.stage);
+    let commands = s.state.regression_commands(&s.stage);
     let deadline = Instant::now() + Duration::from_secs(cx.args.timeout_secs);
     let mut results = Vec::new();
     for command in commands {
@@ -345,39 +343,4 @@ fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, String> {
         commands: results,
         setup_error: None,
     })
-}
-
-/// The stage's own acceptance commands, after those of every stage it (transitively) builds
-/// on that is done: a stage must not break what came before it.
-#[must_use]
-pub fn regression_commands(state: &State, stage: &Stage) -> Vec<String> {
-    let mut seen = Vec::new();
-    let mut todo = stage.depends_on.clone();
-    while let Some(d) = todo.pop() {
-        if seen.contains(&d) {
-            continue;
-        }
-        if let Some(s) = state.stage(&d) {
-            todo.extend(s.depends_on.iter().cloned());
-        }
-        seen.push(d);
-    }
-    let mut out: Vec<String> = Vec::new();
-    for s in state
-        .stages
-        .iter()
-        .filter(|s| seen.contains(&s.id) && matches!(s.status, Status::Done { .. }))
-    {
-        for c in &s.acceptance {
-            if !out.contains(c) {
-                out.push(c.clone());
-            }
-        }
-    }
-    for c in &stage.acceptance {
-        if !out.contains(c) {
-            out.push(c.clone());
-        }
-    }
-    out
 }

@@ -1,0 +1,128 @@
+//! The `Integrate` effect: commits a verified attempt's deliverable on its stage branch
+//! (authored by the worker, committed by nightshift, with trailers naming the stage, attempt,
+//! agents and usage), brings the branch into the integration branch under the configured
+//! policy ([`refs`]), and records the result as an outcome file for the next tick to observe.
+//!
+//! It never changes `state.yaml` or `budget.json` (ticks do, from the recorded outcome), and
+//! never touches the user's checkout.
+
+mod refs;
+
+pub use refs::{IntegrateError, Integrated, integrate};
+
+use crate::config::Config;
+use crate::engine::observe::{OUTCOME_VERSION, Outcome, OutcomeResult};
+use crate::git::Git;
+use crate::ids::{JobKey, Role, StageId, stage_branch};
+use crate::paths::Paths;
+use crate::{store, worktree};
+
+/// Commits the attempt's deliverable on the stage branch (authored by the worker), applies
+/// the integration policy, and records the result for the next tick. Idempotent.
+pub fn run(paths: &Paths, git: &Git, config: &Config, stage: &StageId, attempt: u32) {
+    let (commit, error, detail) = match integrate_inner(paths, git, config, stage, attempt) {
+        Ok((c, d)) => (Some(c), None, d),
+        Err(e) => (None, Some(e.clone()), e),
+    };
+    let outcome = Outcome {
+        version: OUTCOME_VERSION,
+        stage: stage.clone(),
+        attempt,
+        finished_at: crate::now::now().unwrap_or_else(|_| jiff::Timestamp::now()),
+        wall_secs: 0,
+        result: OutcomeResult::Integration {
+            commit,
+            error,
+            detail,
+        },
+    };
+    if let Err(e) = store::write_json(&paths.integration_file(stage, attempt), &outcome) {
+        eprintln!("nightshift: cannot record the integration of {stage} a{attempt}: {e}");
+    }
+}
+
+fn integrate_inner(
+    paths: &Paths,
+    git: &Git,
+    config: &Config,
+    stage: &StageId,
+    attempt: u32,
+) -> Result<(String, String), String> {
+    let state = store::read_state_file(paths).map_err(|e| e.to_string())?;
+    let s = state
+        .stage(stage)
+        .ok_or_else(|| format!("stage `{stage}` is gone from state.yaml"))?;
+    let worker = config.agents.get(&s.worker);
+    let author = worktree::Identity {
+        name: format!("{} (nightshift worker)", s.worker),
+        email: format!(
+            "{}@{}.nightshift.invalid",
+            s.worker,
+            worker.map_or("agent", |a| a.family.as_str())
+        ),
+    };
+    let outcome_of = |role| {
+        crate::observe::read_outcome(&paths.outcome_file(&JobKey {
+            stage: stage.clone(),
+            attempt,
+            role,
+        }))
+    };
+    let (summary, usage) = match outcome_of(Role::Worker).map(|o| o.result) {
+        Some(OutcomeResult::Worker {
+            envelope: Some(e),
+            run,
+            ..
+        }) => (e.summary, run.usage.unwrap_or_default()),
+        _ => (String::new(), Default::default()),
+    };
+    let trailers = vec![
+        ("Nightshift-Stage".to_owned(), stage.to_string()),
+        (
+            "Nightshift-Attempt".to_owned(),
+            format!("{stage}/a{attempt}"),
+        ),
+        ("Nightshift-Worker".to_owned(), s.worker.clone()),
+        ("Nightshift-Verifier".to_owned(), s.verifier.clone()),
+        (
+            "Nightshift-Acceptance".to_owned(),
+            format!("passed ({} commands)", state.regression_commands(s).len()),
+        ),
+        (
+            "Nightshift-Tokens".to_owned(),
+            format!(
+                "input={} output={} cache_read={} cache_write={}",
+                usage.input, usage.output, usage.cache_read, usage.cache_write
+            ),
+        ),
+    ];
+    let wt = paths.worktree(stage);
+    let subject = format!("{}: {}", stage, s.title);
+    let commit = worktree::commit_deliverable(git, &wt, &author, &subject, &summary, &trailers)
+        .map_err(|e| e.to_string())?;
+    let branch = stage_branch(stage);
+    let how = integrate(
+        git,
+        &branch,
+        &config.integration_branch,
+        &config.base,
+        config.policy,
+    )
+    .map_err(|e| e.to_string())?;
+    let detail = match how {
+        Integrated::FastForwarded { .. } => {
+            format!("{branch} fast-forwarded into {}", config.integration_branch)
+        }
+        Integrated::Replayed { .. } => {
+            format!("{branch} replayed onto {}", config.integration_branch)
+        }
+        Integrated::Merged { .. } => {
+            format!("{branch} merged into {}", config.integration_branch)
+        }
+        Integrated::AlreadyIntegrated { .. } => {
+            format!("{branch} already in {}", config.integration_branch)
+        }
+        Integrated::LeftAsBranch { .. } => format!("left on {branch}"),
+    };
+    Ok((commit, detail))
+}
