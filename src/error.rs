@@ -1,6 +1,8 @@
 //! Exit codes and the top-level error shape. Every failure a user sees at 7am is printed as
 //! three kinds of line: `error: …`, `  caused by: …` and `  hint: …` (the exact next command).
-//! Exit codes are named here and nowhere else.
+//! Exit codes are named here and nowhere else, and so are the hints for the typed errors of the
+//! lower layers that reach the user (git): each reaches the user through one `From` conversion
+//! below, so each hint is chosen in one place.
 
 use std::fmt;
 
@@ -70,6 +72,37 @@ impl NsError {
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+    /// Says what was being done: `msg` becomes the message, and the lower error's message
+    /// becomes the first cause (its causes and hint are kept).
+    #[must_use]
+    pub fn within(mut self, msg: impl Into<String>) -> Self {
+        let lower = std::mem::replace(&mut self.message, msg.into());
+        self.causes.insert(0, lower);
+        self
+    }
+}
+
+/// A lower layer's error as the user sees it: its text, and the hint (if any) for its kind.
+fn lower(e: &dyn std::error::Error, hint: Option<&str>) -> NsError {
+    let err = NsError::failure(e.to_string());
+    match hint {
+        Some(h) => err.hint(h),
+        None => err,
+    }
+}
+
+impl From<crate::git::GitError> for NsError {
+    fn from(e: crate::git::GitError) -> Self {
+        use crate::git::GitError;
+        let hint = match &e {
+            GitError::NotFound => Some("install git, or point NIGHTSHIFT_GIT at it"),
+            GitError::NotARepo { .. } => {
+                Some("run nightshift from the top of a git work tree, or pass --repo DIR")
+            }
+            GitError::Failed { .. } | GitError::Io(_) => None,
+        };
+        lower(&e, hint)
     }
 }
 

@@ -2,8 +2,9 @@
 //! verifier. It holds `state/active-agents/<job>.lock` for its whole life (and passes the
 //! descriptor to the agent, so the lock means "this attempt still has processes"), registers
 //! itself, runs its role with a deadline enforced from outside the agent, writes the outcome
-//! under `state/handoffs/`, deregisters, and pokes the repo with a chained tick. It never
-//! writes `state.yaml` or `budget.json`: only ticks do.
+//! under `state/handoffs/`, deregisters, and pokes the repo with a chained tick (which its
+//! caller supplies: this module never runs a tick itself). It never writes `state.yaml` or
+//! `budget.json`: only ticks do.
 
 mod brief;
 mod error;
@@ -70,12 +71,13 @@ pub struct JobArgs {
     pub start_point: Option<String>,
 }
 
-/// Runs one job to its end. Returns the process exit code.
+/// Runs one job to its end, then calls `poke` (the caller's chained tick). Returns the
+/// process exit code.
 ///
 /// # Errors
 /// When the job cannot even register (its lock or registry cannot be written); every other
 /// failure is recorded in the outcome instead.
-pub fn run_job(args: &JobArgs) -> NsResult<i32> {
+pub fn run_job(args: &JobArgs, poke: impl FnOnce(&Paths)) -> NsResult<i32> {
     let paths = Paths::new(&args.repo);
     let job = &args.job;
     std::fs::create_dir_all(paths.agents_dir())
@@ -108,7 +110,7 @@ pub fn run_job(args: &JobArgs) -> NsResult<i32> {
     let _ = std::fs::remove_file(paths.registry_file(job));
     let _ = std::fs::remove_file(paths.alive_file(job));
     drop(alive);
-    crate::tick::chained(&paths);
+    poke(&paths);
     Ok(0)
 }
 

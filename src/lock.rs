@@ -1,17 +1,25 @@
-//! The tick lock: an exclusive `flock` on `state/.lock`, held by the process and released by
-//! the kernel when it dies. std opens files close-on-exec, so detached agents never inherit it
-//! (a leaked lock would make every later tick "busy"). This module never blocks a tick.
+//! File locks: an exclusive `flock`, held by the process and released by the kernel when it
+//! dies. One mechanism used three ways:
+//! * the **tick lock** on `state/.lock` (ticks and operator commands; never inherited);
+//! * each job's **liveness lock** on `state/active-agents/<job>.lock`, held by the job wrapper
+//!   and deliberately handed to its agent or acceptance command (see `job/run.rs`), so "can I
+//!   take it?" means "every process of that attempt is gone";
+//! * the **host lock** around the host-wide spend file (see `host.rs`; never inherited).
+//!
+//! std opens files close-on-exec, so a child inherits a lock only when its descriptor is passed
+//! on purpose (a leaked tick lock would make every later tick "busy"). [`try_lock`] never
+//! blocks; [`lock`] waits.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
-/// Proof that this process holds the tick lock; dropping it releases the lock.
+/// Proof that this process holds a file lock; dropping it releases the lock.
 #[derive(Debug)]
-pub struct TickLock {
+pub struct FileLock {
     _file: File,
 }
 
-impl TickLock {
+impl FileLock {
     /// The locked file (the job wrapper hands its descriptor to the agent).
     #[must_use]
     pub fn file(&self) -> &File {
@@ -24,14 +32,14 @@ impl TickLock {
 /// # Errors
 /// When the lock file cannot be created or opened, or `flock` fails for a reason other than
 /// "held by someone else".
-pub fn try_lock(path: &Path) -> std::io::Result<Option<TickLock>> {
+pub fn try_lock(path: &Path) -> std::io::Result<Option<FileLock>> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(TickLock { _file: file })),
+        Ok(()) => Ok(Some(FileLock { _file: file })),
         Err(TryLockError::WouldBlock) => Ok(None),
         Err(TryLockError::Error(e)) => Err(e),
     }
@@ -41,14 +49,14 @@ pub fn try_lock(path: &Path) -> std::io::Result<Option<TickLock>> {
 ///
 /// # Errors
 /// When the lock file cannot be opened or locked.
-pub fn lock(path: &Path) -> std::io::Result<TickLock> {
+pub fn lock(path: &Path) -> std::io::Result<FileLock> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)?;
     file.lock()?;
-    Ok(TickLock { _file: file })
+    Ok(FileLock { _file: file })
 }
 
 /// True when some process holds an exclusive lock on `path` (the liveness test for a job:

@@ -152,8 +152,7 @@ pub fn save(paths: &Paths, state: &State, budget: &Budget) -> NsResult<()> {
 /// When git fails or the ledger's copy is invalid.
 pub fn ledger_state(git: &Git) -> NsResult<Option<(State, Option<Budget>)>> {
     let read = |p: &str| {
-        ledger::read_file(git, p)
-            .map_err(|e| NsError::failure("cannot read the ledger").cause(e.to_string()))
+        ledger::read_file(git, p).map_err(|e| NsError::from(e).within("cannot read the ledger"))
     };
     let Some(bytes) = read("state/state.yaml")? else {
         return Ok(None);
@@ -244,7 +243,7 @@ pub fn commit(
 ) -> NsResult<String> {
     let msg = crate::ledger_message::message(state, budget, recovered);
     let id = ledger::commit(git, paths, &msg)
-        .map_err(|e| NsError::failure("cannot commit to the ledger").cause(e.to_string()))?;
+        .map_err(|e| NsError::from(e).within("cannot commit to the ledger"))?;
     write_atomic(&paths.ledger_seq_file(), state.seq.to_string().as_bytes())?;
     Ok(id)
 }

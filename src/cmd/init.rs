@@ -53,7 +53,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let _lock = crate::lock::lock(&paths.lock_file())
         .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
     let has_ledger = ledger::head(&git)
-        .map_err(|e| NsError::failure("cannot read the ledger").cause(e.to_string()))?
+        .map_err(|e| NsError::from(e).within("cannot read the ledger"))?
         .is_some();
     if !paths.state_file().exists() {
         if has_ledger {

@@ -30,7 +30,7 @@ pub fn run(a: &Args) -> NsResult<i32> {
         .ok_or_else(|| NsError::failure(format!("unknown role `{}`", a.role)))?;
     let repo = std::fs::canonicalize(&a.repo)
         .map_err(|e| NsError::failure("cannot open the repo").cause(e.to_string()))?;
-    run_job(&JobArgs {
+    let args = JobArgs {
         repo,
         job: JobKey {
             stage,
@@ -39,5 +39,6 @@ pub fn run(a: &Args) -> NsResult<i32> {
         },
         timeout_secs: a.timeout_secs,
         start_point: a.start_point.clone(),
-    })
+    };
+    run_job(&args, crate::tick::chained)
 }

@@ -22,7 +22,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let paths = super::initialised(repo)?;
     let git = crate::store::open_git(&paths)?;
     let entries = crate::ledger::log(&git, args.limit)
-        .map_err(|e| NsError::failure("cannot read the ledger").cause(e.to_string()))?;
+        .map_err(|e| NsError::from(e).within("cannot read the ledger"))?;
     let rows: Vec<serde_json::Value> = entries
         .iter()
         .map(|e| {

@@ -57,7 +57,7 @@ pub struct Locked {
     pub state: crate::engine::state::State,
     pub budget: crate::engine::budget::Budget,
     /// Held until this value is dropped: bind it by name when destructuring.
-    pub lock: crate::lock::TickLock,
+    pub lock: crate::lock::FileLock,
 }
 
 /// Opens `repo` for a state-changing operator command.

@@ -25,8 +25,7 @@ pub fn run(repo: &Path, _args: &Args) -> NsResult<i32> {
         );
         return Ok(0);
     }
-    let head = ledger::head(&git)
-        .map_err(|e| NsError::failure("cannot read the ledger").cause(e.to_string()))?;
+    let head = ledger::head(&git).map_err(|e| NsError::from(e).within("cannot read the ledger"))?;
     let Some(commit) = head else {
         return Err(NsError::state(
             "there is no ledger (branch nightshift/ledger) to restore from",

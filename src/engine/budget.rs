@@ -132,7 +132,14 @@ pub fn reservation(status: &Status) -> u64 {
         | Status::Verifying {
             since, deadline, ..
         } => u64::try_from(deadline.as_second() - since.as_second()).unwrap_or(0),
-        _ => 0,
+        Status::Queued
+        | Status::Checking { .. }
+        | Status::Integrating { .. }
+        | Status::Retry { .. }
+        | Status::Paused { .. }
+        | Status::Done { .. }
+        | Status::Escalated { .. }
+        | Status::Cancelled { .. } => 0,
     }
 }
 

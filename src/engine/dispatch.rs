@@ -138,7 +138,13 @@ pub(super) fn ready(state: &State, i: usize, limits: &Limits) -> bool {
                         .is_some_and(|s| matches!(s.status, Status::Done { .. }))
                 })
         }
-        _ => false,
+        Status::Working { .. }
+        | Status::Checking { .. }
+        | Status::Verifying { .. }
+        | Status::Integrating { .. }
+        | Status::Done { .. }
+        | Status::Escalated { .. }
+        | Status::Cancelled { .. } => false,
     }
 }
 

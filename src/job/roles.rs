@@ -15,14 +15,14 @@ use crate::envelope;
 use crate::ids::Role;
 use crate::job::run::{ChildResult, ChildSpec, run_child, tail};
 use crate::job::{JobArgs, JobError, Registration, setup_failure};
-use crate::lock::TickLock;
+use crate::lock::FileLock;
 use crate::paths::Paths;
 use crate::{git::Git, protect, store, worktree};
 
 pub struct RoleCtx<'a> {
     pub paths: &'a Paths,
     pub args: &'a JobArgs,
-    pub alive: &'a TickLock,
+    pub alive: &'a FileLock,
     pub reg: &'a mut Registration,
 }
 

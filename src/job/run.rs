@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::lock::TickLock;
+use crate::lock::FileLock;
 
 /// Most bytes of stdout kept in memory for parsing (the log keeps everything).
 const KEEP_BYTES: usize = 64 << 20;
@@ -48,7 +48,7 @@ pub fn run_child(
     spec: &ChildSpec,
     log: &Path,
     timeout: Duration,
-    alive: &TickLock,
+    alive: &FileLock,
     on_start: &mut dyn FnMut(u32, i32),
 ) -> std::io::Result<ChildResult> {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
