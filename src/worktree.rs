@@ -308,16 +308,17 @@ fn io_error(path: &Path, source: std::io::Error) -> WorktreeError {
     }
 }
 
+/// Fixtures shared by the tests of worktrees and of integration.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use crate::git::testing::{TestRepo, repo};
 
-    fn stage(id: &str) -> StageId {
+    pub(crate) fn stage(id: &str) -> StageId {
         StageId::new(id).unwrap()
     }
 
-    fn setup() -> (TestRepo, Paths) {
+    pub(crate) fn setup() -> (TestRepo, Paths) {
         let r = repo();
         r.write(".gitignore", "/state/*\n*.ignored\n");
         r.write("a.txt", "base\n");
@@ -326,16 +327,22 @@ mod tests {
         (r, paths)
     }
 
-    fn who() -> Identity {
+    pub(crate) fn who() -> Identity {
         Identity {
             name: "Ada".to_owned(),
             email: "ada@example.com".to_owned(),
         }
     }
 
-    fn trailer(stage: &str) -> Vec<(String, String)> {
+    pub(crate) fn trailer(stage: &str) -> Vec<(String, String)> {
         vec![("Nightshift-Attempt".to_owned(), format!("{stage}/a1"))]
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{setup, stage, trailer, who};
+    use super::*;
 
     #[test]
     fn prepare_creates_then_resets() {

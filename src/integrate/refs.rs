@@ -251,36 +251,12 @@ fn checked_out_branches(git: &Git) -> Result<Vec<String>, GitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::testing::{TestRepo, repo};
-    use crate::ids::StageId;
+    use crate::git::testing::TestRepo;
     use crate::paths::Paths;
-    use crate::worktree::{Identity, commit_deliverable, prepare};
+    use crate::worktree::testing::{setup, stage, trailer, who};
+    use crate::worktree::{commit_deliverable, prepare};
 
     const TARGET: &str = "nightshift/integration";
-
-    fn stage(id: &str) -> StageId {
-        StageId::new(id).unwrap()
-    }
-
-    fn setup() -> (TestRepo, Paths) {
-        let r = repo();
-        r.write(".gitignore", "/state/*\n*.ignored\n");
-        r.write("a.txt", "base\n");
-        r.commit_all("init");
-        let paths = Paths::new(r.root());
-        (r, paths)
-    }
-
-    fn who() -> Identity {
-        Identity {
-            name: "Ada".to_owned(),
-            email: "ada@example.com".to_owned(),
-        }
-    }
-
-    fn trailer(stage: &str) -> Vec<(String, String)> {
-        vec![("Nightshift-Attempt".to_owned(), format!("{stage}/a1"))]
-    }
 
     /// Prepares `id` from main, writes `file` and commits it as the deliverable.
     fn stage_with(r: &TestRepo, paths: &Paths, id: &str, file: &str, text: &str) -> String {
