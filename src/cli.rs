@@ -69,6 +69,7 @@ pub enum Command {
 /// Runs the command line and returns the exit code.
 #[must_use]
 pub fn main() -> i32 {
+    quiet_on_closed_stdout();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -105,4 +106,25 @@ pub fn main() -> i32 {
 fn report(e: &NsError) -> i32 {
     eprintln!("{e}");
     e.code
+}
+
+/// A reader that stopped reading (`nightshift status | head -1`) is not an error: `print!`
+/// panics on a closed stdout, so the panic hook ends such a process quietly with exit 0. Any
+/// other panic is a bug in nightshift: the default report, then the documented exit code 70.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(crate::error::EXIT_OK);
+        }
+        default(info);
+        eprintln!("nightshift: this is a bug in nightshift; please report it with the lines above");
+        std::process::exit(crate::error::EXIT_BUG);
+    }));
 }

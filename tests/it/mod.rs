@@ -7,6 +7,7 @@ mod lifecycle;
 mod money;
 mod night;
 mod operator;
+mod pipes;
 mod real_claude;
 mod real_codex;
 mod real_gemini;

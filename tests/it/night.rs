@@ -158,15 +158,20 @@ impl Night {
     }
 
     pub fn ns_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.ns_command(args);
+        cmd.envs(env.iter().copied());
+        cmd.output().expect("nightshift")
+    }
+
+    /// The command [`Night::ns`] runs, for a test that wires its pipes itself.
+    pub fn ns_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         self.env(&mut cmd);
-        cmd.envs(env.iter().copied());
         cmd.current_dir(&self.repo)
             .arg("--repo")
             .arg(&self.repo)
-            .args(args)
-            .output()
-            .expect("nightshift")
+            .args(args);
+        cmd
     }
 
     /// Runs and asserts success; returns stdout.
