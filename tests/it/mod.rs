@@ -10,5 +10,6 @@ mod operator;
 mod real_claude;
 mod real_codex;
 mod real_gemini;
+mod real_harness;
 mod real_night;
 mod state_files;
