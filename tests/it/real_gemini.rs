@@ -12,7 +12,7 @@ use std::time::Duration;
 use nightshift::agent::gemini::{GeminiSummary, parse_stream, status_from_exit_code};
 use serde_json::Value;
 
-use super::fake_api::gemini::{FakeGemini, MODEL, Turn, tool_names};
+use super::fake_api::gemini::{FakeGemini, MODEL, Turn, function_responses, tool_names};
 use super::real_harness::{Lines, Run, Sandbox, dead_port_url, real_cli, save_fixture};
 
 /// Common to both roles: headless, all events on stdout, trust the worktree (headless runs in
@@ -110,19 +110,6 @@ fn log_requests(fake: &FakeGemini) {
             tool_names(&r.json())
         );
     }
-}
-
-/// The text of the `functionResponse` parts a request sends back.
-fn function_responses(req: &Value) -> String {
-    req["contents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| c["parts"].as_array().into_iter().flatten())
-        .filter(|p| p.get("functionResponse").is_some())
-        .map(|p| p["functionResponse"].to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 const HANDOFF: &str = "Done: wrote notes.md and shell.txt.\n\n```json\n{\"handoff\": {\"version\": 1, \"status\": \"done\", \"summary\": \"wrote notes.md\", \"files_changed\": [\"notes.md\", \"shell.txt\"]}}\n```";

@@ -285,6 +285,19 @@ pub fn tool_names(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The text of the `functionResponse` parts a request sends back.
+pub fn function_responses(req: &Value) -> String {
+    req["contents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["parts"].as_array().into_iter().flatten())
+        .filter(|p| p.get("functionResponse").is_some())
+        .map(|p| p["functionResponse"].to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn is_main(req: &Request) -> bool {
     req.method == "POST"
         && model_method(req).is_some_and(|(_, m)| m == "streamGenerateContent")
