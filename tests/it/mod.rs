@@ -11,5 +11,6 @@ mod pipes;
 mod real_claude;
 mod real_codex;
 mod real_gemini;
+mod real_harness;
 mod real_night;
 mod state_files;

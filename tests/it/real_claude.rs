@@ -3,9 +3,8 @@
 //! /dev/null, a temp git repo as cwd, HOME / CLAUDE_CONFIG_DIR / CLAUDE_CODE_TMPDIR inside the
 //! temp dir, nothing else inherited but PATH. Skipped (with a message) when the binary is not
 //! installed (`NIGHTSHIFT_CLAUDE_BIN` overrides its path), unless
-//! `NIGHTSHIFT_REQUIRE_REAL_CLIS=1`. `NIGHTSHIFT_UPDATE_FIXTURES=1` rewrites
-//! the captured failure outputs in tests/fixtures/agent-cli-output/ (temp root → /tmp/run);
-//! `NIGHTSHIFT_SHOW_CLI_OUTPUT=1` prints every run's stdout and stderr (with `--nocapture`).
+//! `NIGHTSHIFT_REQUIRE_REAL_CLIS=1`. The sandbox, the time-limited run, fixture capture and
+//! the environment switches are `real_harness`'s.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::fake_api::anthropic::{FakeAnthropic, Turn};
-use super::night::{Finished, Sandbox};
+use super::real_harness::{Lines, Run, Sandbox, dead_port_url, now_unix, real_cli, save_fixture};
 
 const MODEL: &str = "claude-sonnet-4-5";
 const WORKER_ARGS: &[&str] = &[
@@ -23,46 +22,10 @@ const WORKER_ARGS: &[&str] = &[
     "Bash,Read,Edit,Write,Glob,Grep",
 ];
 const VERIFIER_ARGS: &[&str] = &["--permission-mode", "plan"];
-/// Each CLI run is killed after this long (the tests expect far less).
-const RUN_LIMIT: Duration = Duration::from_secs(90);
 
 /// The installed binary, or `None` after printing why the test is skipped.
 fn claude_bin() -> Option<PathBuf> {
-    super::night::real_cli("claude")
-}
-
-struct Run {
-    code: Option<i32>,
-    elapsed: Duration,
-    stdout: String,
-    stderr: String,
-    lines: Vec<Value>,
-}
-
-impl Run {
-    fn result(&self) -> &Value {
-        let last = self
-            .lines
-            .last()
-            .unwrap_or_else(|| panic!("no output\nstderr: {}", self.stderr));
-        assert_eq!(last["type"], "result", "last line is not a result: {last}");
-        last
-    }
-    fn of_type<'a>(
-        &'a self,
-        ty: &'a str,
-        subtype: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a Value> + 'a {
-        self.lines
-            .iter()
-            .filter(move |l| l["type"] == ty && subtype.is_none_or(|s| l["subtype"] == s))
-    }
-    fn dump(&self) -> String {
-        format!(
-            "exit {:?} after {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.elapsed, self.stdout, self.stderr
-        )
-    }
+    real_cli("claude")
 }
 
 /// Runs `claude -p PROMPT --output-format stream-json --verbose --model MODEL ARGS…` in the
@@ -88,58 +51,12 @@ fn run_claude(
     .env("CLAUDE_CONFIG_DIR", sb.root.join("config"))
     .env("CLAUDE_CODE_TMPDIR", sb.root.join("tmp"))
     .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let Finished {
-        code,
-        timed_out,
-        elapsed,
-        stdout,
-        stderr,
-    } = sb.run_limited(cmd, RUN_LIMIT);
-    let lines = stdout
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    let run = Run {
-        code,
-        elapsed,
-        stdout,
-        stderr,
-        lines,
-    };
-    eprintln!(
-        "claude {args:?}: exit {:?} in {:.1?}",
-        run.code, run.elapsed
-    );
-    if std::env::var("NIGHTSHIFT_SHOW_CLI_OUTPUT").as_deref() == Ok("1") {
-        eprintln!("{}", run.dump());
-    }
-    assert!(
-        !timed_out,
-        "claude did not finish within {RUN_LIMIT:?}\n{}",
-        run.dump()
-    );
-    run
+    sb.run(&format!("claude {args:?}"), cmd, Lines::Json)
 }
 
 fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
-}
-
-/// Writes `tests/fixtures/agent-cli-output/NAME` when `NIGHTSHIFT_UPDATE_FIXTURES=1`.
-fn save_fixture(name: &str, sb: &Sandbox, run: &Run) {
-    if std::env::var("NIGHTSHIFT_UPDATE_FIXTURES").as_deref() != Ok("1") {
-        return;
-    }
-    let text = run
-        .stdout
-        .replace(&sb.root.display().to_string(), "/tmp/run");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/agent-cli-output")
-        .join(name);
-    std::fs::write(&path, text).unwrap();
-    eprintln!("wrote {}", path.display());
 }
 
 fn log_requests(fake: &FakeAnthropic) {
@@ -154,13 +71,6 @@ fn log_requests(fake: &FakeAnthropic) {
             b["model"]
         );
     }
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 const HANDOFF: &str = "Done: wrote notes.md and bash.txt.\n\n```json\n{\"handoff\": {\"version\": 1, \"status\": \"done\", \"summary\": \"wrote notes.md\", \"files_changed\": [\"notes.md\", \"bash.txt\"]}}\n```";
@@ -189,24 +99,18 @@ fn worker_writes_files_and_reports_usage() {
     log_requests(&fake);
     assert_eq!(run.code, Some(0), "{}", run.dump());
     assert!(run.elapsed < Duration::from_secs(60));
-    assert_eq!(
-        std::fs::read_to_string(sb.repo.join("notes.md")).unwrap(),
-        "written by the Write tool\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(sb.repo.join("bash.txt")).unwrap(),
-        "from-bash\n"
-    );
+    assert_eq!(sb.read("notes.md"), "written by the Write tool\n");
+    assert_eq!(sb.read("bash.txt"), "from-bash\n");
 
     let init = run
-        .of_type("system", Some("init"))
+        .of_subtype("system", "init")
         .next()
         .expect("system/init");
     assert_eq!(init["permissionMode"], "acceptEdits");
     assert_eq!(init["model"], MODEL);
     assert_eq!(init["apiKeySource"], "ANTHROPIC_API_KEY");
     let write = run
-        .of_type("assistant", None)
+        .of_type("assistant")
         .find(|l| l["message"]["content"][0]["name"] == "Write")
         .unwrap();
     let file_path = write["message"]["content"][0]["input"]["file_path"]
@@ -282,7 +186,7 @@ fn verifier_in_plan_mode_reads_but_cannot_write() {
         "plan mode let Write through"
     );
     let init = run
-        .of_type("system", Some("init"))
+        .of_subtype("system", "init")
         .next()
         .expect("system/init");
     assert_eq!(init["permissionMode"], "plan");
@@ -303,7 +207,7 @@ fn verifier_in_plan_mode_reads_but_cannot_write() {
         .collect();
     assert_eq!(denied, ["Write"], "{r}");
     assert!(
-        run.of_type("system", Some("permission_denied"))
+        run.of_subtype("system", "permission_denied")
             .any(|l| l["tool_name"] == "Write")
     );
     // The read-only git command ran: its output went back to the model.
@@ -328,13 +232,13 @@ fn subscription_usage_limit_reports_reset_time() {
     let env = with(fake.env_subscriber(), &[("CLAUDE_CODE_MAX_RETRIES", "2")]);
     let run = run_claude(&bin, &sb, &env, WORKER_ARGS, "Write notes.md.");
     log_requests(&fake);
-    save_fixture("claude-usage-limit.stdout.jsonl", &sb, &run);
+    save_fixture("claude-usage-limit.stdout.jsonl", &sb, &run.stdout);
     assert_eq!(run.code, Some(1), "{}", run.dump());
     assert!(run.elapsed < Duration::from_secs(30));
     assert_eq!(fake.turns_served(), 2, "a usage limit must not be retried");
-    assert_eq!(run.of_type("system", Some("api_retry")).count(), 0);
+    assert_eq!(run.of_subtype("system", "api_retry").count(), 0);
     // A subscriber's successful turn is followed by a rate_limit_event with status "allowed".
-    let events: Vec<&Value> = run.of_type("rate_limit_event", None).collect();
+    let events: Vec<&Value> = run.of_type("rate_limit_event").collect();
     assert_eq!(
         events[0]["rate_limit_info"]["status"],
         "allowed",
@@ -359,7 +263,7 @@ fn subscription_usage_limit_reports_reset_time() {
     );
     // Usage of the turn that did run is kept.
     assert!(r["usage"]["input_tokens"].as_u64().unwrap() > 0, "{r}");
-    let msg = run.of_type("assistant", None).last().unwrap();
+    let msg = run.of_type("assistant").last().unwrap();
     assert_eq!(msg["error"], "rate_limit");
     assert_eq!(
         msg["api_error_params"]["rate_limit_info"]["resetsAt"],
@@ -387,7 +291,7 @@ fn api_key_rate_limit_has_no_reset_time() {
         1,
         "a long retry-after must not be retried"
     );
-    assert_eq!(run.of_type("rate_limit_event", None).count(), 0);
+    assert_eq!(run.of_type("rate_limit_event").count(), 0);
     let r = run.result();
     assert_eq!(r["is_error"], true);
     assert_eq!(r["api_error_status"], 429);
@@ -413,7 +317,7 @@ fn short_throttle_is_retried_then_succeeds() {
     );
     assert_eq!(run.code, Some(0), "{}", run.dump());
     let retry = run
-        .of_type("system", Some("api_retry"))
+        .of_subtype("system", "api_retry")
         .next()
         .expect("api_retry");
     assert_eq!(retry["error_status"], 429);
@@ -440,7 +344,7 @@ fn auth_failure_401() {
         "Do it.",
     );
     log_requests(&fake);
-    save_fixture("claude-auth-401.stdout.jsonl", &sb, &run);
+    save_fixture("claude-auth-401.stdout.jsonl", &sb, &run.stdout);
     assert_eq!(run.code, Some(1), "{}", run.dump());
     assert_eq!(
         fake.turns_served(),
@@ -448,12 +352,12 @@ fn auth_failure_401() {
         "401 is retried CLAUDE_CODE_MAX_RETRIES times"
     );
     let retry = run
-        .of_type("system", Some("api_retry"))
+        .of_subtype("system", "api_retry")
         .next()
         .expect("api_retry");
     assert_eq!(retry["error_status"], 401);
     assert_eq!(retry["error"], "authentication_failed");
-    let msg = run.of_type("assistant", None).last().unwrap();
+    let msg = run.of_type("assistant").last().unwrap();
     assert_eq!(msg["error"], "authentication_failed");
     let r = run.result();
     assert_eq!(r["is_error"], true);
@@ -467,13 +371,7 @@ fn auth_failure_401() {
 fn server_down_gives_up_quickly() {
     let Some(bin) = claude_bin() else { return };
     let sb = Sandbox::new(&["config"]);
-    // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = dead_port_url();
     let env = with(
         FakeAnthropic::env_for(
             &base,
@@ -482,10 +380,10 @@ fn server_down_gives_up_quickly() {
         &[("CLAUDE_CODE_MAX_RETRIES", "2")],
     );
     let run = run_claude(&bin, &sb, &env, WORKER_ARGS, "Do it.");
-    save_fixture("claude-down.stdout.jsonl", &sb, &run);
+    save_fixture("claude-down.stdout.jsonl", &sb, &run.stdout);
     assert_eq!(run.code, Some(1), "{}", run.dump());
     assert!(run.elapsed < Duration::from_secs(30), "{:?}", run.elapsed);
-    let retries: Vec<&Value> = run.of_type("system", Some("api_retry")).collect();
+    let retries: Vec<&Value> = run.of_subtype("system", "api_retry").collect();
     assert_eq!(retries.len(), 2);
     assert!(
         retries

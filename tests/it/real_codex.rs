@@ -2,51 +2,19 @@
 //! API in `fake_api/openai.rs`, run directly (not through nightshift): stdin /dev/null, a temp
 //! git repo as `-C`, HOME / CODEX_HOME / TMPDIR inside the temp dir, nothing else inherited but
 //! PATH. Skipped when the binary is missing, unless `NIGHTSHIFT_REQUIRE_REAL_CLIS=1`.
-//! `NIGHTSHIFT_CODEX_BIN` overrides the binary; `NIGHTSHIFT_UPDATE_FIXTURES=1` rewrites the
-//! captured stdout fixtures in `tests/fixtures/agent-cli-output/`.
+//! `NIGHTSHIFT_CODEX_BIN` overrides the binary. The sandbox, the time-limited run, fixture
+//! capture and the environment switches are `real_harness`'s.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::fake_api::openai::{self, FakeOpenAi, Turn};
-use super::night::{Finished, Sandbox};
-
-const DEADLINE: Duration = Duration::from_secs(90);
+use super::real_harness::{Lines, Run, Sandbox, now_unix, real_cli, save_fixture};
 
 fn codex_bin() -> Option<PathBuf> {
-    super::night::real_cli("codex")
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    lines: Vec<Value>,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn of_type(&self, t: &str) -> Vec<&Value> {
-        self.lines.iter().filter(|l| l["type"] == t).collect()
-    }
-    fn items(&self, event: &str, item_type: &str) -> Vec<&Value> {
-        self.lines
-            .iter()
-            .filter(|l| l["type"] == event && l["item"]["type"] == item_type)
-            .map(|l| &l["item"])
-            .collect()
-    }
-    fn last(&self) -> &Value {
-        self.lines.last().expect("codex printed no JSON line")
-    }
-    fn dump(&self) -> String {
-        format!(
-            "exit {:?} after {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.elapsed, self.stdout, self.stderr
-        )
-    }
+    real_cli("codex")
 }
 
 fn run_codex(
@@ -68,43 +36,15 @@ fn run_codex(
         .arg(prompt)
         .env("CODEX_HOME", sb.root.join("home/.codex"))
         .envs(fake.env());
-    let Finished {
-        code,
-        timed_out,
-        elapsed,
-        stdout,
-        stderr,
-    } = sb.run_limited(cmd, DEADLINE);
-    let lines = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let run = Run {
-        code,
-        stdout,
-        stderr,
-        lines,
-        elapsed,
-    };
-    assert!(
-        !timed_out,
-        "codex did not finish within {DEADLINE:?}\n{}",
-        run.dump()
+    let run = sb.run(
+        &format!("codex exec --sandbox {mode}"),
+        cmd,
+        Lines::JsonOnly,
     );
     for r in fake.aux_requests() {
         eprintln!("auxiliary request: {} {}", r.method, r.path);
     }
     run
-}
-
-fn save_fixture(name: &str, run: &Run) {
-    if std::env::var("NIGHTSHIFT_UPDATE_FIXTURES").as_deref() == Ok("1") {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/agent-cli-output")
-            .join(name);
-        std::fs::write(&path, &run.stdout).unwrap();
-        eprintln!("wrote {}", path.display());
-    }
 }
 
 fn turn_failed_message(run: &Run) -> String {
@@ -142,14 +82,8 @@ fn codex_worker_writes_files_and_reports_usage() {
     );
 
     assert_eq!(run.code, Some(0), "{}", run.dump());
-    assert_eq!(
-        std::fs::read_to_string(sb.repo.join("out.txt")).unwrap(),
-        "hello\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(sb.repo.join("notes.md")).unwrap(),
-        "some notes\n"
-    );
+    assert_eq!(sb.read("out.txt"), "hello\n");
+    assert_eq!(sb.read("notes.md"), "some notes\n");
 
     assert_eq!(run.lines[0]["type"], "thread.started", "{}", run.dump());
     let cmds = run.items("item.completed", "command_execution");
@@ -284,14 +218,10 @@ fn codex_read_only_verifier_cannot_write_and_answers_in_its_final_message() {
 fn codex_usage_limit_fails_fast_with_the_reset_time() {
     let Some(bin) = codex_bin() else { return };
     let sb = Sandbox::new(&["home/.codex"]);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let resets_at = now + 2 * 3600 + 17 * 60;
+    let resets_at = now_unix() + 2 * 3600 + 17 * 60;
     let fake = FakeOpenAi::start(vec![Turn::usage_limit(resets_at)]);
     let run = run_codex(&bin, &sb, &fake, "workspace-write", &[], "Do the task.");
-    save_fixture("codex-usage-limit.stdout.jsonl", &run);
+    save_fixture("codex-usage-limit.stdout.jsonl", &sb, &run.stdout);
 
     assert_eq!(run.code, Some(1), "{}", run.dump());
     let msg = turn_failed_message(&run);
@@ -314,7 +244,7 @@ fn codex_usage_limit_fails_fast_with_the_reset_time() {
         "{msg} / {clock}"
     );
     // Same text as an `error` event just before, no retries.
-    let errors = run.of_type("error");
+    let errors: Vec<&Value> = run.of_type("error").collect();
     assert_eq!(errors.len(), 1, "{}", run.dump());
     assert_eq!(errors[0]["message"], msg.as_str());
     assert_eq!(
@@ -331,7 +261,7 @@ fn codex_unauthorized_fails_after_bounded_retries() {
     let sb = Sandbox::new(&["home/.codex"]);
     let fake = FakeOpenAi::start(vec![Turn::unauthorized()]);
     let run = run_codex(&bin, &sb, &fake, "workspace-write", &[], "Do the task.");
-    save_fixture("codex-auth-401.stdout.jsonl", &run);
+    save_fixture("codex-auth-401.stdout.jsonl", &sb, &run.stdout);
 
     assert_eq!(run.code, Some(1), "{}", run.dump());
     let msg = turn_failed_message(&run);
@@ -344,7 +274,7 @@ fn codex_unauthorized_fails_after_bounded_retries() {
         "{msg}"
     );
     // stream_max_retries=1: one "Reconnecting... 1/1 (…)" notice, then the final error.
-    let errors = run.of_type("error");
+    let errors: Vec<&Value> = run.of_type("error").collect();
     assert_eq!(errors.len(), 2, "{}", run.dump());
     assert_eq!(errors[0]["message"], format!("Reconnecting... 1/1 ({msg})"));
     assert_eq!(
@@ -362,7 +292,7 @@ fn codex_gives_up_on_a_server_that_is_down() {
     let fake = FakeOpenAi::start(vec![]);
     fake.shut_down();
     let run = run_codex(&bin, &sb, &fake, "workspace-write", &[], "Do the task.");
-    save_fixture("codex-down.stdout.jsonl", &run);
+    save_fixture("codex-down.stdout.jsonl", &sb, &run.stdout);
 
     assert_eq!(run.code, Some(1), "{}", run.dump());
     let msg = turn_failed_message(&run);
@@ -373,7 +303,7 @@ fn codex_gives_up_on_a_server_that_is_down() {
         run.dump()
     );
     assert_eq!(
-        run.of_type("error")[0]["message"],
+        run.of_type("error").next().unwrap()["message"],
         format!("Reconnecting... 1/1 ({msg})")
     );
     assert!(run.elapsed < Duration::from_secs(60), "{:?}", run.elapsed);
@@ -411,7 +341,7 @@ fn codex_retries_a_rate_limit_that_says_when_to_retry() {
     let run = run_codex(&bin, &sb, &fake, "read-only", &[], "Do the task.");
 
     assert_eq!(run.code, Some(0), "{}", run.dump());
-    let errors = run.of_type("error");
+    let errors: Vec<&Value> = run.of_type("error").collect();
     assert_eq!(errors.len(), 1, "{}", run.dump());
     assert_eq!(
         errors[0]["message"],

@@ -1,11 +1,10 @@
 //! Smoke tests of the real Gemini CLI (tests/agent-clis, `npm ci`) against the fake Gemini API
 //! in `fake_api::gemini`, run directly (not through nightshift): stdin /dev/null, a temp git
 //! repo as cwd, HOME, GEMINI_CLI_HOME (with the settings of [`FakeGemini::settings`]) and
-//! TMPDIR inside the temp dir, nothing else inherited but PATH. Skipped (with a message) when the binary is not installed
-//! (`NIGHTSHIFT_GEMINI_BIN` overrides its path), unless `NIGHTSHIFT_REQUIRE_REAL_CLIS=1`.
-//! `NIGHTSHIFT_UPDATE_FIXTURES=1` rewrites the captured outputs in
-//! tests/fixtures/agent-cli-output/ (temp root → /tmp/run); `NIGHTSHIFT_SHOW_CLI_OUTPUT=1`
-//! prints every run's stdout and stderr (with `--nocapture`).
+//! TMPDIR inside the temp dir, nothing else inherited but PATH. Skipped (with a message) when
+//! the binary is not installed (`NIGHTSHIFT_GEMINI_BIN` overrides its path), unless
+//! `NIGHTSHIFT_REQUIRE_REAL_CLIS=1`. The sandbox, the time-limited run, fixture capture and
+//! the environment switches are `real_harness`'s.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,8 +12,8 @@ use std::time::Duration;
 use nightshift::agent::gemini::{GeminiSummary, parse_stream, status_from_exit_code};
 use serde_json::Value;
 
-use super::fake_api::gemini::{FakeGemini, MODEL, Turn, tool_names};
-use super::night::{Finished, Sandbox};
+use super::fake_api::gemini::{FakeGemini, MODEL, Turn, function_responses, tool_names};
+use super::real_harness::{Lines, Run, Sandbox, dead_port_url, real_cli, save_fixture};
 
 /// Common to both roles: headless, all events on stdout, trust the worktree (headless runs in
 /// an untrusted folder exit 55).
@@ -34,12 +33,9 @@ modes = ["plan"]
 "#;
 /// The CLI's settings file, under GEMINI_CLI_HOME.
 const SETTINGS: &str = "gemini-home/.gemini/settings.json";
-/// Each CLI run is killed after this long (the tests expect far less).
-const RUN_LIMIT: Duration = Duration::from_secs(90);
-
 /// The installed binary, or `None` after printing why the test is skipped.
 fn gemini_bin() -> Option<PathBuf> {
-    super::night::real_cli("gemini")
+    real_cli("gemini")
 }
 
 /// A [`Sandbox`] with the isolated Gemini home (`gemini-home/.gemini/settings.json`, which
@@ -61,32 +57,16 @@ fn policy(sb: &Sandbox) -> String {
     sb.root.join("verifier-policy.toml").display().to_string()
 }
 
-struct Run {
-    code: Option<i32>,
-    elapsed: Duration,
-    stdout: String,
-    stderr: String,
-    lines: Vec<Value>,
+/// A [`Run`] with nightshift's own reading of its output.
+struct GeminiRun {
+    run: Run,
     summary: GeminiSummary,
 }
 
-impl Run {
-    fn result(&self) -> &Value {
-        let last = self
-            .lines
-            .last()
-            .unwrap_or_else(|| panic!("no output\nstderr: {}", self.stderr));
-        assert_eq!(last["type"], "result", "last line is not a result: {last}");
-        last
-    }
-    fn of_type<'a>(&'a self, ty: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-        self.lines.iter().filter(move |l| l["type"] == ty)
-    }
-    fn dump(&self) -> String {
-        format!(
-            "exit {:?} after {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.elapsed, self.stdout, self.stderr
-        )
+impl std::ops::Deref for GeminiRun {
+    type Target = Run;
+    fn deref(&self) -> &Run {
+        &self.run
     }
 }
 
@@ -98,7 +78,7 @@ fn run_gemini(
     env: &[(String, String)],
     args: &[&str],
     prompt: &str,
-) -> Run {
+) -> GeminiRun {
     let mut cmd = sb.command(bin);
     cmd.args(["-p", prompt, "-m", MODEL])
         .args(if args.contains(&"--output-format") {
@@ -109,56 +89,16 @@ fn run_gemini(
         .args(args)
         .env("GEMINI_CLI_HOME", sb.root.join("gemini-home"))
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let Finished {
-        code,
-        timed_out,
-        elapsed,
-        stdout,
-        stderr,
-    } = sb.run_limited(cmd, RUN_LIMIT);
     let lines = if args.contains(&"json") {
-        Vec::new()
+        Lines::Whole
     } else {
-        stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
+        Lines::Json
     };
-    let run = Run {
-        code,
-        elapsed,
-        summary: parse_stream(stdout.as_bytes()),
-        stdout,
-        stderr,
-        lines,
-    };
-    eprintln!(
-        "gemini {args:?}: exit {:?} in {:.1?}",
-        run.code, run.elapsed
-    );
-    if std::env::var("NIGHTSHIFT_SHOW_CLI_OUTPUT").as_deref() == Ok("1") {
-        eprintln!("{}", run.dump());
+    let run = sb.run(&format!("gemini {args:?}"), cmd, lines);
+    GeminiRun {
+        summary: parse_stream(run.stdout.as_bytes()),
+        run,
     }
-    assert!(
-        !timed_out,
-        "gemini did not finish within {RUN_LIMIT:?}\n{}",
-        run.dump()
-    );
-    run
-}
-
-/// Writes `tests/fixtures/agent-cli-output/NAME` when `NIGHTSHIFT_UPDATE_FIXTURES=1`.
-fn save_fixture(name: &str, sb: &Sandbox, text: &str) {
-    if std::env::var("NIGHTSHIFT_UPDATE_FIXTURES").as_deref() != Ok("1") {
-        return;
-    }
-    let text = text.replace(&sb.root.display().to_string(), "/tmp/run");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/agent-cli-output")
-        .join(name);
-    std::fs::write(&path, text).unwrap();
-    eprintln!("wrote {}", path.display());
 }
 
 fn log_requests(fake: &FakeGemini) {
@@ -170,29 +110,6 @@ fn log_requests(fake: &FakeGemini) {
             tool_names(&r.json())
         );
     }
-}
-
-/// A port nobody listens on.
-fn dead_port_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("http://127.0.0.1:{port}")
-}
-
-/// The text of the `functionResponse` parts a request sends back.
-fn function_responses(req: &Value) -> String {
-    req["contents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| c["parts"].as_array().into_iter().flatten())
-        .filter(|p| p.get("functionResponse").is_some())
-        .map(|p| p["functionResponse"].to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 const HANDOFF: &str = "Done: wrote notes.md and shell.txt.\n\n```json\n{\"handoff\": {\"version\": 1, \"status\": \"done\", \"summary\": \"wrote notes.md\", \"files_changed\": [\"notes.md\", \"shell.txt\"]}}\n```";
@@ -216,14 +133,8 @@ fn worker_writes_files_and_reports_usage() {
     save_fixture("gemini-worker.stdout.jsonl", &sb, &run.stdout);
     assert_eq!(run.code, Some(0), "{}", run.dump());
     assert!(run.elapsed < Duration::from_secs(60));
-    assert_eq!(
-        std::fs::read_to_string(sb.repo.join("notes.md")).unwrap(),
-        "written by write_file\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(sb.repo.join("shell.txt")).unwrap(),
-        "from-shell\n"
-    );
+    assert_eq!(sb.read("notes.md"), "written by write_file\n");
+    assert_eq!(sb.read("shell.txt"), "from-shell\n");
 
     let init = run.of_type("init").next().expect("init");
     assert_eq!(init["model"], MODEL);

@@ -8,7 +8,8 @@ use std::path::Path;
 use super::fake_api::anthropic::{self, FakeAnthropic};
 use super::fake_api::gemini::{self as gem, FakeGemini};
 use super::fake_api::openai::{self, FakeOpenAi, Turn};
-use super::night::{Night, PASS, real_cli};
+use super::night::{Night, PASS};
+use super::real_harness::real_cli;
 
 /// The secret the tick holds; it must reach only the agent's process.
 const SECRET_VAR: &str = "NIGHTSHIFT_TEST_OPENAI_SECRET";
@@ -38,6 +39,20 @@ fn config(agents: &[String], worker: &str, verifier: &str, extra: &str) -> Strin
             .collect::<Vec<_>>()
             .join("\n"),
         openai::MODEL
+    )
+}
+
+/// `cx`, the real codex pointed at `fake`, works; `wclaude`, a scripted claude-family agent,
+/// verifies.
+fn codex_config(codex: &Path, fake: &FakeOpenAi) -> String {
+    config(
+        &[
+            codex_agent("cx", codex, fake),
+            "wclaude: { kind: script, family: claude }".into(),
+        ],
+        "cx",
+        "wclaude",
+        "",
     )
 }
 
@@ -111,15 +126,7 @@ fn real_codex_worker_then_codex_verifier_of_a_scripted_claude_worker() {
         Turn::Final(envelope("a", 1)),
         Turn::Final(verdict("b", 1, "pass")),
     ]);
-    let cfg = config(
-        &[
-            codex_agent("cx", &codex, &fake),
-            "wclaude: { kind: script, family: claude }".into(),
-        ],
-        "cx",
-        "wclaude",
-        "",
-    );
+    let cfg = codex_config(&codex, &fake);
     let mut n = night_with(&cfg);
     let a = n.card("a", &format!("acceptance: [\"grep -q hello out.txt\"]\nscript:\n  verifier:\n    - steps:\n        - {PASS}\n"), "# Objective\nCreate out.txt saying hello.");
     let b = n.card("b", "worker: wclaude\nverifier: cx\ndepends_on: [a]\nscript:\n  worker:\n    - steps:\n        - write: { path: b.txt, content: b }\n        - envelope: { status: done, summary: wrote b.txt }\n", "# Objective\nWrite b.txt.");
@@ -171,15 +178,7 @@ fn real_codex_usage_limit_pauses_the_family_then_resumes_after_the_reset() {
         Turn::add_file("out.txt", "hello\n"),
         Turn::Final(envelope("a", 2)),
     ]);
-    let cfg = config(
-        &[
-            codex_agent("cx", &codex, &fake),
-            "wclaude: { kind: script, family: claude }".into(),
-        ],
-        "cx",
-        "wclaude",
-        "",
-    );
+    let cfg = codex_config(&codex, &fake);
     let mut n = night_with(&cfg);
     let a = n.card("a", &format!("acceptance: [\"grep -q hello out.txt\"]\nscript:\n  verifier:\n    - steps:\n        - {PASS}\n"), "body");
     n.add(&[&a]);
@@ -238,15 +237,7 @@ fn real_codex_auth_failure_escalates_at_once_with_a_hint() {
         return;
     };
     let fake = FakeOpenAi::start(vec![Turn::unauthorized()]);
-    let cfg = config(
-        &[
-            codex_agent("cx", &codex, &fake),
-            "wclaude: { kind: script, family: claude }".into(),
-        ],
-        "cx",
-        "wclaude",
-        "",
-    );
+    let cfg = codex_config(&codex, &fake);
     let mut n = night_with(&cfg);
     let a = n.card("a", "", "body");
     n.add(&[&a]);
@@ -270,15 +261,7 @@ fn api_route_with_its_variable_unset_fails_closed() {
         return;
     };
     let fake = FakeOpenAi::start(vec![Turn::Final(envelope("a", 1))]);
-    let cfg = config(
-        &[
-            codex_agent("cx", &codex, &fake),
-            "wclaude: { kind: script, family: claude }".into(),
-        ],
-        "cx",
-        "wclaude",
-        "",
-    );
+    let cfg = codex_config(&codex, &fake);
     let mut n = Night::with_config(&cfg); // no secret in the environment
     n.init();
     let a = n.card("a", "", "body");
@@ -306,15 +289,7 @@ fn real_codex_down_model_api_is_a_typed_api_error_retried_then_escalated() {
     // The API stays down (the fake repeats its last turn): every attempt fails with a typed
     // api_error, and the stage escalates after its attempts.
     let fake = FakeOpenAi::start(vec![Turn::Hangup]);
-    let cfg = config(
-        &[
-            codex_agent("cx", &codex, &fake),
-            "wclaude: { kind: script, family: claude }".into(),
-        ],
-        "cx",
-        "wclaude",
-        "",
-    );
+    let cfg = codex_config(&codex, &fake);
     let mut n = night_with(&cfg);
     let a = n.card(
         "a",

@@ -24,12 +24,12 @@
     reason = "helpers for the end-to-end tests, not all used here"
 )]
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use super::http::{Handler, Request, Response, Script, Server};
+use super::conversation::{Conversation, Fake, HEX, env_vars, random_id, split_chunks};
+use super::http::{Request, Response};
 
 /// The API key the fake hands the CLI (any value works; the fake does not check it).
 pub const API_KEY: &str = "sk-ant-api03-fake-nightshift-test-key";
@@ -125,56 +125,12 @@ impl Turn {
     }
 }
 
-struct State {
-    script: Script<Turn>,
-    prev_prompt_tokens: u64,
-}
+/// The fake Anthropic Messages API; see the module docs.
+pub type FakeAnthropic = Fake<Turn>;
 
-pub struct FakeAnthropic {
-    pub server: Server,
-    state: Arc<Mutex<State>>,
-}
-
-static SEQ: AtomicU64 = AtomicU64::new(1);
-
-/// `n` pseudo-random lowercase hex digits (unique per call within the process).
-fn hex_id(n: usize) -> String {
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let mut x = nanos ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (std::process::id() as u64) << 32;
-    let mut s = String::new();
-    while s.len() < n {
-        // splitmix64
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        s.push_str(&format!("{:016x}", z ^ (z >> 31)));
-    }
-    s.truncate(n);
-    s
-}
-
-impl FakeAnthropic {
+impl Fake<Turn> {
     pub fn start(turns: Vec<Turn>) -> Self {
-        let state = Arc::new(Mutex::new(State {
-            script: Script::new(turns),
-            prev_prompt_tokens: 0,
-        }));
-        let st = Arc::clone(&state);
-        let handler: Handler = Arc::new(move |req: &Request| handle(&st, req));
-        Self {
-            server: Server::start(handler),
-            state,
-        }
-    }
-
-    /// `http://127.0.0.1:PORT`: the server root, as `ANTHROPIC_BASE_URL` wants it (no `/v1`).
-    pub fn base_url(&self) -> String {
-        self.server.url()
+        Self::serve(turns, is_main, handle)
     }
 
     /// Everything the CLI needs to talk to this fake with an API key and to make no other
@@ -194,36 +150,14 @@ impl FakeAnthropic {
 
     /// The environment for a base URL of your choice (e.g. one with no listener).
     pub fn env_for(base_url: &str, auth: (&str, &str)) -> Vec<(String, String)> {
-        [
+        env_vars(&[
             ("ANTHROPIC_BASE_URL", base_url),
             auth,
             ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
             ("DISABLE_TELEMETRY", "1"),
             ("DISABLE_AUTOUPDATER", "1"),
             ("DISABLE_ERROR_REPORTING", "1"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-    }
-
-    /// How many main-conversation requests were answered (scripted or not).
-    pub fn turns_served(&self) -> usize {
-        self.state.lock().map(|s| s.script.served()).unwrap_or(0)
-    }
-
-    /// The main-conversation requests received, in order.
-    pub fn main_requests(&self) -> Vec<Request> {
-        self.server.requests().into_iter().filter(is_main).collect()
-    }
-
-    /// Every request that was not part of the main conversation.
-    pub fn auxiliary_requests(&self) -> Vec<Request> {
-        self.server
-            .requests()
-            .into_iter()
-            .filter(|r| !is_main(r))
-            .collect()
+        ])
     }
 }
 
@@ -240,7 +174,7 @@ fn is_main(req: &Request) -> bool {
     body["stream"] == json!(true) && body["tools"].as_array().is_some_and(|t| !t.is_empty())
 }
 
-fn handle(state: &Mutex<State>, req: &Request) -> Response {
+fn handle(state: &Mutex<Conversation<Turn>>, req: &Request) -> Response {
     let path = req.path.split('?').next().unwrap_or("");
     if req.method == "HEAD" {
         return Response::Empty {
@@ -278,9 +212,9 @@ fn handle(state: &Mutex<State>, req: &Request) -> Response {
         }
         return Response::Json {
             status: 200,
-            headers: vec![("request-id".into(), format!("req_{}", hex_id(24)))],
+            headers: vec![("request-id".into(), format!("req_{}", random_id(24, HEX)))],
             body: json!({
-                "id": format!("msg_{}", hex_id(24)), "type": "message", "role": "assistant",
+                "id": format!("msg_{}", random_id(24, HEX)), "type": "message", "role": "assistant",
                 "model": body["model"].as_str().unwrap_or("claude-sonnet-4-5"),
                 "content": [{"type": "text", "text": "OK"}],
                 "stop_reason": "end_turn", "stop_sequence": null,
@@ -321,7 +255,7 @@ fn cwd_of(body: &Value) -> Option<String> {
 }
 
 fn answer(turn: &Turn, req: &Value, prompt: u64, cached: u64) -> Response {
-    let request_id = format!("req_{}", hex_id(24));
+    let request_id = format!("req_{}", random_id(24, HEX));
     let (block, stop_reason, out_chars) = match turn {
         Turn::Hangup => return Response::Hangup,
         Turn::Error {
@@ -379,7 +313,7 @@ fn answer(turn: &Turn, req: &Value, prompt: u64, cached: u64) -> Response {
         Some("message_start".into()),
         format!(
             r#"{{"type":"message_start","message":{{"id":"msg_{}","type":"message","role":"assistant","model":{},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{{"input_tokens":{input_tokens},"cache_creation_input_tokens":{creation},"cache_read_input_tokens":{cached},"output_tokens":1,"service_tier":"standard"}}}}}}"#,
-            hex_id(24),
+            random_id(24, HEX),
             Value::from(model)
         ),
     ));
@@ -447,17 +381,7 @@ fn ev(events: &mut Vec<(Option<String>, String)>, name: &str, data: Value) {
 }
 
 fn tool_use(name: &str, input: Value) -> Value {
-    json!({"type": "tool_use", "id": format!("toolu_{}", hex_id(24)), "name": name, "input": input})
-}
-
-/// `s` in up to `n` pieces, split on char boundaries.
-fn split_chunks(s: &str, n: usize) -> Vec<String> {
-    let chars: Vec<char> = s.chars().collect();
-    if chars.is_empty() {
-        return vec![String::new()];
-    }
-    let size = chars.len().div_ceil(n.max(1));
-    chars.chunks(size).map(|c| c.iter().collect()).collect()
+    json!({"type": "tool_use", "id": format!("toolu_{}", random_id(24, HEX)), "name": name, "input": input})
 }
 
 fn is_outage(t: &Turn) -> bool {

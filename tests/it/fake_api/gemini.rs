@@ -27,12 +27,12 @@
 //! When the script runs out, a trailing `Error`/`Hangup` turn repeats (an outage stays down
 //! through the CLI's retries); otherwise further turns are a plain text answer.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use super::http::{Handler, Request, Response, Script, Server};
+use super::conversation::{Conversation, Fake, env_vars, random_id, split_chunks};
+use super::http::{Request, Response};
 
 /// The API key the fake hands the CLI (shaped like a real one; the fake does not check it).
 pub const API_KEY: &str = "AIzaSyA-nightshift-fake-test-key-000000";
@@ -207,65 +207,15 @@ impl Turn {
     }
 }
 
-struct State {
-    script: Script<Turn>,
-    prev_prompt_tokens: u64,
-}
-
-pub struct FakeGemini {
-    pub server: Server,
-    state: Arc<Mutex<State>>,
-}
-
-static SEQ: AtomicU64 = AtomicU64::new(1);
-
-/// `n` pseudo-random characters from `alphabet` (unique per call within the process).
-fn random_id(n: usize, alphabet: &[u8]) -> String {
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let mut x = nanos ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (std::process::id() as u64) << 32;
-    let mut s = String::with_capacity(n);
-    while s.len() < n {
-        // splitmix64
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        for _ in 0..8 {
-            if s.len() < n {
-                s.push(alphabet[(z % alphabet.len() as u64) as usize] as char);
-                z /= alphabet.len() as u64;
-            }
-        }
-    }
-    s
-}
-
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const BASE64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-impl FakeGemini {
-    pub fn start(turns: Vec<Turn>) -> Self {
-        let state = Arc::new(Mutex::new(State {
-            script: Script::new(turns),
-            prev_prompt_tokens: 0,
-        }));
-        let st = Arc::clone(&state);
-        let handler: Handler = Arc::new(move |req: &Request| handle(&st, req));
-        Self {
-            server: Server::start(handler),
-            state,
-        }
-    }
+/// The fake Gemini API; see the module docs.
+pub type FakeGemini = Fake<Turn>;
 
-    /// `http://127.0.0.1:PORT`: the server root, as `GOOGLE_GEMINI_BASE_URL` wants it (the SDK
-    /// appends `/v1beta/models/…`).
-    pub fn base_url(&self) -> String {
-        self.server.url()
+impl Fake<Turn> {
+    pub fn start(turns: Vec<Turn>) -> Self {
+        Self::serve(turns, is_main, handle)
     }
 
     /// The variables that point the CLI at this fake with an API key. They are not enough on
@@ -278,14 +228,11 @@ impl FakeGemini {
     /// `GEMINI_CLI_NO_RELAUNCH` keeps the CLI in one process (by default it re-spawns itself
     /// with a bigger heap).
     pub fn env_for(base_url: &str) -> Vec<(String, String)> {
-        [
+        env_vars(&[
             ("GEMINI_API_KEY", API_KEY),
             ("GOOGLE_GEMINI_BASE_URL", base_url),
             ("GEMINI_CLI_NO_RELAUNCH", "true"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        ])
     }
 
     /// The settings to write to `$GEMINI_CLI_HOME/.gemini/settings.json` (a repository's
@@ -315,25 +262,6 @@ impl FakeGemini {
             "advanced": {"ignoreLocalEnv": true}
         })
     }
-
-    /// How many main-conversation requests were answered (scripted or not).
-    pub fn turns_served(&self) -> usize {
-        self.state.lock().map(|s| s.script.served()).unwrap_or(0)
-    }
-
-    /// The main-conversation requests received, in order.
-    pub fn main_requests(&self) -> Vec<Request> {
-        self.server.requests().into_iter().filter(is_main).collect()
-    }
-
-    /// Every request that was not part of the main conversation.
-    pub fn auxiliary_requests(&self) -> Vec<Request> {
-        self.server
-            .requests()
-            .into_iter()
-            .filter(|r| !is_main(r))
-            .collect()
-    }
 }
 
 /// `(model, method)` of `/v1beta/models/MODEL:METHOD[?…]`.
@@ -357,13 +285,26 @@ pub fn tool_names(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The text of the `functionResponse` parts a request sends back.
+pub fn function_responses(req: &Value) -> String {
+    req["contents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["parts"].as_array().into_iter().flatten())
+        .filter(|p| p.get("functionResponse").is_some())
+        .map(|p| p["functionResponse"].to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn is_main(req: &Request) -> bool {
     req.method == "POST"
         && model_method(req).is_some_and(|(_, m)| m == "streamGenerateContent")
         && !tool_names(&req.json()).is_empty()
 }
 
-fn handle(state: &Mutex<State>, req: &Request) -> Response {
+fn handle(state: &Mutex<Conversation<Turn>>, req: &Request) -> Response {
     let path = req.path.split('?').next().unwrap_or("");
     let body = req.json();
     if let Some((model, method)) = model_method(req) {
@@ -591,16 +532,6 @@ fn answer(turn: &Turn, req: &Value, model: &str, prompt: u64, cached: u64) -> Re
 fn function_call(name: &str, args: Value) -> Value {
     json!({"functionCall": {"name": name, "args": args},
            "thoughtSignature": random_id(88, BASE64)})
-}
-
-/// `s` in up to `n` pieces, split on char boundaries.
-fn split_chunks(s: &str, n: usize) -> Vec<String> {
-    let chars: Vec<char> = s.chars().collect();
-    if chars.is_empty() {
-        return vec![String::new()];
-    }
-    let size = chars.len().div_ceil(n.max(1));
-    chars.chunks(size).map(|c| c.iter().collect()).collect()
 }
 
 fn is_outage(t: &Turn) -> bool {

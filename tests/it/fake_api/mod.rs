@@ -1,4 +1,5 @@
 pub mod anthropic;
+pub mod conversation;
 pub mod gemini;
 pub mod http;
 pub mod openai;

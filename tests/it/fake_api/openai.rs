@@ -19,7 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::http::{Handler, Request, Response, Script, Server};
+use super::conversation::Script;
+use super::http::{Handler, Request, Response, Server};
 
 /// The `model_providers.<id>` codex is pointed at.
 pub const PROVIDER: &str = "nightshift_fake";

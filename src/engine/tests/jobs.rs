@@ -1,0 +1,188 @@
+//! Jobs the shell watches: outcomes of another attempt are ignored, a job that never starts
+//! fails only after the spawn grace, one past its deadline is killed, one that vanishes is a
+//! crash, and a cancel kills the running job. Each asserts one scenario's effects.
+
+use super::outcomes::{integration_result, show, worker_result};
+use super::sim::{PGID, Sim, TIMEOUTS, Work, sid};
+use crate::engine::observe::JobSeen;
+use crate::engine::ops;
+use crate::engine::state::{AttemptResult, Escalation, FailReason, Status};
+use crate::engine::step::{KILL_GRACE_SECS, SPAWN_GRACE_SECS};
+use crate::envelope::VerdictKind;
+use crate::ids::Role;
+
+#[test]
+fn stale_outcomes_are_ignored() {
+    let mut sim = Sim::new().card("a");
+    let _ = sim.tick();
+    sim.advance(60).finish_worker("a", Work::Partial);
+    let _ = sim.tick();
+    assert_eq!(show(&sim.tick()), ["spawn a@a2-worker"]);
+
+    // Attempt 1's passing outcome, read where attempt 2's should be: fenced off.
+    let stale = sim.outcome("a", 1, 60, worker_result("a", 1, Work::Done));
+    sim.advance(30).see("a", JobSeen::Finished(Box::new(stale)));
+    assert!(sim.tick().is_empty());
+    assert!(sim.idle);
+    assert!(matches!(
+        sim.stage("a").status,
+        Status::Working { attempt: 2, .. }
+    ));
+    // Another stage's outcome for the same attempt number: fenced off too.
+    let alien = sim.outcome("b", 2, 60, worker_result("b", 2, Work::Done));
+    sim.see("a", JobSeen::Finished(Box::new(alien)));
+    assert!(sim.tick().is_empty());
+    assert_eq!(sim.status("a"), "working");
+
+    sim.advance(10).finish_worker("a", Work::Done);
+    let _ = sim.tick();
+    sim.advance(10).finish_acceptance("a", true);
+    let _ = sim.tick();
+    sim.advance(10).finish_verifier("a", VerdictKind::Pass);
+    assert_eq!(show(&sim.tick()), ["integrate a@a2"]);
+
+    // An integration outcome of attempt 1 does not finish attempt 2; the integration is
+    // asked for again (it is idempotent).
+    let old = sim.outcome("a", 1, 0, integration_result(1, true));
+    sim.seen.integrations.insert(sid("a"), old);
+    assert_eq!(show(&sim.tick()), ["integrate a@a2"]);
+    assert_eq!(sim.status("a"), "integrating");
+
+    sim.integrated("a", true);
+    let _ = sim.tick();
+    assert!(
+        matches!(&sim.stage("a").status, Status::Done { attempt: 2, commit, .. } if commit == "c0ffee02")
+    );
+}
+
+#[test]
+fn absent_job_fails_to_spawn_only_after_grace() {
+    let mut sim = Sim::new().card("a");
+    let _ = sim.tick();
+    sim.at(SPAWN_GRACE_SECS);
+    assert!(sim.tick().is_empty());
+    assert!(sim.idle, "absent within the grace period: nothing happens");
+    sim.at(SPAWN_GRACE_SECS + 1);
+    assert!(sim.tick().is_empty());
+    assert_eq!(
+        sim.stage("a").status,
+        Status::Retry {
+            attempt: 1,
+            reason: FailReason::SpawnFailed { role: Role::Worker }
+        }
+    );
+    assert_eq!(show(&sim.tick()), ["spawn a@a2-worker"]);
+
+    // Explicitly absent acceptance job, same rule.
+    sim.advance(10).finish_worker("a", Work::Done);
+    let _ = sim.tick();
+    sim.absent("a")
+        .advance(u64::try_from(SPAWN_GRACE_SECS).expect("positive"));
+    assert!(sim.tick().is_empty());
+    assert_eq!(sim.status("a"), "checking");
+    sim.advance(1);
+    let _ = sim.tick();
+    assert_eq!(
+        sim.stage("a").status,
+        Status::Retry {
+            attempt: 2,
+            reason: FailReason::SpawnFailed {
+                role: Role::Acceptance
+            }
+        }
+    );
+}
+
+#[test]
+fn running_past_deadline_is_killed_and_timed_out() {
+    let mut sim = Sim::new().card("a");
+    let _ = sim.tick();
+    let deadline = i64::try_from(TIMEOUTS.worker).expect("small");
+    sim.running("a").at(deadline + KILL_GRACE_SECS);
+    assert!(
+        sim.tick().is_empty(),
+        "within the kill grace: the wrapper's job"
+    );
+    sim.at(deadline + KILL_GRACE_SECS + 1);
+    let fx = sim.tick();
+    assert_eq!(show(&fx), [format!("kill a@a1-worker [{PGID}]")]);
+    assert_eq!(
+        sim.stage("a").status,
+        Status::Retry {
+            attempt: 1,
+            reason: FailReason::TimedOut {
+                role: Role::Worker,
+                after_secs: TIMEOUTS.worker
+            }
+        }
+    );
+}
+
+#[test]
+fn vanished_job_is_a_crash() {
+    let mut sim = Sim::new().card("a");
+    let _ = sim.tick();
+    sim.advance(5).vanished("a");
+    assert!(sim.tick().is_empty());
+    assert_eq!(
+        sim.stage("a").status,
+        Status::Retry {
+            attempt: 1,
+            reason: FailReason::Crashed { role: Role::Worker }
+        }
+    );
+    let _ = sim.tick();
+    sim.advance(10).finish_worker("a", Work::Done);
+    let _ = sim.tick();
+    sim.advance(10).finish_acceptance("a", true);
+    let _ = sim.tick();
+    sim.advance(5).vanished("a");
+    let _ = sim.tick();
+    assert_eq!(
+        sim.stage("a").status,
+        Status::Retry {
+            attempt: 2,
+            reason: FailReason::Crashed {
+                role: Role::Verifier
+            }
+        }
+    );
+}
+
+#[test]
+fn cancel_of_running_stage_kills_its_job() {
+    let mut sim = Sim::new().lanes(2).card("a").card_dep("b", &["a"]);
+    let _ = sim.tick();
+    sim.advance(60).running("a");
+    let (events, effects) =
+        ops::cancel(&mut sim.state, &sim.seen, &sid("a"), sim.now).expect("cancellable");
+    assert_eq!(show(&effects), [format!("kill a@a1-worker [{PGID}]")]);
+    assert_eq!(events[0].line(), "a: cancelled by operator (was working)");
+    assert_eq!(sim.stage("a").status, Status::Cancelled { at: sim.now });
+    assert_eq!(
+        sim.stage("a").history.last().map(|h| &h.result),
+        Some(&AttemptResult::Cancelled)
+    );
+
+    // Its dependent can never start.
+    let _ = sim.tick();
+    assert_eq!(
+        sim.stage("b").status,
+        Status::Escalated {
+            reason: Escalation::DependencyFailed {
+                dependency: sid("a")
+            },
+            at: sim.now
+        }
+    );
+
+    // A stage not yet started is cancelled without effects; a second cancel is refused.
+    let mut sim = Sim::new().card("a").card("q");
+    let _ = sim.tick();
+    let (_, effects) = ops::cancel(&mut sim.state, &sim.seen, &sid("q"), sim.now).expect("ok");
+    assert!(effects.is_empty());
+    assert_eq!(
+        ops::cancel(&mut sim.state, &sim.seen, &sid("q"), sim.now).map(|_| ()),
+        Err(ops::OpError::AlreadyTerminal(sid("q"), "cancelled"))
+    );
+}
