@@ -13,6 +13,9 @@ use crate::schema;
 
 pub const CONFIG_VERSION: u32 = 1;
 
+/// How long a usage limit pauses a family when the CLI did not say when it resets.
+pub const DEFAULT_PAUSE_SECS: u64 = 3600;
+
 /// `nightshift.yaml` as written on disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -573,6 +576,40 @@ impl Config {
             max_consecutive_failures: b.max_consecutive_failures.unwrap_or(5).max(1),
             max_attempts_per_stage: b.max_attempts_per_stage,
         })
+    }
+
+    /// The engine's limits, from the config.
+    #[must_use]
+    pub fn limits(&self) -> crate::engine::Limits {
+        crate::engine::Limits {
+            lanes: self.lanes,
+            base: self.base.clone(),
+            integration_branch: self.integration_branch.clone(),
+            policy: self.policy,
+            max_wall_secs: self.max_wall_secs,
+            max_consecutive_failures: self.max_consecutive_failures,
+            max_attempts_per_stage: self.max_attempts_per_stage,
+            families: self
+                .agents
+                .iter()
+                .map(|(name, a)| (name.clone(), a.family.clone()))
+                .collect(),
+            default_pause_secs: DEFAULT_PAUSE_SECS,
+            money: self.money,
+            prices: self
+                .agents
+                .iter()
+                .filter_map(|(name, a)| {
+                    Some((name.clone(), *self.prices.get(a.model.as_deref()?)?))
+                })
+                .collect(),
+            unmetered: self
+                .agents
+                .iter()
+                .filter(|(_, a)| a.kind == AgentKind::Command)
+                .map(|(name, _)| name.clone())
+                .collect(),
+        }
     }
 
     /// The verifier for a worker: the named one, else the default verifier when it is of
