@@ -1,6 +1,8 @@
 //! `nightshift.yaml`: the raw on-disk shape ([`RawConfig`], strict: unknown keys are errors
 //! naming the key and line) and the validated [`Config`] the rest of the crate uses. Reading
 //! never guesses: a bad value is an error that names the file, the key and what was expected.
+//! Facts about one kind of agent CLI (its default family, key variable, name) are never written
+//! here: they live in that kind's module under `agent/`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,6 +10,7 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::agent::AgentKind;
 use crate::error::{NsError, NsResult};
 use crate::schema;
 
@@ -213,17 +216,6 @@ pub enum Policy {
     FastForward,
     Merge,
     None,
-}
-
-/// The kinds of agent nightshift can drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentKind {
-    Claude,
-    Codex,
-    Gemini,
-    Command,
-    Script,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -451,16 +443,6 @@ pub fn format_duration(secs: u64) -> String {
     if out.is_empty() { "0s".into() } else { out }
 }
 
-/// The family an agent kind belongs to when the config does not say.
-fn default_family(kind: AgentKind) -> Option<&'static str> {
-    match kind {
-        AgentKind::Claude => Some("claude"),
-        AgentKind::Codex => Some("codex"),
-        AgentKind::Gemini => Some("gemini"),
-        AgentKind::Command | AgentKind::Script => None,
-    }
-}
-
 impl Config {
     /// Reads, schema-validates and validates `nightshift.yaml`.
     ///
@@ -540,7 +522,7 @@ impl Config {
             prices.insert(m.clone(), *p);
         }
         if money.max_usd.is_some() || money.host_max_usd.is_some() {
-            for a in agents.values().filter(|a| a.kind != AgentKind::Script) {
+            for a in agents.values().filter(|a| a.kind.vendor().is_paid()) {
                 match &a.model {
                     None => {
                         return Err(format!(
@@ -606,7 +588,7 @@ impl Config {
             unmetered: self
                 .agents
                 .iter()
-                .filter(|(_, a)| a.kind == AgentKind::Command)
+                .filter(|(_, a)| !a.kind.vendor().reports_usage())
                 .map(|(name, _)| name.clone())
                 .collect(),
         }
@@ -642,11 +624,14 @@ fn validate_agents(raw: BTreeMap<String, RawAgent>) -> Result<BTreeMap<String, A
         let family = a
             .family
             .clone()
-            .or_else(|| default_family(a.kind).map(str::to_owned))
+            .or_else(|| a.kind.vendor().default_family().map(str::to_owned))
             .ok_or_else(|| {
-                format!("agents.{name}.family: required for kind `{:?}`", a.kind).to_lowercase()
+                format!(
+                    "agents.{name}.family: required for kind `{}`",
+                    a.kind.vendor().name()
+                )
             })?;
-        if a.recipe.is_some() && a.kind != AgentKind::Script {
+        if a.recipe.is_some() && !a.kind.vendor().takes_recipe() {
             return Err(format!(
                 "agents.{name}.recipe: only the `script` kind takes a recipe"
             ));
@@ -701,17 +686,6 @@ pub const DEFAULT_ESTIMATE_TOKENS: u64 = 200_000;
 /// USD one agent run is assumed to cost until it reports.
 pub const DEFAULT_ESTIMATE_USD: f64 = 2.0;
 
-/// The variable an agent kind reads its API key from.
-#[must_use]
-pub fn default_key_var(kind: AgentKind) -> Option<&'static str> {
-    match kind {
-        AgentKind::Claude => Some("ANTHROPIC_API_KEY"),
-        AgentKind::Codex => Some("OPENAI_API_KEY"),
-        AgentKind::Gemini => Some("GEMINI_API_KEY"),
-        AgentKind::Command | AgentKind::Script => None,
-    }
-}
-
 fn validate_auth(name: &str, kind: AgentKind, raw: Option<&RawAuth>) -> Result<Auth, String> {
     let Some(raw) = raw else {
         return Ok(Auth::Subscription);
@@ -730,8 +704,8 @@ fn validate_auth(name: &str, kind: AgentKind, raw: Option<&RawAuth>) -> Result<A
             let pass_as = raw
                 .pass_as
                 .clone()
-                .or_else(|| default_key_var(kind).map(str::to_owned))
-                .ok_or_else(|| format!("{at}.pass_as: required for kind `{}` (the variable the agent reads its key from)", kind_name(kind)))?;
+                .or_else(|| kind.vendor().default_key_var().map(str::to_owned))
+                .ok_or_else(|| format!("{at}.pass_as: required for kind `{}` (the variable the agent reads its key from)", kind.vendor().name()))?;
             match (&raw.env, &raw.command) {
                 (Some(source), None) if !source.is_empty() => Ok(Auth::ApiEnv {
                     source: source.clone(),
@@ -746,18 +720,6 @@ fn validate_auth(name: &str, kind: AgentKind, raw: Option<&RawAuth>) -> Result<A
                 )),
             }
         }
-    }
-}
-
-/// The kind's name as written in nightshift.yaml.
-#[must_use]
-pub fn kind_name(kind: AgentKind) -> &'static str {
-    match kind {
-        AgentKind::Claude => "claude",
-        AgentKind::Codex => "codex",
-        AgentKind::Gemini => "gemini",
-        AgentKind::Command => "command",
-        AgentKind::Script => "script",
     }
 }
 
