@@ -20,9 +20,11 @@
 //! API errors carry no structured status in `stream-json`: `result.error.type` is `unknown` and
 //! `message` is `[API Error: <the API's JSON error body>]` for a plain HTTP error, or
 //! `[API Error: <text>]` for the errors the CLI classifies itself (quota), with the fixed
-//! suffix `Please wait and try again later. …` when the status was 429. [`GeminiError`] reads
-//! those fixed shapes (in `api_error`); the exit code (HTTP status mod 256, see [`status_from_exit_code`]) says
-//! the same. Never reads transcript prose, never fails: any line that is not a JSON object is
+//! suffix `Please wait and try again later. …` when the status was 429. [`GeminiError`] (in
+//! `api_error`) reads those fixed shapes; the exit code (HTTP status mod 256, see
+//! [`status_from_exit_code`](super::status_from_exit_code)) says the same. Never reads
+//! transcript prose, never fails: any line that is not a JSON object is counted as garbage and
+//! skipped. Never spawns or reads files; callers hand in bytes.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
