@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use super::{
     Agent, AgentKind, Auth, AuthRoute, CONFIG_VERSION, Config, DEFAULT_ESTIMATE_TOKENS,
-    DEFAULT_ESTIMATE_USD, DEFAULT_PRICES, Money, Price, RawAgent, RawAuth, RawConfig, Timeouts,
-    parse_duration,
+    DEFAULT_ESTIMATE_USD, DEFAULT_PRICES, Money, Price, RawAgent, RawAuth, RawConfig, RawTimeouts,
+    Timeouts, parse_duration,
 };
 
 impl Config {
@@ -38,55 +38,14 @@ impl Config {
         if d.max_attempts == 0 {
             return Err("defaults.max_attempts must be at least 1".into());
         }
-        let t = &d.timeouts;
-        let dur = |key: &str, v: &Option<String>, default: u64| match v {
-            Some(s) => parse_duration(s).map_err(|e| format!("{key}: {e}")),
-            None => Ok(default),
-        };
-        let timeouts = Timeouts {
-            worker: dur("defaults.timeouts.worker", &t.worker, 45 * 60)?,
-            verifier: dur("defaults.timeouts.verifier", &t.verifier, 20 * 60)?,
-            acceptance: dur("defaults.timeouts.acceptance", &t.acceptance, 15 * 60)?,
-        };
+        let timeouts = validate_timeouts(&d.timeouts)?;
         let b = &raw.budget;
         let max_wall_secs = match &b.max_wall_time {
             Some(s) => Some(parse_duration(s).map_err(|e| format!("budget.max_wall_time: {e}"))?),
             None => None,
         };
-        let mut prices: BTreeMap<String, Price> = DEFAULT_PRICES
-            .iter()
-            .map(|(m, p)| ((*m).to_owned(), *p))
-            .collect();
-        for (m, p) in &raw.pricing {
-            if [p.input, p.output, p.cache_read, p.cache_write]
-                .iter()
-                .any(|v| !v.is_finite() || *v < 0.0)
-            {
-                return Err(format!(
-                    "pricing.{m}: prices are USD per million tokens, zero or more"
-                ));
-            }
-            prices.insert(m.clone(), *p);
-        }
-        if money.max_usd.is_some() || money.host_max_usd.is_some() {
-            for a in agents.values().filter(|a| a.kind.vendor().is_paid()) {
-                match &a.model {
-                    None => {
-                        return Err(format!(
-                            "agents.{}.model: a USD cap is set, so every agent needs a model with a price (set `model:`)",
-                            a.name
-                        ));
-                    }
-                    Some(m) if !prices.contains_key(m) => {
-                        return Err(format!(
-                            "agents.{}.model: `{m}` has no price, and a USD cap is set; add it under `pricing:`",
-                            a.name
-                        ));
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
+        let prices = validate_prices(&raw.pricing)?;
+        check_priced(&agents, &money, &prices)?;
         Ok(Self {
             prompt_worker: raw.prompts.worker.clone(),
             prompt_verifier: raw.prompts.verifier.clone(),
@@ -106,6 +65,67 @@ impl Config {
             max_attempts_per_stage: b.max_attempts_per_stage,
         })
     }
+}
+
+fn validate_timeouts(t: &RawTimeouts) -> Result<Timeouts, String> {
+    let dur = |key: &str, v: &Option<String>, default: u64| match v {
+        Some(s) => parse_duration(s).map_err(|e| format!("{key}: {e}")),
+        None => Ok(default),
+    };
+    Ok(Timeouts {
+        worker: dur("defaults.timeouts.worker", &t.worker, 45 * 60)?,
+        verifier: dur("defaults.timeouts.verifier", &t.verifier, 20 * 60)?,
+        acceptance: dur("defaults.timeouts.acceptance", &t.acceptance, 15 * 60)?,
+    })
+}
+
+/// The built-in prices, extended and overridden by `pricing:`.
+fn validate_prices(pricing: &BTreeMap<String, Price>) -> Result<BTreeMap<String, Price>, String> {
+    let mut prices: BTreeMap<String, Price> = DEFAULT_PRICES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), *p))
+        .collect();
+    for (m, p) in pricing {
+        if [p.input, p.output, p.cache_read, p.cache_write]
+            .iter()
+            .any(|v| !v.is_finite() || *v < 0.0)
+        {
+            return Err(format!(
+                "pricing.{m}: prices are USD per million tokens, zero or more"
+            ));
+        }
+        prices.insert(m.clone(), *p);
+    }
+    Ok(prices)
+}
+
+/// Under a USD cap, every agent of a paid kind needs a model with a price.
+fn check_priced(
+    agents: &BTreeMap<String, Agent>,
+    money: &Money,
+    prices: &BTreeMap<String, Price>,
+) -> Result<(), String> {
+    if money.max_usd.is_none() && money.host_max_usd.is_none() {
+        return Ok(());
+    }
+    for a in agents.values().filter(|a| a.kind.vendor().is_paid()) {
+        match &a.model {
+            None => {
+                return Err(format!(
+                    "agents.{}.model: a USD cap is set, so every agent needs a model with a price (set `model:`)",
+                    a.name
+                ));
+            }
+            Some(m) if !prices.contains_key(m) => {
+                return Err(format!(
+                    "agents.{}.model: `{m}` has no price, and a USD cap is set; add it under `pricing:`",
+                    a.name
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn validate_agents(raw: BTreeMap<String, RawAgent>) -> Result<BTreeMap<String, Agent>, String> {
