@@ -6,14 +6,11 @@
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::engine::{self, Effect, Limits};
+use crate::engine::{self, Effect};
 use crate::error::{NsError, NsResult};
 use crate::git::Git;
 use crate::paths::Paths;
 use crate::{failpoint, lock, store};
-
-/// How long a usage limit pauses a family when the CLI did not say when it resets.
-pub const DEFAULT_PAUSE_SECS: u64 = 3600;
 
 /// Most steps one tick process takes while pokes keep arriving.
 const MAX_ROUNDS: usize = 50;
@@ -27,38 +24,6 @@ pub enum TickReport {
     Idle,
     /// This many state changes were committed.
     Advanced(usize),
-}
-
-/// The engine's limits, from the config.
-#[must_use]
-pub fn limits(c: &Config) -> Limits {
-    Limits {
-        lanes: c.lanes,
-        base: c.base.clone(),
-        integration_branch: c.integration_branch.clone(),
-        policy: c.policy,
-        max_wall_secs: c.max_wall_secs,
-        max_consecutive_failures: c.max_consecutive_failures,
-        max_attempts_per_stage: c.max_attempts_per_stage,
-        families: c
-            .agents
-            .iter()
-            .map(|(name, a)| (name.clone(), a.family.clone()))
-            .collect(),
-        default_pause_secs: DEFAULT_PAUSE_SECS,
-        money: c.money,
-        prices: c
-            .agents
-            .iter()
-            .filter_map(|(name, a)| Some((name.clone(), *c.prices.get(a.model.as_deref()?)?)))
-            .collect(),
-        unmetered: c
-            .agents
-            .iter()
-            .filter(|(_, a)| a.kind == crate::config::AgentKind::Command)
-            .map(|(name, _)| name.clone())
-            .collect(),
-    }
 }
 
 /// Runs a tick.
@@ -104,7 +69,7 @@ fn once(paths: &Paths) -> NsResult<bool> {
         seen.host_others = crate::host::others(&paths.root);
     }
     let now = crate::now::now()?;
-    let step = engine::step(&state, &budget, &limits(&config), &seen, now);
+    let step = engine::step(&state, &budget, &config.limits(), &seen, now);
     if step.is_idle(&state, &budget) {
         return Ok(false);
     }

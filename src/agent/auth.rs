@@ -2,7 +2,9 @@
 //! nightshift's environment or printed by a command) goes only into that child's environment
 //! and is never written anywhere; with `share_cli_state: false` the CLI gets a fresh config
 //! dir under `state/agent-state/`, so a stored login can never be used (and billed) instead of
-//! the key. A misconfigured route fails closed, as an `auth` failure.
+//! the key. A misconfigured route fails closed, as an `auth` failure. What an isolated CLI
+//! state holds and which variables a kind needs belong to that kind's module; this module only
+//! applies them. Never writes or logs a secret.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,32 +16,15 @@ use crate::config::{Agent, AgentKind, Auth};
 /// Variables every run of a kind gets, to keep it non-interactive and quiet on the network.
 #[must_use]
 pub fn kind_env(kind: AgentKind) -> Vec<(String, String)> {
-    let pairs: &[(&str, &str)] = match kind {
-        AgentKind::Claude => &[
-            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-            ("DISABLE_AUTOUPDATER", "1"),
-            ("DISABLE_TELEMETRY", "1"),
-            ("DISABLE_ERROR_REPORTING", "1"),
-            // Its default (10 retries, ~3 minutes) holds a lane on a 401 or a dead API; the
-            // agent's own `env:` can raise it.
-            ("CLAUDE_CODE_MAX_RETRIES", "2"),
-        ],
-        // One process (the relaunching parent ignores SIGTERM).
-        AgentKind::Gemini => &[("GEMINI_CLI_NO_RELAUNCH", "true")],
-        AgentKind::Codex | AgentKind::Command | AgentKind::Script => &[],
-    };
-    pairs
+    kind.vendor()
+        .kind_env()
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
 }
 
-/// Gemini CLI settings for an isolated home: API-key auth (the environment alone makes it pick
-/// a gateway auth type and refuse), no usage statistics or telemetry (its only outside
-/// traffic), no auto-update or IDE, bounded retries, and a repo's `.env` ignored.
-pub const GEMINI_SETTINGS: &str = r#"{"security":{"auth":{"selectedType":"gemini-api-key"}},"privacy":{"usageStatisticsEnabled":false},"telemetry":{"enabled":false},"general":{"enableAutoUpdate":false,"enableAutoUpdateNotification":false,"maxAttempts":2},"ide":{"enabled":false},"advanced":{"ignoreLocalEnv":true}}"#;
-
-/// The variables that give an agent its isolated CLI state under `dir` (created here).
+/// The variables that give an agent its isolated CLI state under `dir` (created here; what
+/// goes in it is the agent kind's business).
 ///
 /// # Errors
 /// When the directory cannot be created.
@@ -49,30 +34,12 @@ pub fn isolation_env(agent: &Agent, dir: &Path) -> std::io::Result<Vec<(String, 
     }
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp)?;
-    let var = |k: &str, p: &Path| (k.to_owned(), p.to_string_lossy().into_owned());
-    Ok(match agent.kind {
-        AgentKind::Claude => {
-            let home = dir.join("claude");
-            std::fs::create_dir_all(&home)?;
-            vec![
-                var("CLAUDE_CONFIG_DIR", &home),
-                var("CLAUDE_CODE_TMPDIR", &tmp),
-                var("TMPDIR", &tmp),
-            ]
-        }
-        AgentKind::Codex => {
-            let home = dir.join("codex");
-            std::fs::create_dir_all(&home)?;
-            vec![var("CODEX_HOME", &home), var("TMPDIR", &tmp)]
-        }
-        AgentKind::Gemini => {
-            let home = dir.join("gemini");
-            std::fs::create_dir_all(home.join(".gemini"))?;
-            std::fs::write(home.join(".gemini/settings.json"), GEMINI_SETTINGS)?;
-            vec![var("GEMINI_CLI_HOME", &home), var("TMPDIR", &tmp)]
-        }
-        AgentKind::Command | AgentKind::Script => vec![var("TMPDIR", &tmp)],
-    })
+    agent.kind.vendor().isolation_env(dir, &tmp)
+}
+
+/// `(name, path)` as an environment pair.
+pub(crate) fn path_var(name: &str, path: &Path) -> (String, String) {
+    (name.to_owned(), path.to_string_lossy().into_owned())
 }
 
 /// The secret for an agent's auth route, as `(variable, value)`, or `None` for a

@@ -1,735 +1,157 @@
-//! Claude Code's structured output (`claude -p … --output-format stream-json --verbose`): the
-//! tolerant reader [`parse_stream`] that sums a run up, and the `*_line` emitters with which
-//! nightshift's built-in scripted agent prints the very same shape.
-//!
-//! Owns the meaning of the CLI's fields (docs: `AGENT-CLIS.md`): `result.is_error` is trusted,
-//! never `subtype`; usage comes from `result.usage` only and assistant events' partial usage is
-//! never added up. Never reads transcript prose, never fails: any line that is not a JSON
-//! object is counted as garbage and skipped. Never spawns or reads files; callers hand in bytes.
+//! Claude Code's room: the facts about the `claude` kind, its one argv per role
+//! (`claude -p PROMPT --output-format stream-json --verbose`, acceptEdits for the worker, plan
+//! mode for the verifier), its output reader ([`parse_stream`], in `parse`), the emitters the
+//! built-in scripted agent prints the same shape with (`emit`), its failure classifier
+//! ([`classify_claude`], in `classify`) and doctor's checks (`claude auth status --json`).
+//! Never spawns anything: the job wrapper runs the [`Invocation`] built here and doctor runs
+//! the probes named here.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+mod classify;
+mod emit;
+mod parse;
 
-use super::Usage;
+use std::path::Path;
 
-/// What one run's stream says, as far as nightshift cares.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct StreamSummary {
-    /// A `{"type":"result"}` line was seen (the CLI always ends with one; none means it died).
-    pub saw_result: bool,
-    /// `result.is_error`; `true` when the result line lacks a boolean there (fail closed).
-    pub is_error: bool,
-    /// `result.result`: the final message, where the handoff block travels.
-    pub final_message: Option<String>,
-    /// `result.terminal_reason`, e.g. `completed` or `api_error`.
-    pub terminal_reason: Option<String>,
-    /// `result.api_error_status`, e.g. 500.
-    pub api_error_status: Option<u16>,
-    /// `result.usage`, summed over the run by the CLI; `None` if absent or unreadable.
-    pub usage: Option<Usage>,
-    /// `result.total_cost_usd`, the CLI's own estimate.
-    pub cost_usd: Option<f64>,
-    /// The result's `session_id`, else the init line's, else the first one seen on any line.
-    pub session_id: Option<String>,
-    /// `system/init` `model`.
-    pub model: Option<String>,
-    /// `system/init` `claude_code_version`.
-    pub cli_version: Option<String>,
-    /// `result.num_turns`.
-    pub num_turns: Option<u32>,
-    /// Number of `system/api_retry` events.
-    pub retries: u32,
-    /// Refused tool calls: the larger of the result's `permission_denials` length and the
-    /// number of `system/permission_denied` events (both report the same refusals, so they
-    /// are not added; the larger survives a run that died before its result line).
-    pub permission_denials: u32,
-    /// Lines skipped because they were not a JSON object (a cut-off last line counts here).
-    pub garbage_lines: u32,
-    /// `result.api_error`, e.g. `usage_limit_reached`, `connection_failed`.
-    #[serde(default)]
-    pub api_error: Option<String>,
-    /// `result.api_error_type`, e.g. `authentication_error`, `rate_limit_error`.
-    #[serde(default)]
-    pub api_error_type: Option<String>,
-    /// Unix time a usage limit resets, from a `rate_limit_event` whose status is `rejected`
-    /// (subscription logins only; API-key runs never say).
-    #[serde(default)]
-    pub limit_resets_at: Option<i64>,
-}
+pub use classify::classify_claude;
+pub use emit::{
+    api_error_result_line, assistant_text_line, init_line, permission_denied_line, result_line,
+};
+pub use parse::{StreamSummary, parse_stream};
 
-/// Reads a whole stream. Several result lines: the last one wins. Invalid UTF-8 is decoded
-/// lossily; memory stays linear in the longest line, as the input is read line by line.
-///
-/// ```
-/// use nightshift::agent::claude::parse_stream;
-/// let s = parse_stream(b"{\"type\":\"result\",\"is_error\":false,\"result\":\"hi\"}\nnot json");
-/// assert!(s.saw_result && !s.is_error);
-/// assert_eq!(s.final_message.as_deref(), Some("hi"));
-/// assert_eq!(s.garbage_lines, 1);
-/// ```
-#[must_use]
-pub fn parse_stream(bytes: &[u8]) -> StreamSummary {
-    let mut acc = Accumulator::default();
-    let garbage = for_each_object(bytes, |line| acc.line(line));
-    acc.finish(garbage)
-}
+use super::{Doctor, ExitInfo, Invocation, InvokeCtx, LoginProbe, LoginStatus, Parsed, Vendor};
+use crate::config::Agent;
+use crate::ids::Role;
 
-/// Calls `f` with each line of `bytes` that is a JSON object and returns how many non-empty
-/// lines were not. Shared by the CLI parsers so they tolerate the same things.
-pub(super) fn for_each_object(bytes: &[u8], mut f: impl FnMut(&Map<String, Value>)) -> u32 {
-    let mut garbage: u32 = 0;
-    for raw in bytes.split(|b| *b == b'\n') {
-        let text = String::from_utf8_lossy(raw);
-        let line = text.trim();
-        if line.is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Value>(line) {
-            Ok(Value::Object(object)) => f(&object),
-            _ => garbage = garbage.saturating_add(1),
-        }
-    }
-    garbage
-}
+/// The `claude` kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Claude;
 
-/// `object[key]` as a string.
-pub(super) fn str_field(object: &Map<String, Value>, key: &str) -> Option<String> {
-    object.get(key).and_then(Value::as_str).map(str::to_owned)
-}
-
-/// `object[key]` as an unsigned integer.
-pub(super) fn u64_field(object: &Map<String, Value>, key: &str) -> Option<u64> {
-    object.get(key).and_then(Value::as_u64)
-}
-
-#[derive(Debug, Default)]
-struct Accumulator {
-    summary: StreamSummary,
-    result: Option<ResultLine>,
-    init_session: Option<String>,
-    first_session: Option<String>,
-    denial_events: u32,
-}
-
-/// The fields of the last result line, replaced whole by a later one.
-#[derive(Debug)]
-struct ResultLine {
-    is_error: bool,
-    final_message: Option<String>,
-    terminal_reason: Option<String>,
-    api_error_status: Option<u16>,
-    usage: Option<Usage>,
-    cost_usd: Option<f64>,
-    session_id: Option<String>,
-    num_turns: Option<u32>,
-    denials: u32,
-    api_error: Option<String>,
-    api_error_type: Option<String>,
-}
-
-impl Accumulator {
-    fn line(&mut self, object: &Map<String, Value>) {
-        if self.first_session.is_none() {
-            self.first_session = str_field(object, "session_id");
-        }
-        match object.get("type").and_then(Value::as_str) {
-            Some("system") => self.system(object),
-            Some("rate_limit_event") => {
-                let info = object.get("rate_limit_info");
-                if info.and_then(|i| i.get("status")).and_then(Value::as_str) == Some("rejected") {
-                    self.summary.limit_resets_at =
-                        info.and_then(|i| i.get("resetsAt")).and_then(Value::as_i64);
-                }
-            }
-            Some("result") => self.result = Some(ResultLine::read(object)),
-            _ => {}
-        }
+impl Vendor for Claude {
+    fn name(&self) -> &'static str {
+        "claude"
     }
 
-    fn system(&mut self, object: &Map<String, Value>) {
-        let s = &mut self.summary;
-        match object.get("subtype").and_then(Value::as_str) {
-            Some("init") => {
-                self.init_session = str_field(object, "session_id");
-                s.model = str_field(object, "model");
-                s.cli_version = str_field(object, "claude_code_version");
-            }
-            Some("api_retry") => s.retries = s.retries.saturating_add(1),
-            Some("permission_denied") => self.denial_events = self.denial_events.saturating_add(1),
-            _ => {}
-        }
+    fn default_family(&self) -> Option<&'static str> {
+        Some("claude")
     }
 
-    fn finish(self, garbage_lines: u32) -> StreamSummary {
-        let mut s = self.summary;
-        s.garbage_lines = garbage_lines;
-        s.permission_denials = self.denial_events;
-        let mut session = None;
-        if let Some(r) = self.result {
-            s.saw_result = true;
-            s.is_error = r.is_error;
-            s.final_message = r.final_message;
-            s.terminal_reason = r.terminal_reason;
-            s.api_error_status = r.api_error_status;
-            s.usage = r.usage;
-            s.cost_usd = r.cost_usd;
-            s.num_turns = r.num_turns;
-            s.permission_denials = s.permission_denials.max(r.denials);
-            s.api_error = r.api_error;
-            s.api_error_type = r.api_error_type;
-            session = r.session_id;
-        }
-        s.session_id = session.or(self.init_session).or(self.first_session);
-        s
-    }
-}
-
-impl ResultLine {
-    fn read(object: &Map<String, Value>) -> Self {
-        let denials = object
-            .get("permission_denials")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        Self {
-            is_error: object
-                .get("is_error")
-                .and_then(Value::as_bool)
-                .unwrap_or(true),
-            final_message: str_field(object, "result"),
-            terminal_reason: str_field(object, "terminal_reason"),
-            api_error_status: u64_field(object, "api_error_status")
-                .and_then(|v| u16::try_from(v).ok()),
-            usage: object
-                .get("usage")
-                .and_then(Value::as_object)
-                .and_then(read_usage),
-            cost_usd: object
-                .get("total_cost_usd")
-                .and_then(Value::as_f64)
-                .filter(|c| c.is_finite() && *c >= 0.0),
-            session_id: str_field(object, "session_id"),
-            num_turns: u64_field(object, "num_turns").and_then(|v| u32::try_from(v).ok()),
-            denials: u32::try_from(denials).unwrap_or(u32::MAX),
-            api_error: str_field(object, "api_error"),
-            api_error_type: str_field(object, "api_error_type"),
-        }
-    }
-}
-
-/// `input_tokens` and `output_tokens` are required (else the usage is unknown, not zero);
-/// the cache fields default to 0. Anthropic's `input_tokens` already excludes cache reads and
-/// writes, so the four buckets add up without double counting.
-fn read_usage(usage: &Map<String, Value>) -> Option<Usage> {
-    Some(Usage {
-        input: u64_field(usage, "input_tokens")?,
-        output: u64_field(usage, "output_tokens")?,
-        cache_read: u64_field(usage, "cache_read_input_tokens").unwrap_or(0),
-        cache_write: u64_field(usage, "cache_creation_input_tokens").unwrap_or(0),
-    })
-}
-
-/// Serializes one output line. The emitted types hold only strings, numbers, booleans and
-/// sequences, for which `serde_json` cannot fail; should it ever, the line is empty, which
-/// [`parse_stream`] skips.
-fn to_line<T: Serialize>(line: &T) -> String {
-    serde_json::to_string(line).unwrap_or_default()
-}
-
-#[derive(Serialize)]
-struct InitLine<'a> {
-    r#type: &'static str,
-    subtype: &'static str,
-    cwd: &'a str,
-    session_id: &'a str,
-    tools: [&'static str; 0],
-    mcp_servers: [&'static str; 0],
-    model: &'a str,
-    #[serde(rename = "permissionMode")]
-    permission_mode: &'static str,
-    claude_code_version: &'a str,
-}
-
-/// The `system/init` line: the real CLI's field names, minimal content (no tools, no MCP
-/// servers, `permissionMode` `default`).
-///
-/// ```
-/// use nightshift::agent::claude::{init_line, parse_stream};
-/// let s = parse_stream(init_line("s1", "script", "/repo", "0.1.0").as_bytes());
-/// assert_eq!(s.model.as_deref(), Some("script"));
-/// ```
-#[must_use]
-pub fn init_line(session_id: &str, model: &str, cwd: &str, version: &str) -> String {
-    to_line(&InitLine {
-        r#type: "system",
-        subtype: "init",
-        cwd,
-        session_id,
-        tools: [],
-        mcp_servers: [],
-        model,
-        permission_mode: "default",
-        claude_code_version: version,
-    })
-}
-
-#[derive(Serialize)]
-struct AssistantLine<'a> {
-    r#type: &'static str,
-    message: AssistantMessage<'a>,
-    parent_tool_use_id: Option<&'static str>,
-    session_id: &'a str,
-}
-
-#[derive(Serialize)]
-struct AssistantMessage<'a> {
-    r#type: &'static str,
-    role: &'static str,
-    content: [TextBlock<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct TextBlock<'a> {
-    r#type: &'static str,
-    text: &'a str,
-}
-
-/// A `system/permission_denied` event, as the CLI prints when it refuses a tool call.
-#[must_use]
-pub fn permission_denied_line(session_id: &str, tool: &str) -> String {
-    to_line(&serde_json::json!({
-        "type": "system",
-        "subtype": "permission_denied",
-        "tool_name": tool,
-        "decision_reason_type": "mode",
-        "message": format!("{tool} requires approval"),
-        "session_id": session_id,
-    }))
-}
-
-/// An `assistant` event carrying one text block (no usage: the real CLI's is partial anyway).
-#[must_use]
-pub fn assistant_text_line(session_id: &str, text: &str) -> String {
-    to_line(&AssistantLine {
-        r#type: "assistant",
-        message: AssistantMessage {
-            r#type: "message",
-            role: "assistant",
-            content: [TextBlock {
-                r#type: "text",
-                text,
-            }],
-        },
-        parent_tool_use_id: None,
-        session_id,
-    })
-}
-
-#[derive(Serialize)]
-struct ResultOut<'a> {
-    r#type: &'static str,
-    subtype: &'static str,
-    is_error: bool,
-    duration_ms: u64,
-    num_turns: u32,
-    result: &'a str,
-    session_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    total_cost_usd: Option<f64>,
-    usage: UsageOut,
-    permission_denials: [&'static str; 0],
-    terminal_reason: &'static str,
-    api_error_status: Option<u16>,
-}
-
-#[derive(Serialize)]
-struct UsageOut {
-    input_tokens: u64,
-    cache_creation_input_tokens: u64,
-    cache_read_input_tokens: u64,
-    output_tokens: u64,
-}
-
-/// The final `result` line. Success: subtype `success`, `terminal_reason` `completed`.
-/// Error: subtype and `terminal_reason` `error_during_execution` (a generic failure, not an
-/// API error; see [`api_error_result_line`] for that). `total_cost_usd` is left out when
-/// `cost_usd` is `None`.
-#[must_use]
-pub fn result_line(
-    session_id: &str,
-    final_text: &str,
-    is_error: bool,
-    usage: Usage,
-    cost_usd: Option<f64>,
-    num_turns: u32,
-    duration_ms: u64,
-) -> String {
-    let (subtype, reason) = if is_error {
-        ("error_during_execution", "error_during_execution")
-    } else {
-        ("success", "completed")
-    };
-    let mut line = result_out(session_id, final_text, usage, num_turns, duration_ms);
-    line.subtype = subtype;
-    line.is_error = is_error;
-    line.terminal_reason = reason;
-    line.total_cost_usd = cost_usd;
-    to_line(&line)
-}
-
-/// The `result` line of a run that ended on an API error, as the real CLI prints it:
-/// `is_error` true, `terminal_reason` `api_error`, `api_error_status` set, and subtype
-/// `success` (the real CLI's subtype lies; parsers must trust `is_error`).
-#[must_use]
-pub fn api_error_result_line(
-    session_id: &str,
-    final_text: &str,
-    status: u16,
-    usage: Usage,
-    num_turns: u32,
-    duration_ms: u64,
-) -> String {
-    let mut line = result_out(session_id, final_text, usage, num_turns, duration_ms);
-    line.is_error = true;
-    line.terminal_reason = "api_error";
-    line.api_error_status = Some(status);
-    to_line(&line)
-}
-
-fn result_out<'a>(
-    session_id: &'a str,
-    final_text: &'a str,
-    usage: Usage,
-    num_turns: u32,
-    duration_ms: u64,
-) -> ResultOut<'a> {
-    ResultOut {
-        r#type: "result",
-        subtype: "success",
-        is_error: false,
-        duration_ms,
-        num_turns,
-        result: final_text,
-        session_id,
-        total_cost_usd: None,
-        usage: UsageOut {
-            input_tokens: usage.input,
-            cache_creation_input_tokens: usage.cache_write,
-            cache_read_input_tokens: usage.cache_read,
-            output_tokens: usage.output,
-        },
-        permission_denials: [],
-        terminal_reason: "completed",
-        api_error_status: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const WORKER: &str =
-        include_str!("../../tests/fixtures/agent-cli-output/claude-worker.stdout.jsonl");
-    const REVIEWER: &str =
-        include_str!("../../tests/fixtures/agent-cli-output/claude-reviewer.stdout.jsonl");
-    const RETRY_429: &str =
-        include_str!("../../tests/fixtures/agent-cli-output/claude-retry-429.stdout.jsonl");
-    const FAIL_500: &str =
-        include_str!("../../tests/fixtures/agent-cli-output/claude-fail-500.stdout.jsonl");
-
-    #[test]
-    fn worker_fixture() {
-        let s = parse_stream(WORKER.as_bytes());
-        assert!(s.saw_result);
-        assert!(!s.is_error);
-        assert_eq!(s.terminal_reason.as_deref(), Some("completed"));
-        assert_eq!(s.api_error_status, None);
-        // result.usage, not the sum of the assistant events' partial snapshots.
-        assert_eq!(
-            s.usage,
-            Some(Usage {
-                input: 4700,
-                output: 210,
-                cache_read: 600,
-                cache_write: 0
-            })
-        );
-        assert_eq!(s.cost_usd, Some(0.02312));
-        assert_eq!(
-            s.session_id.as_deref(),
-            Some("7407272f-f38b-4d54-a405-8c12c4ff51be")
-        );
-        assert_eq!(s.model.as_deref(), Some("claude-opus-5-5"));
-        assert_eq!(s.cli_version.as_deref(), Some("2.1.330"));
-        assert_eq!(s.num_turns, Some(3));
-        assert_eq!(
-            (s.retries, s.permission_denials, s.garbage_lines),
-            (0, 0, 0)
-        );
-        let message = s.final_message.unwrap_or_default();
-        assert!(message.starts_with("Done: created out.txt"));
-        assert!(message.ends_with("```"));
+    fn default_key_var(&self) -> Option<&'static str> {
+        Some("ANTHROPIC_API_KEY")
     }
 
-    #[test]
-    fn reviewer_fixture_counts_denials_once() {
-        let s = parse_stream(REVIEWER.as_bytes());
-        assert!(s.saw_result && !s.is_error);
-        // Two system/permission_denied events and the same two in result.permission_denials.
-        assert_eq!(s.permission_denials, 2);
-        assert_eq!(s.num_turns, Some(5));
-        assert_eq!(s.usage.map(|u| u.input), Some(2700));
+    fn default_command(&self) -> Option<&'static str> {
+        Some("claude")
     }
 
-    #[test]
-    fn retry_429_fixture_counts_retries() {
-        let s = parse_stream(RETRY_429.as_bytes());
-        assert_eq!(s.retries, 1);
-        assert!(s.saw_result && !s.is_error);
-        assert_eq!(s.terminal_reason.as_deref(), Some("completed"));
+    fn reports_usage(&self) -> bool {
+        true
     }
 
-    #[test]
-    fn fail_500_fixture_trusts_is_error_not_subtype() {
-        assert!(FAIL_500.contains(r#""subtype":"success","api_error_status":500"#));
-        let s = parse_stream(FAIL_500.as_bytes());
-        assert!(s.saw_result);
-        assert!(s.is_error);
-        assert_eq!(s.terminal_reason.as_deref(), Some("api_error"));
-        assert_eq!(s.api_error_status, Some(500));
-        assert_eq!(s.retries, 1);
-        // Usage is kept on failure.
-        assert_eq!(s.usage.map(|u| (u.input, u.output)), Some((1500, 60)));
-        assert_eq!(s.cost_usd, Some(0.00724));
-        assert!(
-            s.final_message
-                .is_some_and(|m| m.starts_with("API Error: 500"))
-        );
+    fn is_paid(&self) -> bool {
+        true
     }
 
-    #[test]
-    fn truncated_stream_has_no_result_and_one_garbage_line() {
-        let cut = &WORKER.as_bytes()[..WORKER.len() - 200];
-        let s = parse_stream(cut);
-        assert!(!s.saw_result);
-        assert!(!s.is_error);
-        assert_eq!(s.usage, None);
-        assert_eq!(s.garbage_lines, 1);
-        // The session and model are still known from the init line.
-        assert!(s.session_id.is_some() && s.model.is_some());
+    fn takes_recipe(&self) -> bool {
+        false
     }
 
-    #[test]
-    fn garbage_is_counted_and_skipped() {
-        let mut input = b"hello\n[1,2]\n\"str\"\n42\n\n   \n".to_vec();
-        input.extend_from_slice(
-            b"{\"type\":\"result\",\"is_error\":false,\"result\":\"x\xff\xfey\"}\n",
-        );
-        input.extend_from_slice(
-            b"\xff\xfe not utf8\n{\"type\":\"system\",\"subtype\":\"api_retry\"}\r\n{\"type\":",
-        );
-        let s = parse_stream(&input);
-        assert_eq!(s.garbage_lines, 6);
-        assert_eq!(s.retries, 1);
-        assert_eq!(s.final_message.as_deref(), Some("x\u{fffd}\u{fffd}y"));
-    }
-
-    #[test]
-    fn last_result_wins_whole() {
-        let first = result_line(
-            "a",
-            "first",
-            false,
-            Usage {
-                input: 1,
-                output: 2,
-                cache_read: 0,
-                cache_write: 0,
-            },
-            Some(1.0),
-            1,
-            5,
-        );
-        let second = r#"{"type":"result","result":"second","is_error":true}"#;
-        let s = parse_stream(format!("{first}\n{second}\n").as_bytes());
-        assert_eq!(s.final_message.as_deref(), Some("second"));
-        assert!(s.is_error);
-        // Nothing of the first result survives.
-        assert_eq!((s.usage, s.cost_usd, s.num_turns), (None, None, None));
-        assert_eq!(s.session_id.as_deref(), Some("a"));
-    }
-
-    #[test]
-    fn odd_result_fields_fail_closed() {
-        let line = r#"{"type":"result","is_error":"no","usage":{"input_tokens":-1,"output_tokens":3},"num_turns":99999999999,"api_error_status":70000,"total_cost_usd":"1"}"#;
-        let s = parse_stream(line.as_bytes());
-        assert!(s.saw_result && s.is_error);
-        assert_eq!(
-            (s.usage, s.num_turns, s.api_error_status, s.cost_usd),
-            (None, None, None, None)
-        );
-    }
-
-    #[test]
-    fn partial_usage_in_assistant_events_is_never_summed() {
-        let assistant =
-            r#"{"type":"assistant","message":{"usage":{"input_tokens":100,"output_tokens":100}}}"#;
-        let s = parse_stream(format!("{assistant}\n{assistant}\n").as_bytes());
-        assert_eq!(s.usage, None);
-    }
-
-    #[test]
-    fn emitted_lines_round_trip() {
-        let usage = Usage {
-            input: 10,
-            output: 20,
-            cache_read: 30,
-            cache_write: 40,
-        };
-        let stream = [
-            init_line("sess-1", "script", "/tmp/repo \"q\"", "0.1.0"),
-            assistant_text_line("sess-1", "hello\n```json\n{\"a\":1}\n```"),
-            result_line(
-                "sess-1",
-                "final \u{1f319}",
-                false,
-                usage,
-                Some(0.5),
-                2,
-                1234,
-            ),
+    fn kind_env(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+            ("DISABLE_AUTOUPDATER", "1"),
+            ("DISABLE_TELEMETRY", "1"),
+            ("DISABLE_ERROR_REPORTING", "1"),
+            // Its default (10 retries, ~3 minutes) holds a lane on a 401 or a dead API; the
+            // agent's own `env:` can raise it.
+            ("CLAUDE_CODE_MAX_RETRIES", "2"),
         ]
-        .join("\n");
-        let s = parse_stream(stream.as_bytes());
-        let expected = StreamSummary {
-            saw_result: true,
-            is_error: false,
-            final_message: Some("final \u{1f319}".to_owned()),
-            terminal_reason: Some("completed".to_owned()),
-            api_error_status: None,
-            usage: Some(usage),
-            cost_usd: Some(0.5),
-            session_id: Some("sess-1".to_owned()),
-            model: Some("script".to_owned()),
-            cli_version: Some("0.1.0".to_owned()),
-            num_turns: Some(2),
-            retries: 0,
-            permission_denials: 0,
-            garbage_lines: 0,
-            api_error: None,
-            api_error_type: None,
-            limit_resets_at: None,
-        };
-        assert_eq!(s, expected);
     }
 
-    #[test]
-    fn emitted_api_error_result_looks_like_the_real_one() {
-        let usage = Usage {
-            input: 1500,
-            output: 60,
-            cache_read: 200,
-            cache_write: 0,
-        };
-        let line = api_error_result_line("s", "API Error: 500", 500, usage, 2, 10);
-        assert!(line.contains(r#""subtype":"success""#));
-        let ours = parse_stream(line.as_bytes());
-        let real = parse_stream(FAIL_500.as_bytes());
-        assert!(ours.is_error);
-        assert_eq!(ours.api_error_status, real.api_error_status);
-        assert_eq!(ours.terminal_reason, real.terminal_reason);
-        assert_eq!(ours.usage, real.usage);
+    fn isolation_env(&self, dir: &Path, tmp: &Path) -> std::io::Result<Vec<(String, String)>> {
+        let home = dir.join("claude");
+        std::fs::create_dir_all(&home)?;
+        Ok(vec![
+            super::auth::path_var("CLAUDE_CONFIG_DIR", &home),
+            super::auth::path_var("CLAUDE_CODE_TMPDIR", tmp),
+            super::auth::path_var("TMPDIR", tmp),
+        ])
     }
 
-    #[test]
-    fn emitted_error_result_round_trips() {
-        let line = result_line("s", "boom", true, Usage::default(), None, 1, 1);
-        let s = parse_stream(line.as_bytes());
-        assert!(s.saw_result && s.is_error);
-        assert_eq!(s.terminal_reason.as_deref(), Some("error_during_execution"));
-        assert_eq!(s.cost_usd, None);
-        assert_eq!(s.usage, Some(Usage::default()));
-    }
-
-    /// The emitted lines use the real CLI's field names: every key we emit appears on the
-    /// same kind of line in the real fixtures.
-    #[test]
-    fn emitted_field_names_match_the_real_cli() {
-        let real = parse_lines(WORKER);
-        let ours = [
-            init_line("s", "m", "/", "v"),
-            assistant_text_line("s", "t"),
-            result_line("s", "r", false, Usage::default(), Some(0.1), 1, 1),
-            api_error_result_line("s", "r", 529, Usage::default(), 1, 1),
+    fn invocation(
+        &self,
+        agent: &Agent,
+        role: Role,
+        cx: &InvokeCtx<'_>,
+    ) -> Result<Invocation, String> {
+        let mut args: Vec<String> = vec![
+            "-p".into(),
+            cx.prompt.into(),
+            "--output-format".into(),
+            "stream-json".into(),
+            "--verbose".into(),
         ];
-        for line in ours {
-            let ours: Value = serde_json::from_str(&line).unwrap();
-            let kind = ours["type"].as_str().unwrap();
-            let theirs = real.iter().find(|l| l["type"] == kind).unwrap();
-            assert_keys_subset(&ours, theirs, kind);
+        match role {
+            Role::Verifier => args.extend(["--permission-mode".into(), "plan".into()]),
+            Role::Worker | Role::Acceptance => args.extend([
+                "--permission-mode".into(),
+                "acceptEdits".into(),
+                "--allowedTools".into(),
+                "Bash,Read,Edit,Write,Glob,Grep".into(),
+            ]),
+        }
+        if let Some(m) = &agent.model {
+            args.extend(["--model".into(), m.clone()]);
+        }
+        args.extend(agent.args.iter().cloned());
+        Ok(Invocation {
+            program: super::resolve(agent, "claude")?,
+            args,
+            env: Vec::new(),
+        })
+    }
+
+    fn parse(&self, stdout: &[u8], exit: ExitInfo, _now: jiff::Timestamp) -> Parsed {
+        parsed(stdout, exit)
+    }
+
+    fn doctor(&self) -> Doctor {
+        Doctor::Cli {
+            install_hint: "npm install -g @anthropic-ai/claude-code, or set `command:` to its absolute path",
+            version_args: Some(&["--version"]),
+            login: LoginProbe::Status {
+                args: &["auth", "status", "--json"],
+                judge: judge_login,
+                probe_hint: "run `claude auth status` yourself to see why",
+            },
         }
     }
+}
 
-    fn parse_lines(text: &str) -> Vec<Value> {
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+/// Reads a stream-json run (Claude Code's, or the scripted agent's, which prints the same).
+pub(super) fn parsed(stdout: &[u8], exit: ExitInfo) -> Parsed {
+    let s = parse_stream(stdout);
+    Parsed {
+        failure: classify_claude(&s, exit),
+        final_message: s.final_message,
+        usage: s.usage,
+        cost_usd: s.cost_usd,
+        session_id: s.session_id,
+        model: s.model,
+        cli_version: s.cli_version,
+        permission_denials: s.permission_denials,
     }
+}
 
-    fn assert_keys_subset(ours: &Value, theirs: &Value, path: &str) {
-        let (Some(ours), Some(theirs)) = (ours.as_object(), theirs.as_object()) else {
-            return;
-        };
-        for (key, value) in ours {
-            let their = theirs.get(key);
-            assert!(
-                their.is_some(),
-                "`{path}.{key}` is not a field of the real CLI"
-            );
-            if let Some(their) = their {
-                let (ours_first, theirs_first) = (first_elem(value), first_elem(their));
-                assert_keys_subset(ours_first, theirs_first, &format!("{path}.{key}"));
-            }
-        }
-    }
-
-    fn first_elem(value: &Value) -> &Value {
-        value.as_array().and_then(|a| a.first()).unwrap_or(value)
-    }
-
-    #[test]
-    fn huge_input_is_parsed_line_by_line() {
-        let text = "x".repeat(10_000);
-        let line = assistant_text_line("s", &text);
-        let mut input = String::with_capacity(51_000_000);
-        while input.len() < 50_000_000 {
-            input.push_str(&line);
-            input.push('\n');
-            input.push_str("garbage line\n");
-        }
-        input.push_str(&result_line("s", "ok", false, Usage::default(), None, 1, 1));
-        let s = parse_stream(input.as_bytes());
-        assert!(s.saw_result);
-        assert!(s.garbage_lines > 4_000);
-    }
-
-    #[test]
-    fn one_huge_line_is_fine() {
-        let line = result_line(
-            "s",
-            &"y".repeat(20_000_000),
-            false,
-            Usage::default(),
-            None,
-            1,
-            1,
-        );
-        let s = parse_stream(line.as_bytes());
-        assert_eq!(s.final_message.map(|m| m.len()), Some(20_000_000));
-    }
-
-    #[test]
-    fn empty_input() {
-        assert_eq!(parse_stream(b""), StreamSummary::default());
+/// `claude auth status --json`: logged in, and not through an API key.
+fn judge_login(_code: Option<i32>, out: &str) -> LoginStatus {
+    let v: serde_json::Value = serde_json::from_str(out).unwrap_or_default();
+    let method = v["authMethod"].as_str().unwrap_or("none");
+    LoginStatus {
+        ok: v["loggedIn"].as_bool() == Some(true) && method != "api_key",
+        detail: format!(
+            "subscription login: loggedIn={}, authMethod={method}",
+            v["loggedIn"]
+        ),
+        hint: "run `claude auth login`, or use `auth: { route: api, env: ... }`".into(),
     }
 }

@@ -1,17 +1,140 @@
-//! Agent adapters: how each kind of agent CLI is invoked for a role and how its structured
-//! output is read. One adapter per `kind`; each builds a single argv per role and parses only
-//! structured output (never transcript prose). Adapters never spawn anything themselves: the
-//! job wrapper ([`crate::job`]) runs the [`Invocation`] they describe.
+//! Agent adapters: one module ("room") per kind of agent CLI — [`claude`], [`codex`],
+//! [`gemini`], [`command`], [`script`] — each owning how its CLI is invoked for a role (one
+//! argv per role), how its structured output is read (never transcript prose), how a run's
+//! failure is classified, and the facts about the kind (name, default family, API-key
+//! variable, environment, doctor's checks). This module owns only the shared types, the
+//! [`Vendor`] trait the rooms implement and the dispatch: [`AgentKind::vendor`] is the one
+//! place that lists the kinds. Adapters never spawn anything themselves: the job wrapper
+//! ([`crate::job`]) runs the [`Invocation`] they describe and `nightshift doctor` runs the
+//! probes they name.
 
 pub mod auth;
 pub mod claude;
 pub mod codex;
+pub mod command;
 pub mod failure;
 pub mod gemini;
+mod jsonl;
 pub mod script;
+
+use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::config::Agent;
+use crate::ids::Role;
+
+/// The kinds of agent nightshift can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    Claude,
+    Codex,
+    Gemini,
+    Command,
+    Script,
+}
+
+impl AgentKind {
+    /// The module that knows this kind of agent: the only list of kinds (no `_` arm, so a new
+    /// kind does not build until it is registered here).
+    #[must_use]
+    pub fn vendor(self) -> &'static dyn Vendor {
+        match self {
+            Self::Claude => &claude::Claude,
+            Self::Codex => &codex::Codex,
+            Self::Gemini => &gemini::Gemini,
+            Self::Command => &command::Command,
+            Self::Script => &script::Script,
+        }
+    }
+}
+
+/// Everything nightshift knows about one kind of agent CLI. One implementation per kind, each
+/// in its own module; every method is required, so a new kind states each fact.
+pub trait Vendor: Sync {
+    /// The kind's name as written in nightshift.yaml.
+    fn name(&self) -> &'static str;
+    /// The family an agent of this kind belongs to when the config does not say (`None`:
+    /// `family:` is required).
+    fn default_family(&self) -> Option<&'static str>;
+    /// The variable the CLI reads its API key from (`None`: `auth.pass_as` is required).
+    fn default_key_var(&self) -> Option<&'static str>;
+    /// The executable looked up on PATH when the agent has no `command:` (`None`: the kind
+    /// needs `command:` or runs no external CLI).
+    fn default_command(&self) -> Option<&'static str>;
+    /// Its runs report token usage; a kind that does not is unmetered (never charged the
+    /// budget's estimate).
+    fn reports_usage(&self) -> bool;
+    /// Its runs call a paid model: with a USD cap, such an agent needs a priced `model:`.
+    fn is_paid(&self) -> bool;
+    /// It plays a recipe (`recipe:` is allowed).
+    fn takes_recipe(&self) -> bool;
+    /// Variables every run gets, to keep it non-interactive and quiet on the network.
+    fn kind_env(&self) -> &'static [(&'static str, &'static str)];
+    /// The variables that give a run a fresh CLI state under `dir` (creating what the CLI
+    /// needs there); `tmp` is a temporary directory inside it, already created.
+    ///
+    /// # Errors
+    /// When a directory or settings file cannot be written.
+    fn isolation_env(&self, dir: &Path, tmp: &Path) -> std::io::Result<Vec<(String, String)>>;
+    /// The one argv this kind uses for a role (without the agent's `env:`, added by
+    /// [`invocation`]).
+    ///
+    /// # Errors
+    /// When the program cannot be found, or the role needs something the config lacks.
+    fn invocation(
+        &self,
+        agent: &Agent,
+        role: Role,
+        cx: &InvokeCtx<'_>,
+    ) -> Result<Invocation, String>;
+    /// Reads a run's stdout and classifies how it ended.
+    fn parse(&self, stdout: &[u8], exit: ExitInfo, now: jiff::Timestamp) -> Parsed;
+    /// What `nightshift doctor` checks for this kind, without spending a token.
+    fn doctor(&self) -> Doctor;
+}
+
+/// `nightshift doctor`'s checks for a kind, as data (doctor runs them).
+#[derive(Debug, Clone, Copy)]
+pub enum Doctor {
+    /// Built into nightshift: nothing to find on PATH; the text says so.
+    BuiltIn(&'static str),
+    /// An executable on PATH.
+    Cli {
+        /// The hint when it is not on PATH.
+        install_hint: &'static str,
+        /// Arguments that print its version (`None`: show its path only).
+        version_args: Option<&'static [&'static str]>,
+        /// How a subscription login is checked.
+        login: LoginProbe,
+    },
+}
+
+/// How doctor checks a subscription login.
+#[derive(Debug, Clone, Copy)]
+pub enum LoginProbe {
+    /// Run the CLI with `args` and let `judge` read its exit code and output (stdout, or
+    /// stderr when stdout is empty); `probe_hint` is the hint when it cannot be run at all.
+    Status {
+        args: &'static [&'static str],
+        judge: fn(Option<i32>, &str) -> LoginStatus,
+        probe_hint: &'static str,
+    },
+    /// Inspect the CLI's settings (reads files, runs nothing).
+    Inspect(fn() -> LoginStatus),
+    /// The command's own business: nothing to check.
+    Own,
+}
+
+/// A login check's verdict; `hint` is shown only when not `ok`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginStatus {
+    pub ok: bool,
+    pub detail: String,
+    pub hint: String,
+}
 
 /// Token usage of one agent run, with cache tokens kept apart (LESSONS: never fold them in).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -28,11 +151,6 @@ impl Usage {
         self.input + self.output + self.cache_read + self.cache_write
     }
 }
-
-use std::path::{Path, PathBuf};
-
-use crate::config::{Agent, AgentKind};
-use crate::ids::Role;
 
 /// How to start an agent: program, argv and the variables it needs beyond the allow-list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,24 +173,19 @@ pub struct InvokeCtx<'a> {
     pub self_exe: &'a Path,
 }
 
-/// Builds the one argv an agent kind uses for a role.
+/// Builds the one argv an agent kind uses for a role, plus the agent's own `env:`.
 ///
 /// # Errors
 /// When the agent's program cannot be found on PATH, or the role needs something the config
 /// lacks (a `script` agent with no recipe).
 pub fn invocation(agent: &Agent, role: Role, cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
-    let mut inv = match agent.kind {
-        AgentKind::Script => script_invocation(cx)?,
-        AgentKind::Claude => claude_invocation(agent, role, cx)?,
-        AgentKind::Codex => codex_invocation(agent, role, cx)?,
-        AgentKind::Gemini => gemini_invocation(agent, role, cx)?,
-        AgentKind::Command => command_invocation(agent, cx)?,
-    };
+    let mut inv = agent.kind.vendor().invocation(agent, role, cx)?;
     inv.env
         .extend(agent.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     Ok(inv)
 }
 
+/// The agent's program: its `command:`, else `default`, looked up on PATH.
 fn resolve(agent: &Agent, default: &str) -> Result<PathBuf, String> {
     let name = agent.command.as_deref().unwrap_or(default);
     crate::proc::which(name).ok_or_else(|| {
@@ -80,143 +193,6 @@ fn resolve(agent: &Agent, default: &str) -> Result<PathBuf, String> {
             "agent `{}`: `{name}` is not on PATH (set `command:` to its absolute path)",
             agent.name
         )
-    })
-}
-
-fn script_invocation(cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
-    let recipe = cx.recipe_file.ok_or("the script agent has no recipe for this role (add a `script:` section to the card or `recipe:` to the agent)")?;
-    Ok(Invocation {
-        program: cx.self_exe.to_path_buf(),
-        args: vec!["__script-agent".into()],
-        env: vec![(
-            "NIGHTSHIFT_SCRIPT".into(),
-            recipe.to_string_lossy().into_owned(),
-        )],
-    })
-}
-
-fn claude_invocation(agent: &Agent, role: Role, cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
-    let mut args: Vec<String> = vec![
-        "-p".into(),
-        cx.prompt.into(),
-        "--output-format".into(),
-        "stream-json".into(),
-        "--verbose".into(),
-    ];
-    match role {
-        Role::Verifier => args.extend(["--permission-mode".into(), "plan".into()]),
-        Role::Worker | Role::Acceptance => args.extend([
-            "--permission-mode".into(),
-            "acceptEdits".into(),
-            "--allowedTools".into(),
-            "Bash,Read,Edit,Write,Glob,Grep".into(),
-        ]),
-    }
-    if let Some(m) = &agent.model {
-        args.extend(["--model".into(), m.clone()]);
-    }
-    args.extend(agent.args.iter().cloned());
-    Ok(Invocation {
-        program: resolve(agent, "claude")?,
-        args,
-        env: Vec::new(),
-    })
-}
-
-fn codex_invocation(agent: &Agent, role: Role, cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
-    let sandbox = match role {
-        Role::Verifier => "read-only",
-        Role::Worker | Role::Acceptance => "workspace-write",
-    };
-    let mut args: Vec<String> = vec![
-        "exec".into(),
-        "--json".into(),
-        "--sandbox".into(),
-        sandbox.into(),
-        "-C".into(),
-        cx.worktree.to_string_lossy().into_owned(),
-        // Give up on an unreachable server instead of retrying for ever; no plugin sync, no
-        // analytics linger, no compressed request bodies.
-        "--disable".into(),
-        "unbounded_connection_retries".into(),
-        "--disable".into(),
-        "plugins".into(),
-        "--disable".into(),
-        "enable_request_compression".into(),
-        "-c".into(),
-        "analytics.enabled=false".into(),
-    ];
-    if let Some(m) = &agent.model {
-        args.extend(["-c".into(), format!("model=\"{m}\"")]);
-    }
-    args.extend(agent.args.iter().cloned());
-    args.push(cx.prompt.into());
-    // Codex prints usage-limit reset times in local time: make that UTC.
-    Ok(Invocation {
-        program: resolve(agent, "codex")?,
-        args,
-        env: vec![("TZ".into(), "UTC".into())],
-    })
-}
-
-/// The verifier's policy: plan mode (read-only) plus read-only git commands.
-pub const GEMINI_VERIFIER_POLICY: &str = "[[rule]]\ntoolName = \"run_shell_command\"\ncommandPrefix = [\"git diff\", \"git log\", \"git show\", \"git status\"]\ndecision = \"allow\"\npriority = 100\nmodes = [\"plan\"]\n";
-
-/// Gemini CLI, headless: `-p PROMPT --output-format stream-json --skip-trust`; the worker in
-/// `yolo` (the only mode with a shell tool), the verifier in `plan` with a policy that allows
-/// read-only git commands (written next to the prompt).
-fn gemini_invocation(agent: &Agent, role: Role, cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
-    let mut args: Vec<String> = vec![
-        "-p".into(),
-        cx.prompt.into(),
-        "--output-format".into(),
-        "stream-json".into(),
-        "--skip-trust".into(),
-    ];
-    if let Some(m) = &agent.model {
-        args.extend(["-m".into(), m.clone()]);
-    }
-    match role {
-        Role::Verifier => {
-            let policy = cx.prompt_file.with_file_name("verifier-policy.toml");
-            std::fs::write(&policy, GEMINI_VERIFIER_POLICY)
-                .map_err(|e| format!("cannot write {}: {e}", policy.display()))?;
-            args.extend([
-                "--approval-mode".into(),
-                "plan".into(),
-                "--policy".into(),
-                policy.to_string_lossy().into_owned(),
-            ]);
-        }
-        Role::Worker | Role::Acceptance => args.extend(["--approval-mode".into(), "yolo".into()]),
-    }
-    args.extend(agent.args.iter().cloned());
-    Ok(Invocation {
-        program: resolve(agent, "gemini")?,
-        args,
-        env: Vec::new(),
-    })
-}
-
-/// Any executable: `{prompt_file}` in its args is replaced by the prompt's path, which is also
-/// in `NIGHTSHIFT_PROMPT_FILE`; its stdout is its final message.
-fn command_invocation(agent: &Agent, cx: &InvokeCtx<'_>) -> Result<Invocation, String> {
-    let program = agent
-        .command
-        .as_deref()
-        .ok_or_else(|| format!("agent `{}`: kind `command` needs `command:`", agent.name))?;
-    let file = cx.prompt_file.to_string_lossy().into_owned();
-    let args = agent
-        .args
-        .iter()
-        .map(|a| a.replace("{prompt_file}", &file))
-        .collect();
-    let program = crate::proc::which(program)
-        .ok_or_else(|| format!("agent `{}`: `{program}` is not on PATH", agent.name))?;
-    Ok(Invocation {
-        program,
-        args,
-        env: vec![("NIGHTSHIFT_PROMPT_FILE".into(), file)],
     })
 }
 
@@ -245,51 +221,7 @@ pub struct Parsed {
 /// Parses an agent's stdout by its kind and classifies how it ended.
 #[must_use]
 pub fn parse(kind: AgentKind, stdout: &[u8], exit: ExitInfo, now: jiff::Timestamp) -> Parsed {
-    let mut p = match kind {
-        AgentKind::Claude | AgentKind::Script => {
-            let s = claude::parse_stream(stdout);
-            Parsed {
-                failure: failure::classify_claude(&s, exit),
-                final_message: s.final_message,
-                usage: s.usage,
-                cost_usd: s.cost_usd,
-                session_id: s.session_id,
-                model: s.model,
-                cli_version: s.cli_version,
-                permission_denials: s.permission_denials,
-            }
-        }
-        AgentKind::Codex => {
-            let s = codex::parse_stream(stdout);
-            Parsed {
-                failure: failure::classify_codex(&s, exit, now),
-                final_message: s.final_message,
-                usage: s.usage,
-                session_id: s.thread_id,
-                ..Parsed::default()
-            }
-        }
-        AgentKind::Gemini => {
-            let s = gemini::parse_stream(stdout);
-            Parsed {
-                failure: failure::classify_gemini(&s, exit, now),
-                final_message: s.final_message,
-                usage: s.usage,
-                session_id: s.session_id,
-                model: s.model,
-                permission_denials: s.permission_denials,
-                ..Parsed::default()
-            }
-        }
-        AgentKind::Command => {
-            let text = String::from_utf8_lossy(stdout).into_owned();
-            Parsed {
-                failure: failure::classify_exit(exit, ""),
-                final_message: (!text.trim().is_empty()).then_some(text),
-                ..Parsed::default()
-            }
-        }
-    };
+    let mut p = kind.vendor().parse(stdout, exit, now);
     if exit.timed_out {
         p.failure = None; // the engine reports the timeout itself
     }
@@ -299,7 +231,7 @@ pub fn parse(kind: AgentKind, stdout: &[u8], exit: ExitInfo, now: jiff::Timestam
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Agent, AgentKind, Auth};
+    use crate::config::{Agent, Auth};
 
     fn agent(kind: AgentKind, command: &str, model: Option<&str>, args: &[&str]) -> Agent {
         Agent {

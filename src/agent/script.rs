@@ -3,6 +3,10 @@
 //! handoff envelope or a verdict — and prints Claude Code's stream-json shape, so the demo and
 //! the tests exercise the same parsing path real agents use. It never reads or writes `state/`
 //! unless a recipe tells it to (which is how tests plant a protected-path violation).
+//!
+//! Also the `script` kind's room: its argv (`nightshift __script-agent` with the recipe in
+//! `NIGHTSHIFT_SCRIPT`), its output read as Claude Code's, and its facts. Never reached by a
+//! real run unless an agent's `kind:` says `script`.
 
 use std::io::Write;
 use std::path::Path;
@@ -10,8 +14,79 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{Usage, claude};
+use crate::agent::{Doctor, ExitInfo, Invocation, InvokeCtx, Parsed, Usage, Vendor, claude};
+use crate::config::Agent;
 use crate::envelope::{Criterion, EnvelopeStatus, VerdictKind};
+use crate::ids::Role;
+
+/// The `script` kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Script;
+
+impl Vendor for Script {
+    fn name(&self) -> &'static str {
+        "script"
+    }
+
+    fn default_family(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn default_key_var(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn default_command(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn reports_usage(&self) -> bool {
+        true
+    }
+
+    fn is_paid(&self) -> bool {
+        false
+    }
+
+    fn takes_recipe(&self) -> bool {
+        true
+    }
+
+    fn kind_env(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    fn isolation_env(&self, _dir: &Path, tmp: &Path) -> std::io::Result<Vec<(String, String)>> {
+        Ok(vec![crate::agent::auth::path_var("TMPDIR", tmp)])
+    }
+
+    /// nightshift itself, playing the recipe the job resolved for the role.
+    fn invocation(
+        &self,
+        _agent: &Agent,
+        _role: Role,
+        cx: &InvokeCtx<'_>,
+    ) -> Result<Invocation, String> {
+        let recipe = cx.recipe_file.ok_or("the script agent has no recipe for this role (add a `script:` section to the card or `recipe:` to the agent)")?;
+        Ok(Invocation {
+            program: cx.self_exe.to_path_buf(),
+            args: vec!["__script-agent".into()],
+            env: vec![(
+                "NIGHTSHIFT_SCRIPT".into(),
+                recipe.to_string_lossy().into_owned(),
+            )],
+        })
+    }
+
+    /// It prints Claude Code's stream-json, so it is read as such.
+    fn parse(&self, stdout: &[u8], exit: ExitInfo, _now: jiff::Timestamp) -> Parsed {
+        claude::parsed(stdout, exit)
+    }
+
+    fn doctor(&self) -> Doctor {
+        Doctor::BuiltIn("built-in scripted agent")
+    }
+}
 
 /// Recipes per role; attempt `n` plays entry `n-1` (the last entry repeats).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -1,6 +1,8 @@
 //! `nightshift doctor`: checks, without spending a token, that every agent's CLI is there (and
 //! its version), that its auth route is usable, that git works and has an identity, and whether
-//! a scheduler runs `nightshift tick`. Never prints a secret.
+//! a scheduler runs `nightshift tick`. What to check for each kind of agent (its executable,
+//! version and login probes) is that kind's own fact (`agent::Vendor::doctor`); this module only
+//! runs the probes. Never prints a secret.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,7 +10,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{Agent, AgentKind, Auth, Config};
+use crate::agent::{Doctor, LoginProbe};
+use crate::config::{Agent, Auth, Config};
 use crate::error::NsResult;
 
 #[derive(Debug, clap::Args)]
@@ -124,42 +127,42 @@ fn identity_check(root: &Path) -> Check {
 
 fn agent_checks(agent: &Agent) -> Vec<Check> {
     let name = format!("agent {}", agent.name);
-    let default = match agent.kind {
-        AgentKind::Claude => "claude",
-        AgentKind::Codex => "codex",
-        AgentKind::Gemini => "gemini",
-        AgentKind::Command => agent.command.as_deref().unwrap_or(""),
-        AgentKind::Script => return vec![check(name, true, "built-in scripted agent", None)],
+    let vendor = agent.kind.vendor();
+    let (install_hint, version_args, login) = match vendor.doctor() {
+        Doctor::BuiltIn(what) => return vec![check(name, true, what, None)],
+        Doctor::Cli {
+            install_hint,
+            version_args,
+            login,
+        } => (install_hint, version_args, login),
     };
-    let program = agent.command.as_deref().unwrap_or(default);
+    let program = agent
+        .command
+        .as_deref()
+        .or(vendor.default_command())
+        .unwrap_or("");
     let Some(path) = crate::proc::which(program) else {
-        let hint = match agent.kind {
-            AgentKind::Claude => {
-                "npm install -g @anthropic-ai/claude-code, or set `command:` to its absolute path"
-            }
-            AgentKind::Codex => {
-                "npm install -g @openai/codex, or set `command:` to its absolute path"
-            }
-            _ => "set `command:` to the executable's absolute path",
-        };
         return vec![check(
             name,
             false,
             format!("`{program}` is not on PATH"),
-            Some(hint.into()),
+            Some(install_hint.into()),
         )];
     };
-    let version = match agent.kind {
-        AgentKind::Command => path.display().to_string(),
-        _ => probe(&path, &["--version"], &[], None).map_or_else(
+    let version = match version_args {
+        None => path.display().to_string(),
+        Some(args) => probe(&path, args, &[], None).map_or_else(
             |e| format!("{}: {e}", path.display()),
             |(_, out)| format!("{} ({})", out.trim(), path.display()),
         ),
     };
-    vec![check(name, true, version, None), auth_check(agent, &path)]
+    vec![
+        check(name, true, version, None),
+        auth_check(agent, &path, login),
+    ]
 }
 
-fn auth_check(agent: &Agent, path: &Path) -> Check {
+fn auth_check(agent: &Agent, path: &Path, login: LoginProbe) -> Check {
     let name = format!("auth {}", agent.name);
     let hint = Some(format!(
         "fix `agents.{}.auth` in nightshift.yaml",
@@ -169,82 +172,38 @@ fn auth_check(agent: &Agent, path: &Path) -> Check {
         Ok(s) => s,
         Err(e) => return check(name, false, e.to_string(), hint),
     };
-    match (&agent.auth, agent.kind) {
-        (Auth::ApiEnv { source, pass_as }, _) => check(
+    match &agent.auth {
+        Auth::ApiEnv { source, pass_as } => check(
             name,
             true,
             format!("api key from ${source}, passed as {pass_as}"),
             None,
         ),
-        (Auth::ApiCommand { pass_as, .. }, _) => check(
+        Auth::ApiCommand { pass_as, .. } => check(
             name,
             secret.is_some(),
             format!("api key from a command, passed as {pass_as}"),
             hint,
         ),
-        (Auth::Subscription, AgentKind::Claude) => claude_login(path, &name),
-        (Auth::Subscription, AgentKind::Codex) => codex_login(path, &name),
-        (Auth::Subscription, AgentKind::Gemini) => gemini_login(&name),
-        (Auth::Subscription, _) => check(name, true, "the command's own", None),
+        Auth::Subscription => subscription_check(path, &name, login),
     }
 }
 
-fn claude_login(path: &Path, name: &str) -> Check {
-    match probe(path, &["auth", "status", "--json"], &[], None) {
-        Ok((_, out)) => {
-            let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-            let method = v["authMethod"].as_str().unwrap_or("none");
-            let ok = v["loggedIn"].as_bool() == Some(true) && method != "api_key";
-            check(
-                name,
-                ok,
-                format!(
-                    "subscription login: loggedIn={}, authMethod={method}",
-                    v["loggedIn"]
-                ),
-                Some("run `claude auth login`, or use `auth: { route: api, env: ... }`".into()),
-            )
-        }
-        Err(e) => check(
-            name,
-            false,
-            e,
-            Some("run `claude auth status` yourself to see why".into()),
-        ),
-    }
-}
-
-fn codex_login(path: &Path, name: &str) -> Check {
-    match probe(path, &["login", "status"], &[], None) {
-        Ok((code, out)) => check(
-            name,
-            code == Some(0),
-            format!("subscription login: {}", out.trim()),
-            Some("run `codex login`, or use `auth: { route: api, env: ... }`".into()),
-        ),
-        Err(e) => check(
-            name,
-            false,
-            e,
-            Some("run `codex login status` yourself to see why".into()),
-        ),
-    }
-}
-
-/// Gemini CLI has no login-status command: check that its settings select an auth type
-/// (without one, a headless run exits 41 "Invalid auth method selected").
-fn gemini_login(name: &str) -> Check {
-    let home = std::env::var_os("GEMINI_CLI_HOME")
-        .or_else(|| std::env::var_os("HOME"))
-        .map(std::path::PathBuf::from)
-        .unwrap_or_default();
-    let settings = home.join(".gemini/settings.json");
-    let text = std::fs::read_to_string(&settings).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    match v["security"]["auth"]["selectedType"].as_str() {
-        Some(t) => check(name, true, format!("subscription login: auth type `{t}` selected in {}", settings.display()), None),
-        None => check(name, false, format!("no auth type selected in {}", settings.display()), Some("run `gemini` once interactively to sign in, or use `auth: { route: api, env: ... }`".into())),
-    }
+/// Checks a subscription login the way the agent's kind says, without spending a token.
+fn subscription_check(path: &Path, name: &str, login: LoginProbe) -> Check {
+    let status = match login {
+        LoginProbe::Own => return check(name, true, "the command's own", None),
+        LoginProbe::Inspect(inspect) => inspect(),
+        LoginProbe::Status {
+            args,
+            judge,
+            probe_hint,
+        } => match probe(path, args, &[], None) {
+            Ok((code, out)) => judge(code, &out),
+            Err(e) => return check(name, false, e, Some(probe_hint.into())),
+        },
+    };
+    check(name, status.ok, status.detail, Some(status.hint))
 }
 
 /// Looks for a cron line, systemd user timer or LaunchAgent that runs `nightshift … tick`.

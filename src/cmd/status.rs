@@ -103,7 +103,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let state = store::read_state_file(&paths)?;
     let budget = store::read_budget_file(&paths)?;
     let seen = crate::observe::observe(&paths, &state);
-    let limits = crate::tick::limits(&config);
+    let limits = config.limits();
     let stages: Vec<StageJson> = state
         .stages
         .iter()

@@ -1,0 +1,176 @@
+//! `nightshift.yaml`: the validated [`Config`] the rest of the crate uses, read from the raw
+//! on-disk shape ([`RawConfig`], strict: unknown keys are errors naming the key and line).
+//! Reading never guesses: a bad value is an error that names the file, the key and what was
+//! expected. Owns the validated types and what is derived from them (the engine's
+//! [`Limits`](crate::engine::Limits)); the raw shape is in `raw`, the checks in `validate`,
+//! prices in `price` and durations in `duration`. Facts about one kind of agent CLI (its
+//! default family, key variable, name) are never written here: they live in that kind's module
+//! under `agent/`. Reads only the file it is handed; never writes a file, never runs a process.
+
+mod duration;
+mod price;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{NsError, NsResult};
+use crate::schema;
+
+pub use crate::agent::AgentKind;
+pub use duration::{format_duration, parse_duration};
+pub use price::{DEFAULT_PRICES, Price};
+pub use raw::{
+    AuthRoute, Policy, RawAgent, RawAuth, RawBudget, RawConfig, RawDefaults, RawEstimate, RawHost,
+    RawIntegration, RawPrompts, RawTimeouts,
+};
+
+pub const CONFIG_VERSION: u32 = 1;
+
+/// How long a usage limit pauses a family when the CLI did not say when it resets.
+pub const DEFAULT_PAUSE_SECS: u64 = 3600;
+
+/// Tokens one agent run is assumed to use until it reports.
+pub const DEFAULT_ESTIMATE_TOKENS: u64 = 200_000;
+/// USD one agent run is assumed to cost until it reports.
+pub const DEFAULT_ESTIMATE_USD: f64 = 2.0;
+
+/// A validated auth route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    Subscription,
+    ApiEnv { source: String, pass_as: String },
+    ApiCommand { command: String, pass_as: String },
+}
+
+/// Money caps and estimates, validated.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Money {
+    pub max_tokens: Option<u64>,
+    pub max_usd: Option<f64>,
+    pub host_max_tokens: Option<u64>,
+    pub host_max_usd: Option<f64>,
+    pub estimate_tokens: u64,
+    pub estimate_usd: f64,
+}
+
+/// One validated agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub name: String,
+    pub kind: AgentKind,
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub model: Option<String>,
+    pub family: String,
+    pub recipe: Option<String>,
+    pub auth: Auth,
+    pub share_cli_state: bool,
+}
+
+/// Per-role timeouts in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Timeouts {
+    pub worker: u64,
+    pub verifier: u64,
+    pub acceptance: u64,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub lanes: u32,
+    pub base: String,
+    pub integration_branch: String,
+    pub policy: Policy,
+    pub agents: BTreeMap<String, Agent>,
+    pub default_worker: String,
+    pub default_verifier: Option<String>,
+    pub max_attempts: u32,
+    pub timeouts: Timeouts,
+    pub max_wall_secs: Option<u64>,
+    pub max_consecutive_failures: u32,
+    pub max_attempts_per_stage: Option<u32>,
+    pub money: Money,
+    /// Model id -> price (built-in table plus `pricing:`).
+    pub prices: BTreeMap<String, Price>,
+    pub prompt_worker: Option<String>,
+    pub prompt_verifier: Option<String>,
+}
+
+impl Config {
+    /// Reads, schema-validates and validates `nightshift.yaml`.
+    ///
+    /// # Errors
+    /// When the file is missing, is not valid YAML, has unknown keys or wrong types (naming the
+    /// line), or fails validation (naming the key).
+    pub fn load(path: &Path) -> NsResult<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            NsError::new(
+                crate::error::EXIT_NOT_INIT,
+                format!("cannot read {}", path.display()),
+            )
+            .cause(e.to_string())
+            .hint("run `nightshift init` in the repository first")
+        })?;
+        let raw: RawConfig = schema::parse_yaml(&text, "nightshift.yaml")?;
+        Self::validate(raw).map_err(|m| {
+            NsError::failure(format!("nightshift.yaml: {m}"))
+                .hint("fix nightshift.yaml; `templates/config.yaml` documents every key")
+        })
+    }
+
+    /// The engine's limits, from the config.
+    #[must_use]
+    pub fn limits(&self) -> crate::engine::Limits {
+        crate::engine::Limits {
+            lanes: self.lanes,
+            base: self.base.clone(),
+            integration_branch: self.integration_branch.clone(),
+            policy: self.policy,
+            max_wall_secs: self.max_wall_secs,
+            max_consecutive_failures: self.max_consecutive_failures,
+            max_attempts_per_stage: self.max_attempts_per_stage,
+            families: self
+                .agents
+                .iter()
+                .map(|(name, a)| (name.clone(), a.family.clone()))
+                .collect(),
+            default_pause_secs: DEFAULT_PAUSE_SECS,
+            money: self.money,
+            prices: self
+                .agents
+                .iter()
+                .filter_map(|(name, a)| {
+                    Some((name.clone(), *self.prices.get(a.model.as_deref()?)?))
+                })
+                .collect(),
+            unmetered: self
+                .agents
+                .iter()
+                .filter(|(_, a)| !a.kind.vendor().reports_usage())
+                .map(|(name, _)| name.clone())
+                .collect(),
+        }
+    }
+
+    /// The verifier for a worker: the named one, else the default verifier when it is of
+    /// another family, else the first agent (by name) of another family.
+    #[must_use]
+    pub fn pick_verifier(&self, worker: &str, named: Option<&str>) -> Option<String> {
+        if let Some(n) = named {
+            return Some(n.to_owned());
+        }
+        let family = &self.agents.get(worker)?.family;
+        let other = |name: &str| self.agents.get(name).is_some_and(|a| &a.family != family);
+        if let Some(v) = self.default_verifier.as_deref().filter(|v| other(v)) {
+            return Some(v.to_owned());
+        }
+        self.agents.keys().find(|n| other(n)).cloned()
+    }
+}
