@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::engine::state::Status;
 use crate::engine::{self, Effect};
 use crate::error::{NsError, NsResult};
 use crate::git::Git;
@@ -74,6 +75,13 @@ fn once(paths: &Paths) -> NsResult<bool> {
         return Ok(false);
     }
     let changed = step.state != state || step.budget != budget || !step.events.is_empty();
+    // A stage sent to `retry` in this step is dispatched by the next one: run it at once
+    // rather than waiting for the scheduler (an idle next round ends the chain).
+    let retry_waits = step
+        .state
+        .stages
+        .iter()
+        .any(|s| matches!(s.status, Status::Retry { .. }));
     if changed {
         if host_caps && step.budget != budget {
             crate::host::record(&paths.root, &step.budget)?;
@@ -83,13 +91,12 @@ fn once(paths: &Paths) -> NsResult<bool> {
     execute(paths, git.get()?, &config, &step.effects);
     failpoint::hit("after-effects");
     // An integration finishes inside this tick: observe its outcome in another round, as a
-    // finished job's poke would.
-    if step
+    // finished job's poke would; likewise dispatch a retry.
+    let integrating = step
         .effects
         .iter()
-        .any(|e| matches!(e, Effect::Integrate { .. }))
-        && chaining()
-    {
+        .any(|e| matches!(e, Effect::Integrate { .. }));
+    if (integrating || retry_waits) && chaining() {
         let _ = std::fs::write(paths.poke_file(), b"");
     }
     Ok(changed)

@@ -244,6 +244,29 @@ fn chained_ticks_drain_without_the_scheduler() {
     }
 }
 
+/// Regression: after a verifier's `revise` the stage sat in `retry` until the next scheduler
+/// tick; the tick that records the revise now dispatches the retry itself.
+#[test]
+fn a_revise_is_retried_without_waiting_for_the_scheduler() {
+    let mut n = Night::new();
+    n.chain = true;
+    n.init();
+    let revise = "verdict: { verdict: revise, findings: [\"again\"] }";
+    let c = one_card(&n, "s1", "true", &[writes("o", "o")], &[revise, PASS]);
+    n.add(&[&c]);
+    n.tick(); // the only scheduler tick
+    let start = std::time::Instant::now();
+    while n.stage("s1")["status"] != "done" {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{:#}",
+            n.status()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(n.stage("s1")["attempt"], 2);
+}
+
 #[test]
 fn idle_tick_writes_and_commits_nothing() {
     let mut n = Night::new();
