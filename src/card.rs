@@ -118,6 +118,14 @@ impl Card {
         if front.title.trim().is_empty() {
             return Err(NsError::failure(format!("{label}: `title` is empty")).hint(hint));
         }
+        for (i, pattern) in front.protected.iter().enumerate() {
+            crate::glob::check(pattern).map_err(|why| {
+                NsError::failure(format!(
+                    "{label}: `protected[{i}]`: `{pattern}` is not a valid glob: {why}"
+                ))
+                .hint("globs use `*`, `**`, `?`, `{a,b}`, `[...]` and `\\` escapes")
+            })?;
+        }
         if body.is_empty() {
             return Err(NsError::failure(format!(
                 "{label}: the card has no body (the objective, deliverables and criteria agents read)"

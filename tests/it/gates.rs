@@ -27,6 +27,9 @@ fn worker_that_writes_into_state_or_a_protected_glob_fails() {
     for (path, glob) in [
         ("state/state.yaml", ""),
         ("tests/golden/x.txt", "protected: [\"tests/golden/**\"]\n"),
+        // Regression: braces and classes were accepted and matched nothing.
+        ("notes.md", "protected: [\"*.{txt,md}\"]\n"),
+        ("b.txt", "protected: [\"[ab].txt\"]\n"),
     ] {
         let mut n = Night::new();
         n.init();

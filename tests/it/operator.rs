@@ -54,6 +54,24 @@ fn bad_card_errors_name_the_file_and_line() {
     assert!(err.contains("line 3") || err.contains("3:"), "{err}");
 }
 
+/// Regression: a glob that cannot compile was accepted and silently matched nothing.
+#[test]
+fn a_protected_glob_that_cannot_compile_is_refused_naming_card_field_and_pattern() {
+    let n = Night::new();
+    n.init();
+    n.write(
+        "stage-cards/g.md",
+        "---\nid: g\ntitle: t\nprotected: [\"src/**\", \"[ab.txt\"]\n---\nbody\n",
+    );
+    let out = n.ns(&["add-stage", "stage-cards/g.md"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for needle in ["stage-cards/g.md", "protected[1]", "[ab.txt"] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(n.status()["stages"].as_array().unwrap().is_empty());
+}
+
 #[test]
 fn a_dispatched_attempt_uses_the_card_as_added_not_as_edited_later() {
     let mut n = Night::new();
