@@ -23,7 +23,8 @@ Try it: `nightshift demo` runs a whole night on the built-in scripted agent in s
     after_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
-    /// The repository to work on (default: the current directory).
+    /// The repository to work on: any directory inside its work tree (default: the current
+    /// directory).
     #[arg(long, global = true, value_name = "DIR")]
     pub repo: Option<PathBuf>,
     #[command(subcommand)]

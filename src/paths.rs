@@ -122,3 +122,18 @@ impl Paths {
             .into_owned()
     }
 }
+
+/// The top of the git work tree that holds `dir` (the nearest ancestor with a `.git` entry,
+/// as git finds it), so nightshift works from any subdirectory; `dir` itself (canonical) when
+/// there is none.
+///
+/// # Errors
+/// When `dir` does not exist.
+pub fn work_tree_top(dir: &Path) -> std::io::Result<PathBuf> {
+    let dir = std::fs::canonicalize(dir)?;
+    Ok(dir
+        .ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(&dir)
+        .to_path_buf())
+}

@@ -22,10 +22,7 @@ pub struct Args {
 /// # Errors
 /// When the directory is not the top of a git work tree, or a file cannot be written.
 pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
-    let root = std::fs::canonicalize(repo).map_err(|e| {
-        NsError::failure(format!("cannot open {}", repo.display())).cause(e.to_string())
-    })?;
-    let paths = Paths::new(root);
+    let paths = Paths::new(super::top(repo)?);
     let git = crate::store::open_git(&paths).map_err(|e| {
         e.hint("run `git init` first, and point --repo at the top of the work tree")
     })?;

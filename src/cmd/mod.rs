@@ -23,18 +23,29 @@ use crate::paths::Paths;
 /// # Errors
 /// When the directory does not exist or has no `nightshift.yaml` / state.
 pub fn initialised(repo: &Path) -> NsResult<Paths> {
-    let root = std::fs::canonicalize(repo).map_err(|e| {
-        NsError::failure(format!("cannot open {}", repo.display())).cause(e.to_string())
-    })?;
+    let root = top(repo)?;
     let paths = Paths::new(root);
     if !paths.config().exists() || !paths.state_dir().exists() {
         return Err(NsError::new(
             EXIT_NOT_INIT,
-            format!("{} is not set up for nightshift", repo.display()),
+            format!("{} is not set up for nightshift", paths.root.display()),
         )
-        .hint(format!("run `nightshift --repo {} init`", repo.display())));
+        .hint(format!(
+            "run `nightshift --repo {} init`",
+            paths.root.display()
+        )));
     }
     Ok(paths)
+}
+
+/// The top of the work tree `--repo` (or the current directory) is in.
+///
+/// # Errors
+/// When the directory does not exist.
+pub fn top(repo: &Path) -> NsResult<std::path::PathBuf> {
+    crate::paths::work_tree_top(repo).map_err(|e| {
+        NsError::failure(format!("cannot open {}", repo.display())).cause(e.to_string())
+    })
 }
 
 /// Prints a value as pretty JSON on stdout.

@@ -3,7 +3,7 @@
 //! inside the temp dir; nothing inherited), and helpers to tick and inspect. Set
 //! `KEEP_TEMP_DIR=1` to keep the directory of a failing test.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -161,6 +161,16 @@ impl Night {
         let mut cmd = self.ns_command(args);
         cmd.envs(env.iter().copied());
         cmd.output().expect("nightshift")
+    }
+
+    /// Runs the binary from `dir` (any directory), without `--repo`.
+    pub fn ns_at(&self, dir: &Path, args: &[&str]) -> Output {
+        let mut cmd = Command::new(BIN);
+        self.env(&mut cmd);
+        cmd.current_dir(dir)
+            .args(args)
+            .output()
+            .expect("nightshift")
     }
 
     /// The command [`Night::ns`] runs, for a test that wires its pipes itself.

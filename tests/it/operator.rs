@@ -196,3 +196,27 @@ fn wall_time_cap_stops_dispatch_and_names_the_cap() {
         "budget.max_wall_time: 0s spent + 0s reserved + 5m next > cap 3m"
     );
 }
+
+/// Regression: from a subdirectory, `status` hinted `nightshift --repo . init`, which then
+/// failed. Commands find the top of the work tree as git does, and the hint works as printed.
+#[test]
+fn commands_work_from_a_subdirectory_and_the_init_hint_works_as_printed() {
+    let n = Night::new();
+    std::fs::create_dir_all(n.path("src/deep")).unwrap();
+    let sub = n.path("src/deep");
+    let in_sub = |args: &[&str]| n.ns_at(&sub, args);
+    let out = in_sub(&["status"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    let hint = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("hint: run `"))
+        .and_then(|h| h.strip_suffix('`'))
+        .unwrap_or_else(|| panic!("no hint: {err}"))
+        .to_owned();
+    let words: Vec<&str> = hint.split_whitespace().skip(1).collect();
+    let out = in_sub(&words);
+    assert!(out.status.success(), "`{hint}`: {}", stderr(&out));
+    let out = in_sub(&["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
