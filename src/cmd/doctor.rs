@@ -1,6 +1,8 @@
 //! `nightshift doctor`: checks, without spending a token, that every agent's CLI is there (and
 //! its version), that its auth route is usable, that git works and has an identity, and whether
-//! a scheduler runs `nightshift tick`. Never prints a secret.
+//! a scheduler runs `nightshift tick` (once `nightshift install` ran: that the entries run this
+//! binary at this version, that the last pass was recent, that this repo is subscribed).
+//! Never prints a secret.
 
 use std::path::Path;
 use std::process::Command;
@@ -51,7 +53,10 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     for agent in config.agents.values() {
         checks.extend(agent_checks(agent));
     }
-    checks.push(scheduler_check(&paths.root));
+    match crate::install::health::checks(&paths.root) {
+        Some(installed) => checks.extend(installed),
+        None => checks.push(scheduler_check(&paths.root)),
+    }
     let ok = checks.iter().all(|c| c.ok);
     if args.json {
         super::print_json(&serde_json::json!({ "version": 1, "ok": ok, "checks": checks }))?;
