@@ -292,10 +292,12 @@ fn scheduler_check(root: &Path) -> Check {
             false,
             "no cron line, systemd user unit or LaunchAgent runs `nightshift tick`",
             Some(format!(
-                "add to `crontab -e`: */5 * * * * {} --repo {} tick",
-                std::env::current_exe()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| "nightshift".into()),
+                "nightshift install {} && nightshift subscribe {}",
+                if cfg!(target_os = "macos") {
+                    "launchd"
+                } else {
+                    "systemd"
+                },
                 root.display()
             )),
         )

@@ -77,6 +77,9 @@ pub fn install(_repo: &Path, args: &InstallArgs) -> NsResult<i32> {
     std::fs::create_dir_all(&plan.workdir).map_err(|e| {
         NsError::failure(format!("cannot create {}", plan.workdir.display())).cause(e.to_string())
     })?;
+    if rustix::process::geteuid().is_root() {
+        println!("note: running as root installs for root's own user scheduler, not system-wide");
+    }
     let report = kinds::install(args.kind, &plan, platform, false)?;
     print(&report);
     let recorded = save_record(args, &plan, existing)?;

@@ -201,3 +201,65 @@ fn tick_all_is_round_robin_under_one_host_lock() {
     host.ok(&["tick", "--all"]);
     assert_eq!(visited(), names);
 }
+
+#[test]
+fn a_slow_repo_gets_its_slice_and_the_pass_moves_on() {
+    let mut host = HostEnv::new();
+    let (slow, fast) = (ready_repo("s"), ready_repo("f"));
+    for n in [&slow, &fast] {
+        host.ok(&["subscribe", &repo_arg(n)]);
+    }
+    // git is slow, once, in the first repository only (a hung network file system, say).
+    let real_git = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let wrapper = host.path("bin/slow-git");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$PWD\" in '{}'*) [ -e '{m}' ] || {{ touch '{m}'; sleep 3; }} ;; esac\nexec '{}' \"$@\"\n",
+            slow.repo.display(),
+            real_git.trim(),
+            m = host.path("slept").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    host.extra_env
+        .push(("NIGHTSHIFT_GIT".into(), wrapper.display().to_string()));
+
+    let v = host.json(&["tick", "--all", "--slice", "1s", "--json"]);
+    let result = |n: &Night| {
+        v["repos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["repo"] == repo_arg(n))
+            .map(|r| r["result"].as_str().unwrap_or_default().to_owned())
+            .unwrap()
+    };
+    assert_eq!(result(&slow), "slow", "{v:#}");
+    assert_eq!(result(&fast), "advanced", "{v:#}");
+
+    // The slow tick was left to finish on its own, holding its repository's lock meanwhile.
+    let lock = OpenOptions::new()
+        .write(true)
+        .open(slow.path("state/.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    drop(lock);
+    assert_ne!(
+        slow.stage("s")["status"],
+        "queued",
+        "the slow tick still did its step"
+    );
+}
