@@ -55,31 +55,10 @@ pub fn install(_repo: &Path, args: &InstallArgs) -> NsResult<i32> {
         return Ok(0);
     }
     let existing = record::load()?;
-    for other in Kind::ALL.into_iter().filter(|k| *k != args.kind) {
-        let recorded = existing.as_ref().is_some_and(|r| r.kind == other);
-        if !recorded && kinds::installed(other).is_none() {
-            continue;
-        }
-        if !args.replace {
-            return Err(NsError::failure(format!(
-                "nightshift is already installed with {}",
-                other.name()
-            ))
-            .hint(format!(
-                "nightshift install {} --replace (removes the {} entries first), or nightshift uninstall {}",
-                args.kind.name(),
-                other.name(),
-                other.name()
-            )));
-        }
-        print(&kinds::uninstall(other, platform)?);
-    }
+    clear_other_kinds(args, existing.as_ref(), platform)?;
     std::fs::create_dir_all(&plan.workdir).map_err(|e| {
         NsError::failure(format!("cannot create {}", plan.workdir.display())).cause(e.to_string())
     })?;
-    if rustix::process::geteuid().is_root() {
-        println!("note: running as root installs for root's own user scheduler, not system-wide");
-    }
     let report = kinds::install(args.kind, &plan, platform, false)?;
     print(&report);
     let recorded = save_record(args, &plan, existing)?;
@@ -97,10 +76,41 @@ pub fn install(_repo: &Path, args: &InstallArgs) -> NsResult<i32> {
         crate::config::format_duration(args.heartbeat),
         plan.workdir.display()
     );
+    if rustix::process::geteuid().is_root() {
+        println!("note: you are root: this is root's own user scheduler, not a system-wide one");
+    }
     if crate::hostreg::Registry::load().is_ok_and(|r| r.repos.is_empty()) {
         println!("no repository is subscribed yet: run `nightshift subscribe DIR`");
     }
     Ok(0)
+}
+
+/// Refuses when a scheduler of another kind is installed, or removes it with `--replace`.
+fn clear_other_kinds(
+    args: &InstallArgs,
+    existing: Option<&SchedulerRecord>,
+    platform: Platform,
+) -> NsResult<()> {
+    for other in Kind::ALL.into_iter().filter(|k| *k != args.kind) {
+        let recorded = existing.is_some_and(|r| r.kind == other);
+        if !recorded && kinds::installed(other).is_none() {
+            continue;
+        }
+        if !args.replace {
+            return Err(NsError::failure(format!(
+                "nightshift is already installed with {}",
+                other.name()
+            ))
+            .hint(format!(
+                "nightshift install {} --replace (removes the {} entries first), or nightshift uninstall {}",
+                args.kind.name(),
+                other.name(),
+                other.name()
+            )));
+        }
+        print(&kinds::uninstall(other, platform)?);
+    }
+    Ok(())
 }
 
 /// Writes `scheduler.json` unless it already says the same; returns whether it wrote.

@@ -116,6 +116,7 @@ pub fn visit_all(
         return Ok(PassReport::Busy);
     };
     let started_at = crate::now::now()?;
+    // The record is a cursor and a summary, not state: an unreadable one starts afresh.
     let last = passes::load(&pass.name).ok().flatten();
     let order = passes::rotated(&repos, last.as_ref().and_then(|l| l.next.as_deref()));
     let start = Instant::now();
