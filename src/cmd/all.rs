@@ -224,18 +224,14 @@ fn print_status(
         println!("no repository is subscribed: run `nightshift subscribe DIR`");
     }
     for r in repos {
-        let stages: Vec<String> = r.stages.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        let last = r
-            .last_tick
-            .as_ref()
-            .map(|t| format!("; last tick {} at {}", t.result, t.at))
-            .unwrap_or_default();
-        println!(
-            "{:<10} {}  {}{last}",
-            r.state,
-            r.path.display(),
-            stages.join(", ")
-        );
+        let mut parts: Vec<String> = r.stages.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        if parts.is_empty() && r.error.is_none() {
+            parts.push("no stages".into());
+        }
+        if let Some(t) = &r.last_tick {
+            parts.push(format!("last tick {} at {:.0}", t.result, t.at));
+        }
+        println!("{:<10} {}  {}", r.state, r.path.display(), parts.join("; "));
         if let Some(h) = &r.halted {
             println!("           halted: {}", h["reason"].as_str().unwrap_or("?"));
         }

@@ -42,6 +42,16 @@ impl HostDoc {
         s.to_value()
     }
 
+    /// The newest `version` this binary reads (an older binary never guesses at a newer file).
+    #[must_use]
+    pub fn version(self) -> u32 {
+        match self {
+            HostDoc::Registry => super::registry::REGISTRY_VERSION,
+            HostDoc::Passes => super::passes::PASS_VERSION,
+            HostDoc::Scheduler => crate::install::record::SCHEDULER_VERSION,
+        }
+    }
+
     fn validator(self) -> Option<&'static jsonschema::Validator> {
         static CACHE: [OnceLock<Option<jsonschema::Validator>>; 3] = [const { OnceLock::new() }; 3];
         let i = HostDoc::ALL.iter().position(|d| *d == self).unwrap_or(0);
@@ -94,6 +104,17 @@ where
         ))
     })?;
     check(&value, label, doc)?;
+    let version = serde_json::to_value(&value)
+        .ok()
+        .and_then(|v| v["version"].as_u64())
+        .unwrap_or(0);
+    if version == 0 || version > u64::from(doc.version()) {
+        return Err(NsError::state(format!(
+            "{label} has version {version}; this nightshift reads version 1 to {}",
+            doc.version()
+        ))
+        .hint("upgrade nightshift (`cargo install --locked --path .` in a newer checkout)"));
+    }
     Ok(value)
 }
 
@@ -146,5 +167,17 @@ mod tests {
             );
             assert!(d.validator().is_some(), "{}", d.file_name());
         }
+    }
+
+    /// Version matrix: every host document reads its own version and refuses a newer one.
+    #[test]
+    fn a_newer_version_is_refused_never_guessed_at() {
+        let reg = |v: u32| format!(r#"{{"version":{v},"repos":[]}}"#);
+        let r: super::super::Registry = parse(&reg(1), "repos.json", HostDoc::Registry).unwrap();
+        assert_eq!(r.version, 1);
+        let e =
+            parse::<super::super::Registry>(&reg(2), "repos.json", HostDoc::Registry).unwrap_err();
+        assert!(e.to_string().contains("has version 2"), "{e}");
+        assert_eq!(e.code, crate::error::EXIT_STATE);
     }
 }

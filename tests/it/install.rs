@@ -129,6 +129,8 @@ fn this_binary() -> String {
         .to_string()
 }
 
+// Lesson: when the scheduler's job exits, systemd may kill its whole cgroup (KillMode=process).
+// Lesson: under a scheduler PATH is minimal: the unit carries the PATH captured at install.
 #[test]
 fn systemd_units_verify_a_tick_run_as_the_unit_drains_a_card_and_uninstall_leaves_nothing() {
     let host = HostEnv::new();
@@ -292,6 +294,7 @@ fn systemd_without_a_user_manager_prints_the_commands_and_linger() {
     assert!(!host2.path("nshome/scheduler.json").exists());
 }
 
+// Lesson: under cron the working directory is $HOME and PATH is minimal: the line sets both.
 #[test]
 fn cron_block_is_idempotent_refuses_a_second_kind_and_uninstall_restores_the_table_byte_for_byte() {
     let host = HostEnv::new();
@@ -377,6 +380,7 @@ fn cron_block_is_idempotent_refuses_a_second_kind_and_uninstall_restores_the_tab
     );
 }
 
+// Lesson: launchd kills the job's process group when it exits (AbandonProcessGroup = true).
 #[test]
 fn launchd_plists_parse_back_load_through_launchctl_and_run_as_launchd_would() {
     let mut host = HostEnv::new();
