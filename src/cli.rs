@@ -59,6 +59,21 @@ pub enum Command {
     Doctor(cmd::doctor::Args),
     /// Run a whole night on the built-in scripted agent, in seconds, in a fresh repository.
     Demo(cmd::demo::Args),
+    /// Add a repository to this host's registry: `tick --all` visits it.
+    Subscribe(cmd::subscribe::DirArg),
+    /// Remove a repository (even a deleted one) from this host's registry.
+    Unsubscribe(cmd::subscribe::DirArg),
+    /// List the repositories `tick --all` visits.
+    Repos(cmd::subscribe::ReposArgs),
+    /// Run `tick --all` and `heartbeat --all` on a schedule, as your user: a LaunchAgent
+    /// (macOS), a systemd user timer (Linux) or a crontab block.
+    Install(cmd::install::InstallArgs),
+    /// Remove exactly what `install` wrote.
+    Uninstall(cmd::install::UninstallArgs),
+    /// Print a shell completion script.
+    Completions(cmd::completions::CompletionsArgs),
+    /// Print the man page (or write one per command with --dir).
+    Man(cmd::completions::ManArgs),
     /// (internal) Run one detached job: a worker, acceptance run or verifier.
     #[command(name = "__job", hide = true)]
     Job(cmd::job::Args),
@@ -95,6 +110,13 @@ pub fn main() -> i32 {
         Command::Repair(a) => cmd::repair::run(&repo, &a),
         Command::Doctor(a) => cmd::doctor::run(&repo, &a),
         Command::Demo(a) => cmd::demo::run(&a),
+        Command::Subscribe(a) => cmd::subscribe::subscribe(&repo, &a),
+        Command::Unsubscribe(a) => cmd::subscribe::unsubscribe(&repo, &a),
+        Command::Repos(a) => cmd::subscribe::repos(&repo, &a),
+        Command::Install(a) => cmd::install::install(&repo, &a),
+        Command::Uninstall(a) => cmd::install::uninstall(&repo, &a),
+        Command::Completions(a) => cmd::completions::completions(&repo, &a),
+        Command::Man(a) => cmd::completions::man(&repo, &a),
         Command::Job(a) => cmd::job::run(&a),
         Command::ScriptAgent => Ok(crate::agent::script::main_from_env()),
     };

@@ -2,6 +2,8 @@
 //! `$NIGHTSHIFT_HOST_DIR/host-budget.json` (default `$XDG_STATE_HOME/nightshift/`, else
 //! `~/.local/state/nightshift/`). Each repository records its own totals under a lock; a tick
 //! reads what the others spent. Touched only when a host cap is configured.
+//! Also names the host *config* directory ([`config_dir`]: the repo registry, the installed
+//! scheduler's record), as opposed to [`dir`], the host *state* directory (spend, logs).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +36,33 @@ pub fn dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     home.join(".local/state/nightshift")
+}
+
+/// The host config directory: `NIGHTSHIFT_HOME` if set and non-empty; else on macOS
+/// `$HOME/Library/Application Support/nightshift`; else `$XDG_CONFIG_HOME/nightshift` if set
+/// and non-empty, else `$HOME/.config/nightshift`.
+#[must_use]
+pub fn config_dir() -> PathBuf {
+    let var = |k: &str| std::env::var_os(k).filter(|d| !d.is_empty());
+    if let Some(d) = var("NIGHTSHIFT_HOME") {
+        return PathBuf::from(d);
+    }
+    let home = var("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    if cfg!(target_os = "macos") {
+        return home.join("Library/Application Support/nightshift");
+    }
+    var("XDG_CONFIG_HOME")
+        .map_or_else(|| home.join(".config"), PathBuf::from)
+        .join("nightshift")
+}
+
+/// Tokens and USD recorded by every repository on this host.
+#[must_use]
+pub fn totals() -> (u64, f64) {
+    read()
+        .repos
+        .values()
+        .fold((0, 0.0), |(t, u), s| (t + s.tokens, u + s.usd))
 }
 
 fn read() -> HostFile {

@@ -1,8 +1,9 @@
 //! `nightshift doctor`: checks, without spending a token, that every agent's CLI is there (and
 //! its version), that its auth route is usable, that git works and has an identity, and whether
-//! a scheduler runs `nightshift tick`. What to check for each kind of agent (its executable,
-//! version and login probes) is that kind's own fact (`agent::Vendor::doctor`); this module only
-//! runs the probes. Never prints a secret.
+//! a scheduler runs `nightshift tick` (once `nightshift install` ran: that the entries run this
+//! binary at this version, that the last pass was recent, that this repo is subscribed). What
+//! to check for each kind of agent (its executable, version and login probes) is that kind's own
+//! fact (`agent::Vendor::doctor`); this module only runs the probes. Never prints a secret.
 
 use std::path::Path;
 use std::process::Command;
@@ -54,7 +55,10 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     for agent in config.agents.values() {
         checks.extend(agent_checks(agent));
     }
-    checks.push(scheduler_check(&paths.root));
+    match crate::install::health::checks(&paths.root) {
+        Some(installed) => checks.extend(installed),
+        None => checks.push(scheduler_check(&paths.root)),
+    }
     let ok = checks.iter().all(|c| c.ok);
     if args.json {
         super::print_json(&serde_json::json!({ "version": 1, "ok": ok, "checks": checks }))?;
@@ -246,10 +250,12 @@ fn scheduler_check(root: &Path) -> Check {
             false,
             "no cron line, systemd user unit or LaunchAgent runs `nightshift tick`",
             Some(format!(
-                "add to `crontab -e`: */5 * * * * {} --repo {} tick",
-                std::env::current_exe()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| "nightshift".into()),
+                "nightshift install {} && nightshift subscribe {}",
+                if cfg!(target_os = "macos") {
+                    "launchd"
+                } else {
+                    "systemd"
+                },
                 root.display()
             )),
         )

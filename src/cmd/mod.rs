@@ -3,14 +3,18 @@
 //! [`crate::store::persist`].
 
 pub mod add_stage;
+pub mod all;
+pub mod completions;
 pub mod demo;
 pub mod doctor;
 pub mod init;
+pub mod install;
 pub mod job;
 pub mod log;
 pub mod ops;
 pub mod repair;
 pub mod status;
+pub mod subscribe;
 pub mod tick;
 
 use std::path::Path;
