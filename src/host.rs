@@ -36,6 +36,25 @@ pub fn dir() -> PathBuf {
     home.join(".local/state/nightshift")
 }
 
+/// The directory of the host-wide configuration (`scheduler.json`, the registry of subscribed
+/// repositories): `NIGHTSHIFT_HOME` if set; else on macOS
+/// `~/Library/Application Support/nightshift`; else `$XDG_CONFIG_HOME/nightshift`, else
+/// `~/.config/nightshift`.
+#[must_use]
+pub fn config_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("NIGHTSHIFT_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    if cfg!(target_os = "macos") {
+        return home.join("Library/Application Support/nightshift");
+    }
+    if let Some(d) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("nightshift");
+    }
+    home.join(".config/nightshift")
+}
+
 fn read() -> HostFile {
     std::fs::read_to_string(dir().join("host-budget.json"))
         .ok()

@@ -3,6 +3,7 @@
 //! around it (files, git, processes). See `docs/DESIGN.md`.
 
 pub mod agent;
+pub mod awake;
 pub mod card;
 pub mod cli;
 pub mod cmd;
@@ -28,4 +29,5 @@ pub mod protect;
 pub mod schema;
 pub mod store;
 pub mod tick;
+pub mod view;
 pub mod worktree;

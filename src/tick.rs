@@ -74,6 +74,9 @@ pub fn limits(c: &Config) -> Limits {
 pub fn run(paths: &Paths) -> NsResult<TickReport> {
     let mut changes = 0;
     let mut took_lock = false;
+    if let Err(e) = crate::awake::record(crate::awake::By::Tick, crate::now::now()?) {
+        eprintln!("nightshift: {e}");
+    }
     for _ in 0..MAX_ROUNDS {
         let Some(guard) = lock::try_lock(&paths.lock_file())
             .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?
@@ -110,16 +113,25 @@ fn once(paths: &Paths) -> NsResult<bool> {
         seen.host_others = crate::host::others(&paths.root);
     }
     let now = crate::now::now()?;
+    seen.sleeps = crate::awake::sleeps();
+    let slept = crate::awake::unrecorded(paths, now);
     let step = engine::step(&state, &budget, &limits(&config), &seen, now);
-    if step.is_idle(&state, &budget) {
+    if step.is_idle(&state, &budget) && slept.is_empty() {
         return Ok(false);
     }
-    let changed = step.state != state || step.budget != budget || !step.events.is_empty();
+    let mut events = step.events.clone();
+    events.extend(
+        slept
+            .iter()
+            .map(|s| Event::repo(crate::awake::event_text(s))),
+    );
+    let changed = step.state != state || step.budget != budget || !events.is_empty();
     if changed {
         if host_caps && step.budget != budget {
             crate::host::record(&paths.root, &step.budget)?;
         }
-        persist(paths, git.get()?, step.state, step.budget, &step.events)?;
+        persist(paths, git.get()?, step.state, step.budget, &events)?;
+        crate::awake::mark_recorded(paths, &slept);
     }
     execute(paths, git.get()?, &config, &step.effects);
     failpoint::hit("after-effects");
