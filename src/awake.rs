@@ -131,7 +131,9 @@ fn read_entries(path: &Path) -> Vec<AwakeEntry> {
     std::io::BufReader::new(f)
         .lines()
         .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok())
+        .filter_map(|l| {
+            crate::schema::parse_json(&l, "awake record", crate::schema::Doc::Awake).ok()
+        })
         .collect()
 }
 

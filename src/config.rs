@@ -37,6 +37,9 @@ pub struct RawConfig {
     /// Prompt templates of this repository, overriding the built-in ones.
     #[serde(default)]
     pub prompts: RawPrompts,
+    /// A command to run on the events you pick (see `crate::notify`).
+    #[serde(default)]
+    pub notify: Option<crate::notify::RawNotify>,
 }
 
 /// `prompts:` paths relative to the repo root. Placeholders are `{{name}}`; an unknown or
@@ -250,6 +253,11 @@ pub struct RawAgent {
     /// false for `api` (so a stored login can never be billed instead of the key).
     #[serde(default)]
     pub share_cli_state: Option<bool>,
+    /// How long the agent may show no progress (log, structured output and workspace all
+    /// unchanged) before the heartbeat kills it as stalled, e.g. `20m` (default by kind: 20m
+    /// for CLIs that stream events, 60m for `command`, which may print only at the end).
+    #[serde(default)]
+    pub silence: Option<String>,
 }
 
 /// `auth:` of an agent.
@@ -370,6 +378,17 @@ pub struct Agent {
     pub recipe: Option<String>,
     pub auth: Auth,
     pub share_cli_state: bool,
+    /// `silence:` in seconds, when set (see [`silence_window`]).
+    pub silence_secs: Option<u64>,
+}
+
+/// Seconds an agent may show no progress before the heartbeat kills it as stalled.
+#[must_use]
+pub fn silence_window(agent: &Agent) -> u64 {
+    agent.silence_secs.unwrap_or(match agent.kind {
+        AgentKind::Claude | AgentKind::Codex | AgentKind::Gemini | AgentKind::Script => 20 * 60,
+        AgentKind::Command => 60 * 60,
+    })
 }
 
 /// Per-role timeouts in seconds.
@@ -400,6 +419,7 @@ pub struct Config {
     pub prices: BTreeMap<String, Price>,
     pub prompt_worker: Option<String>,
     pub prompt_verifier: Option<String>,
+    pub notify: Option<crate::notify::Notify>,
 }
 
 /// Parses a duration such as `45m`, `1h30m`, `90s` or `2d` into seconds.
@@ -555,7 +575,12 @@ impl Config {
                 }
             }
         }
+        let notify = match &raw.notify {
+            Some(n) => Some(crate::notify::validate(n)?),
+            None => None,
+        };
         Ok(Self {
+            notify,
             prompt_worker: raw.prompts.worker.clone(),
             prompt_verifier: raw.prompts.verifier.clone(),
             money,
@@ -621,6 +646,10 @@ fn validate_agents(raw: BTreeMap<String, RawAgent>) -> Result<BTreeMap<String, A
         }
         let auth = validate_auth(&name, a.kind, a.auth.as_ref())?;
         let share_cli_state = a.share_cli_state.unwrap_or(auth == Auth::Subscription);
+        let silence_secs = match &a.silence {
+            Some(t) => Some(parse_duration(t).map_err(|e| format!("agents.{name}.silence: {e}"))?),
+            None => None,
+        };
         out.insert(
             name.clone(),
             Agent {
@@ -634,6 +663,7 @@ fn validate_agents(raw: BTreeMap<String, RawAgent>) -> Result<BTreeMap<String, A
                 recipe: a.recipe,
                 auth,
                 share_cli_state,
+                silence_secs,
             },
         );
     }

@@ -21,10 +21,14 @@ pub enum Doc {
     Registration,
     Outcome,
     Recipe,
+    Heartbeat,
+    NotifySent,
+    NotifyMessage,
+    Awake,
 }
 
 impl Doc {
-    pub const ALL: [Doc; 9] = [
+    pub const ALL: [Doc; 13] = [
         Doc::Config,
         Doc::Card,
         Doc::State,
@@ -34,6 +38,10 @@ impl Doc {
         Doc::Registration,
         Doc::Outcome,
         Doc::Recipe,
+        Doc::Heartbeat,
+        Doc::NotifySent,
+        Doc::NotifyMessage,
+        Doc::Awake,
     ];
 
     /// The file name under `schemas/`.
@@ -49,6 +57,10 @@ impl Doc {
             Doc::Registration => "active-agent.schema.json",
             Doc::Outcome => "outcome.schema.json",
             Doc::Recipe => "script-recipe.schema.json",
+            Doc::Heartbeat => "heartbeat.schema.json",
+            Doc::NotifySent => "notify-sent.schema.json",
+            Doc::NotifyMessage => "notify-message.schema.json",
+            Doc::Awake => "awake-record.schema.json",
         }
     }
 
@@ -66,6 +78,10 @@ impl Doc {
             Doc::Registration => schema_for!(crate::job::Registration),
             Doc::Outcome => schema_for!(crate::engine::observe::Outcome),
             Doc::Recipe => schema_for!(crate::agent::script::Recipe),
+            Doc::Heartbeat => schema_for!(crate::watchdog::HeartbeatDoc),
+            Doc::NotifySent => schema_for!(crate::notify::Sent),
+            Doc::NotifyMessage => schema_for!(crate::notify::Message),
+            Doc::Awake => schema_for!(crate::awake::AwakeEntry),
         };
         s.to_value()
     }
@@ -76,7 +92,7 @@ impl Doc {
 }
 
 fn validator(doc: Doc) -> Option<&'static jsonschema::Validator> {
-    static CACHE: [OnceLock<Option<jsonschema::Validator>>; 9] = [const { OnceLock::new() }; 9];
+    static CACHE: [OnceLock<Option<jsonschema::Validator>>; 13] = [const { OnceLock::new() }; 13];
     CACHE[doc.index()]
         .get_or_init(|| jsonschema::validator_for(&doc.schema()).ok())
         .as_ref()

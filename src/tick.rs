@@ -130,8 +130,10 @@ fn once(paths: &Paths) -> NsResult<bool> {
         if host_caps && step.budget != budget {
             crate::host::record(&paths.root, &step.budget)?;
         }
-        persist(paths, git.get()?, step.state, step.budget, &events)?;
+        let new = persist(paths, git.get()?, step.state, step.budget, &events)?;
         crate::awake::mark_recorded(paths, &slept);
+        let told = crate::notify::changes(&state, &new);
+        crate::notify::send(paths, config.notify.as_ref(), &told, None, now);
     }
     execute(paths, git.get()?, &config, &step.effects);
     failpoint::hit("after-effects");

@@ -313,6 +313,7 @@ mod tests {
             recipe: None,
             auth: Auth::Subscription,
             share_cli_state: true,
+            silence_secs: None,
         }
     }
 

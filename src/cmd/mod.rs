@@ -5,9 +5,11 @@
 pub mod add_stage;
 pub mod demo;
 pub mod doctor;
+pub mod heartbeat;
 pub mod init;
 pub mod job;
 pub mod log;
+pub mod notify;
 pub mod ops;
 pub mod repair;
 pub mod status;

@@ -12,3 +12,4 @@ mod real_codex;
 mod real_gemini;
 mod real_night;
 mod state_files;
+mod watchdog;
