@@ -3,17 +3,20 @@
 //! [`crate::tick::persist`].
 
 pub mod add_stage;
+pub mod agents;
 pub mod demo;
 pub mod doctor;
 pub mod heartbeat;
 pub mod init;
 pub mod job;
 pub mod log;
+pub mod logs;
 pub mod notify;
 pub mod ops;
 pub mod repair;
 pub mod status;
 pub mod tick;
+pub mod watch;
 
 use std::path::Path;
 

@@ -4,6 +4,7 @@
 //! never writes a file, never kills, never decides a stage's fate. `status --json` is this
 //! type serialised: a versioned interface (`version: 1`) whose fields are only ever added.
 
+mod agents;
 mod needs;
 
 use jiff::Timestamp;
@@ -16,6 +17,7 @@ use crate::engine::state::{Stage, State, Status};
 use crate::ids::JobKey;
 use crate::paths::{Paths, stage_branch};
 
+pub use agents::{AgentView, agents};
 pub use needs::{NeedsKind, NeedsYou};
 
 #[derive(Debug, Serialize)]

@@ -58,7 +58,7 @@ pub fn compute(state: &State, scheduler: &SchedulerView, now: Timestamp) -> Vec<
         out.push(NeedsYou {
             kind: NeedsKind::Halted,
             stage: None,
-            message: format!("halted: {}", h.reason),
+            message: format!("no new attempts are dispatched: {}", h.reason),
             next: Some(
                 "raise the cap in nightshift.yaml if needed, then `nightshift resume`".into(),
             ),

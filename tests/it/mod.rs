@@ -12,4 +12,5 @@ mod real_codex;
 mod real_gemini;
 mod real_night;
 mod state_files;
+mod views;
 mod watchdog;
