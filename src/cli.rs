@@ -44,6 +44,19 @@ pub enum Command {
     Tick(cmd::tick::Args),
     /// Show every stage, what it waits on, and the budget.
     Status(cmd::status::Args),
+    /// The watchdog, for the scheduler to run every minute: kills attempts past their deadline
+    /// (awake time) or silent past their agent's `silence:` window, records crashes, reaps
+    /// orphans, and warns when the scheduler stopped. Never dispatches.
+    Heartbeat(cmd::heartbeat::Args),
+    /// List every registered attempt: stage, role, agent, pid/pgid, age, last progress,
+    /// deadline left and log.
+    Agents(cmd::agents::Args),
+    /// Show an attempt's log as a person reads it (messages and tool calls); `--follow` to
+    /// keep reading until the job ends, `--raw` for the JSON events.
+    Logs(cmd::logs::Args),
+    /// Wait until a stage's current attempt ends: exit 0 if it passed, 1 if it failed, 5 when
+    /// `--timeout` expires. Never ticks by itself.
+    Watch(cmd::watch::Args),
     /// Show the ledger history (one entry per state change), newest first.
     Log(cmd::log::Args),
     /// Put an escalated, cancelled or done stage back in the queue with a fresh attempt count.
@@ -77,6 +90,9 @@ pub enum Command {
     /// (internal) Run one detached job: a worker, acceptance run or verifier.
     #[command(name = "__job", hide = true)]
     Job(cmd::job::Args),
+    /// (internal) Run the notify command for one event.
+    #[command(name = "__notify", hide = true)]
+    Notify(cmd::notify::Args),
     /// (internal) The built-in scripted agent.
     #[command(name = "__script-agent", hide = true)]
     ScriptAgent,
@@ -104,6 +120,11 @@ pub fn main() -> i32 {
         Command::Tick(a) => cmd::tick::run(&repo, &a),
         Command::Status(a) => cmd::status::run(&repo, &a),
         Command::Log(a) => cmd::log::run(&repo, &a),
+        Command::Heartbeat(a) => cmd::heartbeat::run(&repo, &a),
+        Command::Agents(a) => cmd::agents::run(&repo, &a),
+        Command::Logs(a) => cmd::logs::run(&repo, &a),
+        Command::Watch(a) => cmd::watch::run(&repo, &a),
+        Command::Notify(a) => cmd::notify::run(&a),
         Command::Requeue(a) => cmd::ops::requeue(&repo, &a),
         Command::Cancel(a) => cmd::ops::cancel(&repo, &a),
         Command::Resume(a) => cmd::ops::resume(&repo, &a),

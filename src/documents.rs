@@ -34,6 +34,18 @@ impl Document for crate::engine::observe::Outcome {
 impl Document for crate::agent::script::Recipe {
     const SCHEMA_FILE: &'static str = "script-recipe.schema.json";
 }
+impl Document for crate::watchdog::HeartbeatDoc {
+    const SCHEMA_FILE: &'static str = "heartbeat.schema.json";
+}
+impl Document for crate::notify::Sent {
+    const SCHEMA_FILE: &'static str = "notify-sent.schema.json";
+}
+impl Document for crate::notify::Message {
+    const SCHEMA_FILE: &'static str = "notify-message.schema.json";
+}
+impl Document for crate::awake::AwakeEntry {
+    const SCHEMA_FILE: &'static str = "awake-record.schema.json";
+}
 
 /// One registered document type: its schema file, its generated schema, and whether the
 /// schema compiles.
@@ -52,7 +64,7 @@ const fn entry<T: Document>() -> Registered {
 }
 
 /// Every document type with a schema under `schemas/`.
-pub const ALL: [Registered; 9] = [
+pub const ALL: [Registered; 13] = [
     entry::<crate::config::RawConfig>(),
     entry::<crate::card::FrontMatter>(),
     entry::<crate::engine::state::State>(),
@@ -62,6 +74,10 @@ pub const ALL: [Registered; 9] = [
     entry::<crate::job::Registration>(),
     entry::<crate::engine::observe::Outcome>(),
     entry::<crate::agent::script::Recipe>(),
+    entry::<crate::watchdog::HeartbeatDoc>(),
+    entry::<crate::notify::Sent>(),
+    entry::<crate::notify::Message>(),
+    entry::<crate::awake::AwakeEntry>(),
 ];
 
 /// Renders every schema as pretty JSON, for `schemas/` (see the `schemas_in_step` test).

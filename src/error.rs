@@ -16,6 +16,8 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_STATE: i32 = 3;
 /// The repository is not initialised (no `nightshift.yaml` or no ledger): run `nightshift init`.
 pub const EXIT_NOT_INIT: i32 = 4;
+/// `nightshift watch`: its `--timeout` expired before the attempt ended.
+pub const EXIT_TIMEOUT: i32 = 5;
 /// An internal invariant broke: this is a bug in nightshift.
 pub const EXIT_BUG: i32 = 70;
 
@@ -27,6 +29,7 @@ Exit codes:
   2   the command line was wrong
   3   a state file is corrupt, missing or out of step: run `nightshift repair`
   4   the repository is not set up: run `nightshift init`
+  5   `nightshift watch`: the timeout expired before the attempt ended
   70  internal error: this is a bug in nightshift";
 
 /// An error with a kind (which picks the exit code), causes and a hint.

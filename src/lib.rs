@@ -3,6 +3,7 @@
 //! around it (files, git, processes). See `docs/DESIGN.md`.
 
 pub mod agent;
+pub mod awake;
 pub mod card;
 pub mod cli;
 pub mod cmd;
@@ -17,12 +18,14 @@ pub mod glob;
 pub mod host;
 pub mod hostreg;
 pub mod ids;
-pub mod integrate;
 pub mod install;
+pub mod integrate;
 pub mod job;
 pub mod ledger;
 pub mod ledger_message;
 pub mod lock;
+pub mod logview;
+pub mod notify;
 pub mod now;
 pub mod observe;
 pub mod paths;
@@ -32,4 +35,6 @@ pub mod protect;
 pub mod schema;
 pub mod store;
 pub mod tick;
+pub mod view;
+pub mod watchdog;
 pub mod worktree;

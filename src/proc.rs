@@ -243,3 +243,40 @@ pub fn run_bounded(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs a helper command (a notification) in its own process group with `stdin`, the
+/// allow-listed environment and inherited stdout/stderr; kills the group at `limit`. Returns
+/// its exit code (`-1` when killed by a signal).
+///
+/// # Errors
+/// When it cannot start, or does not finish within `limit` (it is then killed).
+pub fn run_bounded_stdin(
+    mut cmd: Command,
+    stdin: std::fs::File,
+    limit: Duration,
+) -> Result<i32, String> {
+    use std::os::unix::process::CommandExt;
+    cmd.env_clear().stdin(Stdio::from(stdin)).process_group(0);
+    for key in crate::job::ALLOWED_ENV {
+        if let Ok(v) = std::env::var(key) {
+            cmd.env(key, v);
+        }
+    }
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let pgid = i32::try_from(child.id()).unwrap_or(0);
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status.code().unwrap_or(-1));
+        }
+        if start.elapsed() > limit {
+            kill_group(pgid, Duration::from_secs(2));
+            let _ = child.wait();
+            return Err(format!(
+                "it did not finish within {}s; killed",
+                limit.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

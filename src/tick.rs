@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::engine::state::Status;
-use crate::engine::{self, Effect};
+use crate::engine::{self, Effect, Event};
 use crate::error::{NsError, NsResult};
 use crate::git::Git;
 use crate::paths::Paths;
@@ -34,6 +34,9 @@ pub enum TickReport {
 pub fn run(paths: &Paths) -> NsResult<TickReport> {
     let mut changes = 0;
     let mut took_lock = false;
+    if let Err(e) = crate::awake::record(crate::awake::By::Tick, crate::now::now()?) {
+        eprintln!("nightshift: {e}");
+    }
     for _ in 0..MAX_ROUNDS {
         let Some(guard) = lock::try_lock(&paths.lock_file())
             .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?
@@ -70,11 +73,19 @@ fn once(paths: &Paths) -> NsResult<bool> {
         seen.host_others = crate::host::others(&paths.root);
     }
     let now = crate::now::now()?;
+    seen.sleeps = crate::awake::sleeps();
+    let slept = crate::awake::unrecorded(paths, now);
     let step = engine::step(&state, &budget, &config.limits(), &seen, now);
-    if step.is_idle(&state, &budget) {
+    if step.is_idle(&state, &budget) && slept.is_empty() {
         return Ok(false);
     }
-    let changed = step.state != state || step.budget != budget || !step.events.is_empty();
+    let mut events = step.events.clone();
+    events.extend(
+        slept
+            .iter()
+            .map(|s| Event::repo(crate::awake::event_text(s))),
+    );
+    let changed = step.state != state || step.budget != budget || !events.is_empty();
     // A stage sent to `retry` in this step is dispatched by the next one: run it at once
     // rather than waiting for the scheduler (an idle next round ends the chain).
     let retry_waits = step
@@ -86,7 +97,10 @@ fn once(paths: &Paths) -> NsResult<bool> {
         if host_caps && step.budget != budget {
             crate::host::record(&paths.root, &step.budget)?;
         }
-        store::persist(paths, git.get()?, step.state, step.budget, &step.events)?;
+        let new = store::persist(paths, git.get()?, step.state, step.budget, &events)?;
+        crate::awake::mark_recorded(paths, &slept);
+        let told = crate::notify::changes(&state, &new);
+        crate::notify::send(paths, config.notify.as_ref(), &told, None, now);
     }
     execute(paths, git.get()?, &config, &step.effects);
     failpoint::hit("after-effects");

@@ -35,6 +35,10 @@ impl Vendor for Claude {
         Some("claude")
     }
 
+    fn default_silence_secs(&self) -> u64 {
+        20 * 60 // stream-json: one event per step
+    }
+
     fn default_key_var(&self) -> Option<&'static str> {
         Some("ANTHROPIC_API_KEY")
     }

@@ -30,6 +30,10 @@ impl Vendor for Codex {
         Some("codex")
     }
 
+    fn default_silence_secs(&self) -> u64 {
+        20 * 60 // JSONL events as it works
+    }
+
     fn default_key_var(&self) -> Option<&'static str> {
         Some("OPENAI_API_KEY")
     }

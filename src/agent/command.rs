@@ -23,6 +23,10 @@ impl Vendor for Command {
         None
     }
 
+    fn default_silence_secs(&self) -> u64 {
+        60 * 60 // it may print only at the end
+    }
+
     fn default_key_var(&self) -> Option<&'static str> {
         None
     }

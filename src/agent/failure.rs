@@ -31,6 +31,9 @@ pub enum AgentFailure {
     Crashed { exit: Option<i32>, detail: String },
     /// The CLI refused tool calls the role needed and produced no handoff.
     PermissionDenied { detail: String },
+    /// No progress (log, structured output, workspace) for longer than the agent's silence
+    /// window: the heartbeat killed it.
+    Stalled { silent_secs: u64 },
 }
 
 impl std::fmt::Display for AgentFailure {
@@ -63,6 +66,11 @@ impl std::fmt::Display for AgentFailure {
                 None => write!(f, "ended abnormally: {detail}"),
             },
             Self::PermissionDenied { detail } => write!(f, "permission denied: {detail}"),
+            Self::Stalled { silent_secs } => write!(
+                f,
+                "stalled: no progress for {}; killed by the heartbeat",
+                crate::config::format_duration(*silent_secs)
+            ),
         }
     }
 }

@@ -42,6 +42,10 @@ impl Vendor for Gemini {
         Some("gemini")
     }
 
+    fn default_silence_secs(&self) -> u64 {
+        20 * 60 // stream-json events as it works
+    }
+
     fn default_key_var(&self) -> Option<&'static str> {
         Some("GEMINI_API_KEY")
     }

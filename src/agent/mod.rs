@@ -64,6 +64,10 @@ pub trait Vendor: Sync {
     /// The executable looked up on PATH when the agent has no `command:` (`None`: the kind
     /// needs `command:` or runs no external CLI).
     fn default_command(&self) -> Option<&'static str>;
+    /// Seconds a run may show no progress (log, output and workspace unchanged) before the
+    /// heartbeat kills it as stalled, unless the agent sets `silence:`. A CLI that streams
+    /// events is silent only when stuck; one that prints at the end is silent all along.
+    fn default_silence_secs(&self) -> u64;
     /// Its runs report token usage; a kind that does not is unmetered (never charged the
     /// budget's estimate).
     fn reports_usage(&self) -> bool;
@@ -245,6 +249,7 @@ mod tests {
             recipe: None,
             auth: Auth::Subscription,
             share_cli_state: true,
+            silence_secs: None,
         }
     }
 

@@ -32,6 +32,10 @@ impl Vendor for Script {
         None
     }
 
+    fn default_silence_secs(&self) -> u64 {
+        20 * 60 // it streams like claude
+    }
+
     fn default_key_var(&self) -> Option<&'static str> {
         None
     }
@@ -148,6 +152,9 @@ pub enum Step {
     /// End as Claude Code does when a subscription's usage limit is hit: a rejected
     /// `rate_limit_event` with its reset time (Unix seconds), a 429 error result, exit 1.
     UsageLimit { resets_at: i64 },
+    /// End as Claude Code does when the API refuses the credentials: a 401 error result,
+    /// exit 1.
+    AuthFailure,
 }
 
 impl Recipe {
@@ -310,6 +317,16 @@ fn run_step(
                 out,
                 "{}",
                 claude::api_error_result_line(session, text, 429, *usage, 1, 1)
+            );
+            let _ = out.flush();
+            Flow::Exit(1)
+        }
+        Step::AuthFailure => {
+            let text = "Failed to authenticate. API Error: 401 invalid x-api-key";
+            let _ = writeln!(
+                out,
+                "{}",
+                claude::api_error_result_line(session, text, 401, *usage, 1, 1)
             );
             let _ = out.flush();
             Flow::Exit(1)

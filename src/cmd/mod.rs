@@ -3,19 +3,24 @@
 //! [`crate::store::persist`].
 
 pub mod add_stage;
+pub mod agents;
 pub mod all;
 pub mod completions;
 pub mod demo;
 pub mod doctor;
+pub mod heartbeat;
 pub mod init;
 pub mod install;
 pub mod job;
 pub mod log;
+pub mod logs;
+pub mod notify;
 pub mod ops;
 pub mod repair;
 pub mod status;
 pub mod subscribe;
 pub mod tick;
+pub mod watch;
 
 use std::path::Path;
 

@@ -71,6 +71,17 @@ pub struct Agent {
     pub recipe: Option<String>,
     pub auth: Auth,
     pub share_cli_state: bool,
+    /// `silence:` in seconds, when set (see [`silence_window`]).
+    pub silence_secs: Option<u64>,
+}
+
+/// Seconds an agent may show no progress before the heartbeat kills it as stalled: its
+/// `silence:`, else its kind's default.
+#[must_use]
+pub fn silence_window(agent: &Agent) -> u64 {
+    agent
+        .silence_secs
+        .unwrap_or_else(|| agent.kind.vendor().default_silence_secs())
 }
 
 /// Per-role timeouts in seconds.
@@ -101,6 +112,7 @@ pub struct Config {
     pub prices: BTreeMap<String, Price>,
     pub prompt_worker: Option<String>,
     pub prompt_verifier: Option<String>,
+    pub notify: Option<crate::notify::Notify>,
 }
 
 impl Config {

@@ -35,6 +35,9 @@ pub struct RawConfig {
     /// Prompt templates of this repository, overriding the built-in ones.
     #[serde(default)]
     pub prompts: RawPrompts,
+    /// A command to run on the events you pick (see `crate::notify`).
+    #[serde(default)]
+    pub notify: Option<crate::notify::RawNotify>,
 }
 
 /// `prompts:` paths relative to the repo root. Placeholders are `{{name}}`; an unknown or
@@ -125,6 +128,11 @@ pub struct RawAgent {
     /// false for `api` (so a stored login can never be billed instead of the key).
     #[serde(default)]
     pub share_cli_state: Option<bool>,
+    /// How long the agent may show no progress (log, structured output and workspace all
+    /// unchanged) before the heartbeat kills it as stalled, e.g. `20m` (default by kind: 20m
+    /// for CLIs that stream events, 60m for `command`, which may print only at the end).
+    #[serde(default)]
+    pub silence: Option<String>,
 }
 
 /// `auth:` of an agent.

@@ -46,7 +46,12 @@ impl Config {
         };
         let prices = validate_prices(&raw.pricing)?;
         check_priced(&agents, &money, &prices)?;
+        let notify = match &raw.notify {
+            Some(n) => Some(crate::notify::validate(n)?),
+            None => None,
+        };
         Ok(Self {
+            notify,
             prompt_worker: raw.prompts.worker.clone(),
             prompt_verifier: raw.prompts.verifier.clone(),
             money,
@@ -161,6 +166,10 @@ fn validate_agents(raw: BTreeMap<String, RawAgent>) -> Result<BTreeMap<String, A
         }
         let auth = validate_auth(&name, a.kind, a.auth.as_ref())?;
         let share_cli_state = a.share_cli_state.unwrap_or(auth == Auth::Subscription);
+        let silence_secs = match &a.silence {
+            Some(t) => Some(parse_duration(t).map_err(|e| format!("agents.{name}.silence: {e}"))?),
+            None => None,
+        };
         out.insert(
             name.clone(),
             Agent {
@@ -174,6 +183,7 @@ fn validate_agents(raw: BTreeMap<String, RawAgent>) -> Result<BTreeMap<String, A
                 recipe: a.recipe,
                 auth,
                 share_cli_state,
+                silence_secs,
             },
         );
     }

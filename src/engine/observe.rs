@@ -23,6 +23,34 @@ pub struct Observations {
     pub integrations: BTreeMap<StageId, Outcome>,
     /// Tokens and USD spent by the other repositories of this host (for host caps).
     pub host_others: (u64, f64),
+    /// When the machine slept (gaps in the host's awake record): not counted against deadlines.
+    pub sleeps: Vec<Sleep>,
+}
+
+/// A stretch of time the machine slept: neither deadlines nor silence windows count it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct Sleep {
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+impl Sleep {
+    /// Seconds of `[a, b]` that fall inside this sleep.
+    #[must_use]
+    pub fn overlap(&self, a: Timestamp, b: Timestamp) -> i64 {
+        let start = self.from.max(a).as_second();
+        let end = self.to.min(b).as_second();
+        (end - start).max(0)
+    }
+}
+
+/// Seconds of `[a, b]` the machine slept through.
+#[must_use]
+pub fn slept_secs(sleeps: &[Sleep], a: Timestamp, b: Timestamp) -> i64 {
+    sleeps.iter().map(|s| s.overlap(a, b)).sum()
 }
 
 /// What became of one job.

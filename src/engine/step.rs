@@ -298,7 +298,9 @@ pub(super) fn waiting(
             false
         }
         JobSeen::Running { pgids } => {
-            if secs_between(deadline, cx.now) > KILL_GRACE_SECS {
+            // Deadlines are in awake time: a sleep of the machine does not count.
+            let slept = crate::engine::observe::slept_secs(&cx.seen.sleeps, since, cx.now);
+            if secs_between(deadline, cx.now) - slept > KILL_GRACE_SECS {
                 cx.effects.push(Effect::KillGroup {
                     job,
                     pgids: pgids.clone(),

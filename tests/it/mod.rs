@@ -17,3 +17,5 @@ mod real_gemini;
 mod real_harness;
 mod real_night;
 mod state_files;
+mod views;
+mod watchdog;
