@@ -16,11 +16,18 @@ pub struct Args {
     /// Print one JSON object (see the README for its fields).
     #[arg(long)]
     pub json: bool,
+    /// Every subscribed repository: its state, its stages by status, its last tick, and for
+    /// a broken one the error and the command that fixes it; plus the host-wide spend and caps.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// # Errors
 /// When the repo is not set up or a state file is invalid.
 pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
+    if args.all {
+        return super::all::status_all(args.json);
+    }
     let paths = super::initialised(repo)?;
     let config = Config::load(&paths.config())?;
     let state = store::read_state_file(&paths)?;
