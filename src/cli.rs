@@ -45,6 +45,14 @@ pub enum Command {
     Status(cmd::status::Args),
     /// Show the ledger history (one entry per state change), newest first.
     Log(cmd::log::Args),
+    /// The morning digest from the ledger: what was done (verdict, evidence, commit, spend),
+    /// what needs you and the exact next command, spend against caps, sleeps, the queue.
+    /// `--format html` writes one self-contained page with a timeline of every attempt.
+    Report(cmd::report::Args),
+    /// A live full-screen cockpit: stages, running agents with liveness and deadlines, spend,
+    /// the selected attempt's log and what needs you. Read-only; a plain refreshing table when
+    /// stdout is not a terminal.
+    Attach(cmd::attach::Args),
     /// Put an escalated, cancelled or done stage back in the queue with a fresh attempt count.
     Requeue(cmd::ops::StageArg),
     /// Cancel a stage, killing its running job if any.
@@ -87,6 +95,8 @@ pub fn main() -> i32 {
         Command::Tick(a) => cmd::tick::run(&repo, &a),
         Command::Status(a) => cmd::status::run(&repo, &a),
         Command::Log(a) => cmd::log::run(&repo, &a),
+        Command::Report(a) => cmd::report::run(&repo, &a),
+        Command::Attach(a) => cmd::attach::run(&repo, &a),
         Command::Requeue(a) => cmd::ops::requeue(&repo, &a),
         Command::Cancel(a) => cmd::ops::cancel(&repo, &a),
         Command::Resume(a) => cmd::ops::resume(&repo, &a),

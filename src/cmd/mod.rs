@@ -3,6 +3,7 @@
 //! [`crate::tick::persist`].
 
 pub mod add_stage;
+pub mod attach;
 pub mod demo;
 pub mod doctor;
 pub mod init;
@@ -10,6 +11,7 @@ pub mod job;
 pub mod log;
 pub mod ops;
 pub mod repair;
+pub mod report;
 pub mod status;
 pub mod tick;
 

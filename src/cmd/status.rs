@@ -140,7 +140,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     Ok(0)
 }
 
-fn stage_json(
+pub(crate) fn stage_json(
     paths: &crate::paths::Paths,
     s: &Stage,
     seen: &crate::engine::observe::Observations,

@@ -1,3 +1,4 @@
+mod attach;
 mod crash;
 mod doctor;
 mod fake_api;
@@ -11,4 +12,5 @@ mod real_claude;
 mod real_codex;
 mod real_gemini;
 mod real_night;
+mod report;
 mod state_files;
