@@ -4,6 +4,7 @@
 //! [`html`] render it. Only `cmd::report` does I/O around these; nothing here writes state.
 
 pub mod collect;
+pub mod evidence;
 pub mod html;
 pub mod md;
 pub mod model;

@@ -471,4 +471,9 @@ fn demo_ends_by_writing_the_report_and_printing_its_path() {
     // Five cards; `spelling` fails acceptance once and `review` is sent back once.
     assert_eq!(html.matches("<rect class=\"attempt ").count(), 7, "{html}");
     assert_eq!(html.matches("<rect class=\"attempt failed\"").count(), 2);
+    // Two lanes: the first two stages run side by side, and no more than two at once.
+    assert!(
+        html.contains(">lane 2</text>") && !html.contains(">lane 3</text>"),
+        "{html}"
+    );
 }
