@@ -31,7 +31,8 @@ pub struct App {
     /// Follow the log's end (true) or stay `scroll` lines above it.
     pub follow: bool,
     pub scroll: usize,
-    pub log_path: Option<PathBuf>,
+    /// The logs shown (the running job's, or every log of the latest attempt).
+    pub log_paths: Vec<PathBuf>,
     pub log: Vec<String>,
     pub color: bool,
     pub repo: String,
@@ -58,7 +59,7 @@ impl App {
             selected: 0,
             follow: true,
             scroll: 0,
-            log_path: None,
+            log_paths: Vec::new(),
             log: Vec::new(),
             color,
             repo,
@@ -82,14 +83,11 @@ impl App {
     /// Re-reads the selected stage's log.
     pub fn reload_log(&mut self) {
         let stage = self.selected_stage();
-        self.log_path = match (&self.snap, stage) {
-            (Some(s), Some(id)) => source::log_path(&self.paths, s, &id),
-            _ => None,
+        self.log_paths = match (&self.snap, stage) {
+            (Some(s), Some(id)) => source::log_paths(&self.paths, s, &id),
+            _ => Vec::new(),
         };
-        self.log = match &self.log_path {
-            Some(p) => source::log_tail(p, LOG_LINES),
-            None => Vec::new(),
-        };
+        self.log = source::logs_tail(&self.log_paths, LOG_LINES);
     }
 
     #[must_use]

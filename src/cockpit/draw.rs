@@ -272,10 +272,20 @@ fn needs_box(f: &mut Frame<'_>, area: Rect, app: &App) {
 }
 
 fn log_box(f: &mut Frame<'_>, area: Rect, app: &App) {
-    let rel = app
-        .log_path
-        .as_ref()
-        .map_or_else(|| "no log".to_owned(), |p| app.paths.rel(p));
+    let rel = match app.log_paths.as_slice() {
+        [] => "no log yet".to_owned(),
+        [one] => app.paths.rel(one),
+        [first, ..] => {
+            let name = first
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let attempt = name.split('-').next().unwrap_or("");
+            first.parent().map_or_else(String::new, |d| {
+                format!("{}/{attempt}-*.log", app.paths.rel(d))
+            })
+        }
+    };
     let mode = if app.follow {
         "following".to_owned()
     } else {

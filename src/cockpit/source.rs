@@ -162,19 +162,42 @@ pub fn needs_you(s: &StatusJson) -> Vec<String> {
     out
 }
 
-/// The log of a stage's latest attempt: the running job's, else the newest log of that
-/// attempt (verifier, then acceptance, then worker).
+/// The logs to show for a stage: the running job's, else every log of the stage's latest
+/// attempt in the order its jobs ran (worker, acceptance, verifier).
 #[must_use]
-pub fn log_path(paths: &Paths, snap: &Snapshot, stage: &str) -> Option<PathBuf> {
+pub fn log_paths(paths: &Paths, snap: &Snapshot, stage: &str) -> Vec<PathBuf> {
     if let Some(a) = snap.agents.iter().find(|a| a.stage == stage) {
-        return Some(paths.root.join(&a.log));
+        return vec![paths.root.join(&a.log)];
     }
-    let st = snap.status.stages.iter().find(|s| s.id == stage)?;
+    let Some(st) = snap.status.stages.iter().find(|s| s.id == stage) else {
+        return Vec::new();
+    };
     let dir = paths.state_dir().join("logs").join(stage);
-    ["verifier", "acceptance", "worker"]
+    ["worker", "acceptance", "verifier"]
         .iter()
         .map(|role| dir.join(format!("a{}-{role}.log", st.attempt)))
-        .find(|p| p.is_file())
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+/// The last `max` lines of several logs, each introduced by its file name when there are more
+/// than one.
+#[must_use]
+pub fn logs_tail(paths: &[PathBuf], max: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for p in paths {
+        if paths.len() > 1 {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            lines.push(format!("── {name} ──"));
+        }
+        lines.extend(log_tail(p, max));
+    }
+    let cut = lines.len().saturating_sub(max);
+    lines.drain(..cut);
+    lines
 }
 
 /// The last `max` events of a log, one line each. Reads at most the last 256 KiB.

@@ -109,7 +109,8 @@ impl Drop for Tmux {
 fn start(n: &Night, bin: PathBuf, exit_file: &Path, extra_env: &str) -> Tmux {
     let t = Tmux {
         bin,
-        socket: n.root.join("tmux.sock"),
+        // One server per session: a socket of a server that is still shutting down is never reused.
+        socket: exit_file.with_extension("sock"),
     };
     let shell = format!(
         "env -i PATH='{}' HOME='{}' TERM=xterm-256color NIGHTSHIFT_NOW='{}' {extra_env} '{BIN}' --repo '{}' attach; echo \"exit=$?\" > '{}'; sleep 30",
@@ -160,6 +161,15 @@ fn cockpit_under_tmux_shows_stages_agents_switches_logs_redraws_and_quits() {
         screen.lines().any(|l| l.contains("> s1")),
         "s1 selected:\n{screen}"
     );
+    // A finished stage shows every log of its last attempt, in the order the jobs ran.
+    for needle in [
+        "Log: s1 [state/logs/s1/a1-*.log]",
+        "── a1-worker.log ──",
+        "write out.txt: ok",
+        "── a1-verifier.log ──",
+    ] {
+        assert!(screen.contains(needle), "{needle}:\n{screen}");
+    }
     // `j` selects s2, and the log pane switches to its running worker's log.
     t.cmd(&["send-keys", "-t", "t", "j"]);
     let screen = t.wait("the log follows the selection", |s| {
