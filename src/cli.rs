@@ -18,7 +18,8 @@ Write stage cards (one unit of work each), enqueue them with `nightshift add-sta
 scheduler run `nightshift tick` every few minutes. Each tick advances every ready stage by one \
 step (dispatch a worker, run acceptance, dispatch a verifier of another model family, \
 integrate, retry or escalate) and records it on the git branch nightshift/ledger. In the \
-morning, `nightshift status` and `nightshift log` tell you what happened.\n\n\
+morning, `nightshift report` tells you what happened (`nightshift attach` shows a night in \
+progress).\n\n\
 Try it: `nightshift demo` runs a whole night on the built-in scripted agent in seconds.",
     after_help = EXIT_CODES_HELP
 )]
