@@ -477,3 +477,45 @@ fn demo_ends_by_writing_the_report_and_printing_its_path() {
         "{html}"
     );
 }
+
+#[test]
+fn a_halt_is_the_first_thing_that_needs_you_and_the_retry_is_next() {
+    let cfg = super::night::CONFIG.replace(
+        "max_consecutive_failures: 50",
+        "max_consecutive_failures: 2",
+    );
+    let mut n = Night::with_config(&cfg);
+    n.init();
+    let front = format!(
+        "max_attempts: 5\nacceptance: [\"false\"]\n{}",
+        script(&[writes("a", "a")], &[PASS])
+    );
+    let c = n.card("s1", &front, "body");
+    n.add(&[&c]);
+    for _ in 0..12 {
+        n.tick();
+        n.settle();
+    }
+    let r = json(&n, &["--since", ALL]);
+    let halt = &r["needs_you"][0];
+    assert_eq!(halt["status"], "halted", "{r:#}");
+    assert_eq!(
+        halt["why"],
+        "budget.max_consecutive_failures: 2 attempts failed in a row (cap 2)"
+    );
+    assert_eq!(
+        halt["next"],
+        "raise the cap in nightshift.yaml if needed, then `nightshift resume`"
+    );
+    assert_eq!(r["queued"][0]["id"], "s1");
+    assert_eq!(r["queued"][0]["status"], "retry");
+    let bars = r["attempts"].as_array().unwrap();
+    assert_eq!(bars.len(), 2, "{r:#}");
+    assert!(bars.iter().all(|b| b["outcome"] == "failed"));
+    assert_eq!(bars[0]["reason"], "acceptance `false` exited 1");
+    let once = n.ok(&["attach", "--once"]);
+    assert!(
+        once.contains("HALTED: budget.max_consecutive_failures"),
+        "{once}"
+    );
+}
