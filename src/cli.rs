@@ -18,7 +18,8 @@ Write stage cards (one unit of work each), enqueue them with `nightshift add-sta
 scheduler run `nightshift tick` every few minutes. Each tick advances every ready stage by one \
 step (dispatch a worker, run acceptance, dispatch a verifier of another model family, \
 integrate, retry or escalate) and records it on the git branch nightshift/ledger. In the \
-morning, `nightshift status` and `nightshift log` tell you what happened.\n\n\
+morning, `nightshift report` tells you what happened (`nightshift attach` shows a night in \
+progress).\n\n\
 Try it: `nightshift demo` runs a whole night on the built-in scripted agent in seconds.",
     after_help = EXIT_CODES_HELP
 )]
@@ -59,6 +60,14 @@ pub enum Command {
     Watch(cmd::watch::Args),
     /// Show the ledger history (one entry per state change), newest first.
     Log(cmd::log::Args),
+    /// The morning digest from the ledger: what was done (verdict, evidence, commit, spend),
+    /// what needs you and the exact next command, spend against caps, sleeps, the queue.
+    /// `--format html` writes one self-contained page with a timeline of every attempt.
+    Report(cmd::report::Args),
+    /// A live full-screen cockpit: stages, running agents with liveness and deadlines, spend,
+    /// the selected attempt's log and what needs you. Read-only; a plain refreshing table when
+    /// stdout is not a terminal.
+    Attach(cmd::attach::Args),
     /// Put an escalated, cancelled or done stage back in the queue with a fresh attempt count.
     Requeue(cmd::ops::StageArg),
     /// Cancel a stage, killing its running job if any.
@@ -125,6 +134,8 @@ pub fn main() -> i32 {
         Command::Logs(a) => cmd::logs::run(&repo, &a),
         Command::Watch(a) => cmd::watch::run(&repo, &a),
         Command::Notify(a) => cmd::notify::run(&a),
+        Command::Report(a) => cmd::report::run(&repo, &a),
+        Command::Attach(a) => cmd::attach::run(&repo, &a),
         Command::Requeue(a) => cmd::ops::requeue(&repo, &a),
         Command::Cancel(a) => cmd::ops::cancel(&repo, &a),
         Command::Resume(a) => cmd::ops::resume(&repo, &a),

@@ -94,6 +94,10 @@ pub fn run(args: &Args) -> NsResult<i32> {
     println!(
         "  ls state/handoffs/*/                                # envelopes, acceptance results, verdicts"
     );
+    let report = dir.join("state").join("report.html");
+    let out = report.to_string_lossy().into_owned();
+    nightshift_quiet(&dir, &["report", "--format", "html", "--out", &out])?;
+    println!("\nthe morning report (open it in a browser): {out}");
     Ok(0)
 }
 
@@ -180,6 +184,7 @@ fn self_cmd(dir: &Path, args: &[&str]) -> NsResult<Command> {
     cmd.arg("--repo")
         .arg(dir)
         .args(args)
+        .current_dir(dir)
         .stdin(std::process::Stdio::null());
     Ok(cmd)
 }

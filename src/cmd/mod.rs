@@ -5,6 +5,7 @@
 pub mod add_stage;
 pub mod agents;
 pub mod all;
+pub mod attach;
 pub mod completions;
 pub mod demo;
 pub mod doctor;
@@ -17,6 +18,7 @@ pub mod logs;
 pub mod notify;
 pub mod ops;
 pub mod repair;
+pub mod report;
 pub mod status;
 pub mod subscribe;
 pub mod tick;

@@ -1,3 +1,4 @@
+mod attach;
 mod crash;
 mod doctor;
 mod fake_api;
@@ -16,6 +17,7 @@ mod real_codex;
 mod real_gemini;
 mod real_harness;
 mod real_night;
+mod report;
 mod state_files;
 mod views;
 mod watchdog;
