@@ -1,4 +1,5 @@
-//! `tick --all` and `status --all`: the host-wide forms of `tick` and `status`, over every
+//! `tick --all`, `heartbeat --all` and `status --all`: the host-wide forms of `tick`,
+//! `heartbeat` and `status`, over every
 //! subscribed repository through [`crate::hostreg::visit_all`]. A broken repository is
 //! reported with its error and the command that fixes it; it never stops the others.
 
@@ -17,24 +18,39 @@ use crate::hostreg::{passes, visit_all};
 /// # Errors
 /// Only host-level trouble (an invalid registry, an unwritable host state directory).
 pub fn tick_all(slice: Duration, json: bool) -> NsResult<i32> {
+    pass_all("tick", slice, json)
+}
+
+/// One `heartbeat --all` pass: the watchdog of every subscribed repository, each in its own
+/// process. Exits 1 when any repository failed (after visiting all of them).
+///
+/// # Errors
+/// Only host-level trouble (an invalid registry, an unwritable host state directory).
+pub fn heartbeat_all(slice: Duration, json: bool) -> NsResult<i32> {
+    pass_all("heartbeat", slice, json)
+}
+
+/// Runs `nightshift --repo R <command> --json` for every subscribed repository, fairly, under
+/// the host lock of that kind of pass.
+fn pass_all(command: &str, slice: Duration, json: bool) -> NsResult<i32> {
     let budget = crate::install::record::load()
         .ok()
         .flatten()
         .map(|r| Duration::from_secs(r.interval_secs));
     let pass = Pass {
-        name: "tick".into(),
+        name: command.into(),
         fair: true,
         slice,
         budget,
     };
     let report = visit_all(&pass, |repo, slice| {
-        run_self(repo, &["tick", "--json"], slice)
+        run_self(repo, &[command, "--json"], slice)
     })?;
     let PassReport::Done(results) = report else {
         if json {
             super::print_json(&serde_json::json!({ "version": 1, "result": "busy", "repos": [] }))?;
         } else {
-            println!("nightshift: another tick --all is running; nothing to do");
+            println!("nightshift: another {command} --all is running; nothing to do");
         }
         return Ok(0);
     };
@@ -54,7 +70,7 @@ pub fn tick_all(slice: Duration, json: bool) -> NsResult<i32> {
 fn print_tick_line(r: &RepoResult) {
     let repo = r.repo.display();
     match &r.visit {
-        Visit::Done(ran) if ran.result == "idle" => {}
+        Visit::Done(ran) if ran.result == "idle" || ran.result == "ok" => {}
         Visit::Done(ran) => println!("{repo}: {}", ran.result),
         Visit::Skipped => {
             println!("{repo}: skipped (the pass ran out of time; it goes first next time)")

@@ -13,11 +13,21 @@ pub struct Args {
     /// Print the heartbeat document (the same as state/heartbeat.json).
     #[arg(long)]
     pub json: bool,
+    /// Every subscribed repository (`nightshift subscribe`), each in its own process; what the
+    /// scheduler runs. A broken repository is reported and never stops the others.
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: how long one repository may take before the pass moves on.
+    #[arg(long, requires = "all", default_value = "60s", value_parser = crate::config::parse_duration, value_name = "DURATION")]
+    pub slice: u64,
 }
 
 /// # Errors
 /// See [`crate::watchdog::run`].
 pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
+    if args.all {
+        return super::all::heartbeat_all(std::time::Duration::from_secs(args.slice), args.json);
+    }
     let paths = super::initialised(repo)?;
     let doc = crate::watchdog::run(&paths)?;
     if args.json {

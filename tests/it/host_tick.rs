@@ -263,3 +263,26 @@ fn a_slow_repo_gets_its_slice_and_the_pass_moves_on() {
         "the slow tick still did its step"
     );
 }
+
+/// `heartbeat --all` (what the installed scheduler runs every minute) visits every subscribed
+/// repository; a deleted one is reported with its fix and never stops the healthy one.
+#[test]
+fn heartbeat_all_checks_every_repo_and_a_broken_one_never_stops_the_others() {
+    let host = HostEnv::new();
+    let (good, gone) = (ready_repo("g"), ready_repo("d"));
+    for n in [&good, &gone] {
+        host.ok(&["subscribe", &repo_arg(n)]);
+    }
+    std::fs::remove_dir_all(&gone.repo).unwrap();
+    let out = host.ns(&["heartbeat", "--all", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let repos = v["repos"].as_array().unwrap();
+    assert_eq!(repos.len(), 2, "{v:#}");
+    assert!(
+        good.path("state/heartbeat.json").is_file(),
+        "the healthy repo's watchdog ran: {v:#}"
+    );
+    let text = v.to_string();
+    assert!(text.contains("unsubscribe"), "the fix is named: {v:#}");
+}
