@@ -5,10 +5,14 @@
 use std::fs::OpenOptions;
 
 use super::hostenv::HostEnv;
-use super::night::{Night, PASS, script, stderr, stdout, writes};
+use super::night::{CONFIG, Night, PASS, script, stderr, stdout, writes};
 
 pub fn ready_repo(id: &str) -> Night {
-    let n = Night::new();
+    ready_repo_with(id, CONFIG)
+}
+
+fn ready_repo_with(id: &str, config: &str) -> Night {
+    let n = Night::with_config(config);
     n.init();
     let front = format!(
         "acceptance:\n  - test -f {id}.txt\n{}",
@@ -72,7 +76,12 @@ fn subscribe_is_idempotent_and_refuses_what_is_not_set_up() {
 #[test]
 fn tick_all_advances_the_healthy_repo_past_a_corrupt_and_a_deleted_one() {
     let mut host = HostEnv::new();
-    let (good, corrupt, gone) = (ready_repo("g"), ready_repo("c"), ready_repo("d"));
+    let capped = format!("{CONFIG}host: {{ max_tokens: 987654321 }}\n");
+    let (good, corrupt, gone) = (
+        ready_repo_with("g", &capped),
+        ready_repo("c"),
+        ready_repo("d"),
+    );
     for n in [&good, &corrupt, &gone] {
         host.ok(&["subscribe", &repo_arg(n)]);
     }
@@ -137,13 +146,17 @@ fn tick_all_advances_the_healthy_repo_past_a_corrupt_and_a_deleted_one() {
     );
     assert_eq!(by(&corrupt)["last_tick"]["result"], "error");
 
+    assert_eq!(
+        v["host"]["max_tokens"], 987654321,
+        "the host cap is shown: {v:#}"
+    );
     let text = host.ok(&["status", "--all"]);
     assert!(
         text.contains("broken") && text.contains("missing"),
         "{text}"
     );
     assert!(text.contains("fix: run `nightshift --repo"), "{text}");
-    assert!(text.contains("host caps"), "{text}");
+    assert!(text.contains("host caps: max_tokens 987654321"), "{text}");
 }
 
 #[test]
