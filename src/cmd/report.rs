@@ -64,6 +64,8 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let caps = Caps {
         max_tokens: config.money.max_tokens,
         max_usd: config.money.max_usd,
+        host_max_tokens: config.money.host_max_tokens,
+        host_max_usd: config.money.host_max_usd,
         max_wall_secs: config.max_wall_secs,
     };
     let report = crate::report::build(&view, &window, &repo_name, caps);

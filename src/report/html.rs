@@ -171,6 +171,9 @@ fn spend(s: &mut String, r: &Report) {
         format_duration(sp.wall_secs),
         cap(sp.max_wall_secs.map(format_duration))
     );
+    if let Some(host) = super::md::host_caps(sp) {
+        let _ = writeln!(s, "<p class=\"muted\">{}</p>", esc(&host));
+    }
     if sp.families.is_empty() {
         return;
     }

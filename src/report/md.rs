@@ -124,6 +124,24 @@ pub fn against<T: std::fmt::Display>(spent: String, cap: Option<T>) -> String {
     }
 }
 
+/// The host-wide caps as one phrase, when any is set.
+#[must_use]
+pub fn host_caps(sp: &Spend) -> Option<String> {
+    let parts: Vec<String> = [
+        sp.host_max_tokens.map(|t| format!("{t} tokens")),
+        sp.host_max_usd.map(|u| format!("${u:.2}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "host caps (every repository on this machine): {}",
+            parts.join(", ")
+        )
+    })
+}
+
 fn spend(s: &mut String, sp: &Spend) {
     s.push_str("## Spend\n\n");
     let _ = writeln!(
@@ -141,6 +159,9 @@ fn spend(s: &mut String, sp: &Spend) {
             sp.max_wall_secs.map(format_duration)
         ),
     );
+    if let Some(host) = host_caps(sp) {
+        let _ = writeln!(s, "- {host}");
+    }
     if !sp.families.is_empty() {
         s.push_str("\n| family | runs | tokens (window) | tokens (total) | USD (window) | USD (total) |\n|---|---:|---:|---:|---:|---:|\n");
         for f in &sp.families {

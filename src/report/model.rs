@@ -94,6 +94,9 @@ pub struct Spend {
     pub window_usd: f64,
     pub max_tokens: Option<u64>,
     pub max_usd: Option<f64>,
+    /// The host-wide caps (every repository of this machine), if set.
+    pub host_max_tokens: Option<u64>,
+    pub host_max_usd: Option<f64>,
     pub wall_secs: u64,
     pub max_wall_secs: Option<u64>,
     pub families: Vec<FamilySpend>,
@@ -151,6 +154,8 @@ pub struct Segment {
 pub struct Caps {
     pub max_tokens: Option<u64>,
     pub max_usd: Option<f64>,
+    pub host_max_tokens: Option<u64>,
+    pub host_max_usd: Option<f64>,
     pub max_wall_secs: Option<u64>,
 }
 
@@ -298,6 +303,8 @@ fn spend(view: &LedgerView, caps: Caps) -> Spend {
         window_usd: (b.usd - base_usd).max(0.0),
         max_tokens: caps.max_tokens,
         max_usd: caps.max_usd,
+        host_max_tokens: caps.host_max_tokens,
+        host_max_usd: caps.host_max_usd,
         wall_secs: b.wall_secs,
         max_wall_secs: caps.max_wall_secs,
         families,

@@ -482,8 +482,8 @@ fn demo_ends_by_writing_the_report_and_printing_its_path() {
 fn a_halt_is_the_first_thing_that_needs_you_and_the_retry_is_next() {
     let cfg = super::night::CONFIG.replace(
         "max_consecutive_failures: 50",
-        "max_consecutive_failures: 2",
-    );
+        "max_consecutive_failures: 2\n  max_tokens: 5000000",
+    ) + "host:\n  max_tokens: 90000000\n";
     let mut n = Night::with_config(&cfg);
     n.init();
     let front = format!(
