@@ -5,6 +5,7 @@
 //! Only this module knows every document type; [`crate::schema`] knows none, so the domain
 //! modules that parse documents never import each other through it.
 
+use crate::hostreg::docs::HostDocument;
 use crate::schema::{Document, compiles, schema_of};
 
 impl Document for crate::config::RawConfig {
@@ -46,6 +47,33 @@ impl Document for crate::notify::Message {
 impl Document for crate::awake::AwakeEntry {
     const SCHEMA_FILE: &'static str = "awake-record.schema.json";
 }
+impl Document for crate::hostreg::registry::Registry {
+    const SCHEMA_FILE: &'static str = "host-repos.schema.json";
+}
+impl HostDocument for crate::hostreg::registry::Registry {
+    const VERSION: u32 = crate::hostreg::registry::REGISTRY_VERSION;
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+impl Document for crate::hostreg::passes::PassRecord {
+    const SCHEMA_FILE: &'static str = "host-pass.schema.json";
+}
+impl HostDocument for crate::hostreg::passes::PassRecord {
+    const VERSION: u32 = crate::hostreg::passes::PASS_VERSION;
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+impl Document for crate::install::record::SchedulerRecord {
+    const SCHEMA_FILE: &'static str = "scheduler.schema.json";
+}
+impl HostDocument for crate::install::record::SchedulerRecord {
+    const VERSION: u32 = crate::install::record::SCHEDULER_VERSION;
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
 
 /// One registered document type: its schema file, its generated schema, and whether the
 /// schema compiles.
@@ -63,8 +91,21 @@ const fn entry<T: Document>() -> Registered {
     }
 }
 
+/// A document nightshift only prints (never reads back), such as `report --format json`.
+const fn output<T: schemars::JsonSchema>(file: &'static str) -> Registered {
+    Registered {
+        file,
+        schema: schema_of::<T>,
+        compiles: output_compiles::<T>,
+    }
+}
+
+fn output_compiles<T: schemars::JsonSchema>() -> bool {
+    jsonschema::validator_for(&schema_of::<T>()).is_ok()
+}
+
 /// Every document type with a schema under `schemas/`.
-pub const ALL: [Registered; 13] = [
+pub const ALL: [Registered; 17] = [
     entry::<crate::config::RawConfig>(),
     entry::<crate::card::FrontMatter>(),
     entry::<crate::engine::state::State>(),
@@ -78,6 +119,10 @@ pub const ALL: [Registered; 13] = [
     entry::<crate::notify::Sent>(),
     entry::<crate::notify::Message>(),
     entry::<crate::awake::AwakeEntry>(),
+    entry::<crate::hostreg::registry::Registry>(),
+    entry::<crate::hostreg::passes::PassRecord>(),
+    entry::<crate::install::record::SchedulerRecord>(),
+    output::<crate::report::Report>("report.schema.json"),
 ];
 
 /// Renders every schema as pretty JSON, for `schemas/` (see the `schemas_in_step` test).

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::docs::{self, HostDoc};
+use super::docs;
 use crate::error::NsResult;
 
 pub const PASS_VERSION: u32 = 1;
@@ -65,7 +65,7 @@ pub fn lock_file(name: &str) -> PathBuf {
 /// # Errors
 /// When the file exists but is unreadable or invalid.
 pub fn load(name: &str) -> NsResult<Option<PassRecord>> {
-    docs::read(&file(name), HostDoc::Passes)
+    docs::read(&file(name))
 }
 
 /// Writes the record (validated, atomically).
@@ -73,7 +73,7 @@ pub fn load(name: &str) -> NsResult<Option<PassRecord>> {
 /// # Errors
 /// When it does not validate or cannot be written.
 pub fn save(record: &PassRecord) -> NsResult<()> {
-    docs::write(&file(&record.name), record, HostDoc::Passes)
+    docs::write(&file(&record.name), record)
 }
 
 /// The visiting order: `repos` rotated so that `next` (if still subscribed) comes first.

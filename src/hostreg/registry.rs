@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::docs::{self, HostDoc};
+use super::docs;
 use crate::error::{NsError, NsResult};
 
 pub const REGISTRY_VERSION: u32 = 1;
@@ -43,7 +43,7 @@ impl Registry {
     /// # Errors
     /// When the file exists but cannot be read or does not validate (the error names it).
     pub fn load() -> NsResult<Self> {
-        let reg: Option<Registry> = docs::read(&file(), HostDoc::Registry).map_err(|e| {
+        let reg: Option<Registry> = docs::read(&file()).map_err(|e| {
             e.hint(format!(
                 "fix or delete {} and subscribe again with `nightshift subscribe DIR`",
                 file().display()
@@ -79,7 +79,7 @@ pub fn update<R>(change: impl FnOnce(&mut Registry) -> R) -> NsResult<R> {
     let out = change(&mut reg);
     if reg != before {
         reg.version = REGISTRY_VERSION;
-        docs::write(&file(), &reg, HostDoc::Registry)?;
+        docs::write(&file(), &reg)?;
     }
     Ok(out)
 }
@@ -105,11 +105,11 @@ mod tests {
     fn an_unknown_key_or_a_relative_shape_is_refused() {
         let bad =
             r#"{"version":1,"repos":[{"path":"/r","subscribed_at":"2026-01-01T00:00:00Z","x":1}]}"#;
-        let e = docs::parse::<Registry>(bad, "repos.json", HostDoc::Registry).unwrap_err();
+        let e = docs::parse::<Registry>(bad, "repos.json").unwrap_err();
         assert!(e.to_string().contains("repos.json is not valid"), "{e}");
         let good =
             r#"{"version":1,"repos":[{"path":"/r","subscribed_at":"2026-01-01T00:00:00Z"}]}"#;
-        let r: Registry = docs::parse(good, "repos.json", HostDoc::Registry).unwrap();
+        let r: Registry = docs::parse(good, "repos.json").unwrap();
         assert!(r.contains(Path::new("/r")));
     }
 }

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NsError, NsResult};
-use crate::hostreg::docs::{self, HostDoc};
+use crate::hostreg::docs;
 
 pub const SCHEDULER_VERSION: u32 = 1;
 
@@ -69,7 +69,7 @@ pub fn file() -> PathBuf {
 /// # Errors
 /// When the record exists but is unreadable or invalid.
 pub fn load() -> NsResult<Option<SchedulerRecord>> {
-    docs::read(&file(), HostDoc::Scheduler).map_err(|e| {
+    docs::read(&file()).map_err(|e| {
         e.hint(format!(
             "delete {} and run `nightshift install <kind>` again",
             file().display()
@@ -82,7 +82,7 @@ pub fn load() -> NsResult<Option<SchedulerRecord>> {
 /// # Errors
 /// When it does not validate or cannot be written.
 pub fn save(r: &SchedulerRecord) -> NsResult<()> {
-    docs::write(&file(), r, HostDoc::Scheduler)
+    docs::write(&file(), r)
 }
 
 /// Removes the record (absent is fine).

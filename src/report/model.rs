@@ -354,26 +354,3 @@ fn queued(state: &crate::engine::state::State) -> Vec<Queued> {
         })
         .collect()
 }
-
-#[cfg(test)]
-mod tests {
-    /// `schemas/report.schema.json` is generated from [`super::Report`]; regenerate with
-    /// `NIGHTSHIFT_BLESS=1 cargo test --lib report_schema_in_step`.
-    #[test]
-    fn report_schema_in_step() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/report.schema.json");
-        let mut text = serde_json::to_string_pretty(&schemars::schema_for!(super::Report)).unwrap();
-        text.push('\n');
-        if std::env::var("NIGHTSHIFT_BLESS").is_ok() {
-            std::fs::write(&path, &text).unwrap();
-        }
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            on_disk == text,
-            "schemas/report.schema.json is stale: rerun with NIGHTSHIFT_BLESS=1"
-        );
-        let validator = jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap();
-        assert!(!validator.is_valid(&serde_json::json!({ "version": 1 })));
-    }
-}
