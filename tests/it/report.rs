@@ -515,7 +515,7 @@ fn a_halt_is_the_first_thing_that_needs_you_and_the_retry_is_next() {
     assert_eq!(bars[0]["reason"], "acceptance `false` exited 1");
     let once = n.ok(&["attach", "--once"]);
     assert!(
-        once.contains("HALTED: budget.max_consecutive_failures"),
+        once.contains("budget.max_consecutive_failures: 2 attempts failed in a row"),
         "{once}"
     );
 }
