@@ -7,6 +7,7 @@ pub mod card;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod confine;
 pub mod documents;
 pub mod engine;
 pub mod envelope;

@@ -32,6 +32,17 @@ pub struct StatusJson {
     pub budget: BudgetJson,
     /// Families paused by a usage limit: `{family: {until, reported}}`.
     pub paused: serde_json::Value,
+    /// The confinement in force: `{mode, confined, detail}`.
+    pub confinement: ConfinementJson,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConfinementJson {
+    /// `confine:` of nightshift.yaml.
+    pub mode: &'static str,
+    /// Agents run under a kernel ruleset.
+    pub confined: bool,
+    pub detail: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,6 +130,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         lanes: config.lanes,
         stages,
         paused: serde_json::to_value(&state.paused).unwrap_or_default(),
+        confinement: confinement(&config),
         budget: BudgetJson {
             tokens: budget.usage.total(),
             usd: budget.usd,
@@ -267,6 +279,16 @@ fn run_json(
     })
 }
 
+fn confinement(config: &Config) -> ConfinementJson {
+    let support = crate::confine::support();
+    let (_, detail) = crate::confine::describe(config.confine, &support);
+    ConfinementJson {
+        mode: config.confine.as_str(),
+        confined: config.confine == crate::config::ConfineMode::Strict && support.is_supported(),
+        detail,
+    }
+}
+
 fn print_table(s: &StatusJson) {
     println!(
         "nightshift: {} stage(s), {} of {} lane(s) in flight, ledger #{}",
@@ -275,6 +297,10 @@ fn print_table(s: &StatusJson) {
         s.lanes,
         s.seq
     );
+    println!("{}", s.confinement.detail);
+    if !s.confinement.confined && s.confinement.mode == "strict" {
+        println!("  hint: {}", crate::confine::HINT);
+    }
     if let Some(h) = &s.halted {
         println!(
             "HALTED: {}",
