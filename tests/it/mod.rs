@@ -1,3 +1,4 @@
+mod confine;
 mod crash;
 mod doctor;
 mod fake_api;
