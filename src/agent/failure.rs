@@ -31,6 +31,14 @@ pub enum AgentFailure {
     Crashed { exit: Option<i32>, detail: String },
     /// The CLI refused tool calls the role needed and produced no handoff.
     PermissionDenied { detail: String },
+    /// Every tool call of the run failed (for example a CLI sandbox that cannot start inside
+    /// the kernel ruleset), although the CLI said it finished: never a clean result.
+    ToolsFailed {
+        /// How many tool calls ended, all failed.
+        calls: u32,
+        /// The first failed call and what it printed last.
+        detail: String,
+    },
 }
 
 impl std::fmt::Display for AgentFailure {
@@ -63,6 +71,9 @@ impl std::fmt::Display for AgentFailure {
                 None => write!(f, "ended abnormally: {detail}"),
             },
             Self::PermissionDenied { detail } => write!(f, "permission denied: {detail}"),
+            Self::ToolsFailed { calls, detail } => {
+                write!(f, "all {calls} tool call(s) failed; first: {detail}")
+            }
         }
     }
 }
