@@ -31,4 +31,5 @@ pub mod protect;
 pub mod schema;
 pub mod store;
 pub mod tick;
+pub mod workspace;
 pub mod worktree;

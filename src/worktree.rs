@@ -257,6 +257,9 @@ fn is_worktree_top(git: &Git, dir: &Path) -> Result<bool, GitError> {
     let Some(ours) = top_and_common_dir(git, git.root())? else {
         return Ok(false);
     };
+    if !crate::workspace::gitfile_is_own(&canon, &ours.1) {
+        return Ok(false);
+    }
     let Some((top, common)) = top_and_common_dir(git, &canon)? else {
         return Ok(false);
     };

@@ -89,6 +89,8 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         .clone()
         .unwrap_or_else(|| s.config.base.clone());
     let wt = worktree::prepare(&s.git, &s.paths, &s.stage.id, &start)?;
+    let branch = crate::ids::stage_branch(&s.stage.id);
+    let own_git = crate::workspace::prepare_agent_git(&s.git, &s.paths, &s.stage.id, &wt, &branch)?;
     let patterns = protect::patterns(&s.state, &s.stage);
     let before = protect::snapshot(&wt, &patterns);
     let body = s.card.body.clone();
@@ -99,7 +101,7 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     )?;
     let text = super::brief::worker(&template, cx.paths, &s.stage, cx.args.job.attempt, &body)?;
     let agent = agent_of(&s.config, &s.stage.worker)?;
-    let run = run_agent(cx, &s.config, agent, &wt, &text, &s.card)?;
+    let run = run_agent(cx, &s.config, agent, &wt, Some(&own_git), &text, &s.card)?;
     let after = protect::snapshot(&wt, &patterns);
     let (envelope, envelope_error) = match &run.final_message {
         Some(m) => match envelope::parse_envelope(m, s.stage.id.as_str(), cx.args.job.attempt) {
@@ -149,7 +151,7 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         &diff,
     )?;
     let agent = agent_of(&s.config, &s.stage.verifier)?;
-    let run = run_agent(cx, &s.config, agent, &wt, &text, &s.card)?;
+    let run = run_agent(cx, &s.config, agent, &wt, None, &text, &s.card)?;
     let (verdict, verdict_error) = match &run.final_message {
         Some(m) => match envelope::parse_verdict(m, s.stage.id.as_str(), cx.args.job.attempt) {
             Ok(v) => (Some(v), None),
@@ -195,12 +197,14 @@ fn describe_acceptance(o: &Outcome) -> String {
         .join("\n")
 }
 
-/// Runs an agent for the job's role and reads its structured output.
+/// Runs an agent for the job's role and reads its structured output; `own_git` is the
+/// worker's own git view of the workspace (writable to it, selected by `GIT_DIR`).
 fn run_agent(
     cx: &mut RoleCtx<'_>,
     config: &Config,
     agent: &Agent,
     wt: &Path,
+    own_git: Option<&Path>,
     prompt_text: &str,
     card: &crate::card::Card,
 ) -> Result<AgentRun, JobError> {
@@ -214,7 +218,10 @@ fn run_agent(
             .map_err(JobError::Invocation)?;
     let self_exe = std::env::current_exe()?;
     let attempt_dir = cx.paths.agent_state(job);
-    let grants = crate::confine::grants_for(config, job.role, wt, &attempt_dir, Some(agent))?;
+    let mut grants = crate::confine::grants_for(config, job.role, wt, &attempt_dir, Some(agent))?;
+    if let (Some(g), Some(dir)) = (grants.as_mut(), own_git) {
+        g.dirs.push(dir.to_path_buf());
+    }
     let ictx = InvokeCtx {
         confined: grants.is_some(),
         prompt: prompt_text,
@@ -231,6 +238,9 @@ fn run_agent(
     let mut env = agent::auth::kind_env(agent.kind);
     env.extend(inv.env.iter().cloned());
     env.extend(private_tmp(&attempt_dir)?);
+    if let Some(dir) = own_git {
+        env.extend(crate::workspace::agent_git_env(dir, wt));
+    }
     env.extend(agent::auth::isolation_env(agent, &attempt_dir)?);
     env.extend(secret);
     env.extend(nightshift_env(cx));

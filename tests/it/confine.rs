@@ -305,3 +305,73 @@ fn doctor_and_status_show_the_confinement_in_force() {
     );
     assert_eq!(n.status()["confinement"]["confined"], true);
 }
+
+#[test]
+fn a_confined_worker_uses_git_in_its_workspace_without_touching_the_repositorys_git() {
+    let cfg = CONFIG.replace(
+        "  vcodex: { kind: script, family: codex }",
+        "  vcodex: { kind: script, family: codex }\n  gitter: { kind: command, family: evil, command: /bin/sh, args: [\"-c\", \"exec sh \\\"$NIGHTSHIFT_REPO/../git.sh\\\"\"] }",
+    );
+    let mut n = Night::with_config(&cfg);
+    n.init();
+    std::fs::write(
+        n.root.join("git.sh"),
+        "set -e\necho work > feature.txt\ngit status --porcelain\ngit add -A\ngit commit -q -m 'my own commit'\ngit log --format=%s -1\ngit status --porcelain\nprintf '```json\\n{\"version\":1,\"stage\":\"s1\",\"attempt\":1,\"status\":\"done\",\"summary\":\"committed\"}\\n```\\n'\n",
+    )
+    .unwrap();
+    let front = format!("worker: gitter\nmax_attempts: 1\n{VERIFIER_PASSES}");
+    let c = n.card("s1", &front, "git");
+    n.add(&[&c]);
+    n.drain(20);
+    let log = n.read("state/logs/s1/a1-worker.log");
+    assert!(log.contains("?? feature.txt"), "{log}");
+    assert!(log.contains("my own commit"), "{log}");
+    assert_eq!(
+        n.stage("s1")["status"],
+        "done",
+        "{:#}\n{log}",
+        n.stage("s1")
+    );
+    // nightshift committed the deliverable itself; the agent's commit stayed in its own view.
+    assert_eq!(
+        n.git(&["show", "nightshift/integration:feature.txt"]),
+        "work"
+    );
+    let subjects = n.git(&["log", "--format=%s", "nightshift/integration"]);
+    assert!(!subjects.contains("my own commit"), "{subjects}");
+    let ws = workspace(&n, "s1");
+    assert!(ws.is_dir() && !ws.starts_with(&n.repo), "{}", ws.display());
+    n.assert_fsck_clean("after an agent committed in its own view");
+}
+
+#[test]
+fn the_workspace_directory_is_configurable_and_never_inside_the_repository() {
+    let mut n = Night::new();
+    let outside = n.root.join("elsewhere");
+    let cfg = n.read("nightshift.yaml") + &format!("workspaces: {}\n", outside.display());
+    n.write("nightshift.yaml", &cfg);
+    n.init();
+    let c = n.card("s1", &script(&[writes("a.txt", "a")], &[PASS]), "b");
+    n.add(&[&c]);
+    n.drain(20);
+    assert_eq!(n.stage("s1")["status"], "done");
+    let ws = workspace(&n, "s1");
+    assert!(ws.starts_with(&outside), "{}", ws.display());
+    // Inside the checkout: refused before anything is dispatched.
+    let inside = n.repo.join("ws");
+    let cfg = n.read("nightshift.yaml").replace(
+        &format!("workspaces: {}", outside.display()),
+        &format!("workspaces: {}", inside.display()),
+    );
+    n.write("nightshift.yaml", &cfg);
+    let c2 = n.card("s2", &script(&[writes("b.txt", "b")], &[PASS]), "b");
+    n.add(&[&c2]);
+    let out = n.tick();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is inside the repository"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!inside.exists());
+}
