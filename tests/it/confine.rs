@@ -375,3 +375,27 @@ fn the_workspace_directory_is_configurable_and_never_inside_the_repository() {
     );
     assert!(!inside.exists());
 }
+
+#[test]
+fn a_refused_write_in_acceptance_fails_the_attempt_naming_the_path() {
+    let mut n = Night::new();
+    n.init();
+    let front = format!(
+        "max_attempts: 1\nacceptance: [\"echo x > \\\"$NIGHTSHIFT_REPO/forbidden\\\"\"]\n{}",
+        script(&[writes("a.txt", "a")], &[PASS])
+    );
+    let c = n.card("s1", &front, "b");
+    n.add(&[&c]);
+    n.drain(20);
+    let s = n.stage("s1");
+    assert_eq!(s["status"], "escalated", "{s:#}");
+    assert!(!n.path("forbidden").exists());
+    let want = format!("{}: Permission denied", n.path("forbidden").display());
+    let reason = s["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("write refused: ") && reason.contains(&want),
+        "{reason}"
+    );
+    let log = n.ok(&["log"]);
+    assert!(log.contains(&want), "{log}");
+}
