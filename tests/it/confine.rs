@@ -215,7 +215,7 @@ fn a_confined_verifier_writes_nothing_and_its_workspace_edit_never_lands() {
 fn descendants_of_a_confined_agent_are_confined_too() {
     let cfg = CONFIG.replace(
         "  vcodex: { kind: script, family: codex }",
-        "  vcodex: { kind: script, family: codex }\n  forker: { kind: command, family: evil, command: /bin/sh, args: [\"-c\", \"sh -c 'sleep 1; echo x > \\\"$NIGHTSHIFT_REPO/forbidden\\\" 2>/dev/null; echo $? > grandchild-exit' & wait; printf '```json\\\\n{\\\"version\\\":1,\\\"stage\\\":\\\"s1\\\",\\\"attempt\\\":1,\\\"status\\\":\\\"done\\\",\\\"summary\\\":\\\"forked\\\"}\\\\n```\\\\n'\"] }",
+        "  vcodex: { kind: script, family: codex }\n  forker: { kind: command, family: evil, command: /bin/sh, args: [\"-c\", \"sh -c 'sleep 1; echo x > ../forbidden 2>/dev/null; a=$?; echo x > \\\"$NIGHTSHIFT_REPO/forbidden\\\" 2>/dev/null; echo $a $? > grandchild-exit' & wait; printf '```json\\\\n{\\\"version\\\":1,\\\"stage\\\":\\\"s1\\\",\\\"attempt\\\":1,\\\"status\\\":\\\"done\\\",\\\"summary\\\":\\\"forked\\\"}\\\\n```\\\\n'\"] }",
     );
     let mut n = Night::with_config(&cfg);
     n.init();
@@ -224,9 +224,18 @@ fn descendants_of_a_confined_agent_are_confined_too() {
     n.add(&[&c]);
     n.drain(20);
     assert!(!n.path("forbidden").exists(), "a grandchild escaped");
+    let ws = workspace(&n, "s1");
+    assert!(
+        !ws.parent().unwrap().join("forbidden").exists(),
+        "a grandchild escaped"
+    );
     assert_eq!(n.stage("s1")["status"], "done", "{:#}", n.stage("s1"));
     let exit = n.git(&["show", "nightshift/integration:grandchild-exit"]);
-    assert_ne!(exit.trim(), "0", "the grandchild's write must have failed");
+    assert_eq!(
+        exit.trim(),
+        "2 2",
+        "both of the grandchild's writes must have failed"
+    );
 }
 
 #[test]
@@ -284,7 +293,11 @@ fn strict_without_landlock_refuses_to_dispatch_and_says_so() {
 
 #[test]
 fn doctor_and_status_show_the_confinement_in_force() {
-    let n = Night::new();
+    let cfg = CONFIG.replace(
+        "  vcodex: { kind: script, family: codex }",
+        "  vcodex: { kind: script, family: codex }\n  sub: { kind: claude, family: claude }",
+    );
+    let n = Night::with_config(&cfg);
     n.init();
     let text = stdout(&n.ns(&["doctor", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -304,6 +317,25 @@ fn doctor_and_status_show_the_confinement_in_force() {
         "{check}"
     );
     assert_eq!(n.status()["confinement"]["confined"], true);
+    // A subscription agent shares the user's own CLI state: doctor names the weaker mode.
+    let shared = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "agent sub state")
+        .cloned()
+        .unwrap();
+    assert!(
+        shared["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("weaker mode"),
+        "{shared}"
+    );
+    assert!(
+        !text.contains("agent wclaude state"),
+        "script agents keep no CLI state"
+    );
 }
 
 #[test]
