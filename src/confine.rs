@@ -128,7 +128,13 @@ pub fn describe(mode: ConfineMode, support: &Support) -> (bool, String) {
                 "agents are NOT confined: {why}; `confine: strict` refuses to dispatch"
             ),
         ),
-        (ConfineMode::Detect, _) => (
+        (ConfineMode::Detect, Support::Unsupported { why }) => (
+            true,
+            format!(
+                "agents are NOT confined by the kernel (`confine: detect`; {why}): writes outside the workspace are only detected afterwards"
+            ),
+        ),
+        (ConfineMode::Detect, Support::Landlock { .. }) => (
             true,
             "agents are NOT confined by the kernel (`confine: detect`): writes outside the workspace are only detected afterwards".into(),
         ),

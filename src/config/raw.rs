@@ -35,11 +35,12 @@ pub struct RawConfig {
     /// Prompt templates of this repository, overriding the built-in ones.
     #[serde(default)]
     pub prompts: RawPrompts,
-    /// How agents and acceptance commands are confined (default `strict`): `strict` runs every
-    /// process of an attempt under a kernel ruleset (Linux Landlock) and refuses to dispatch
-    /// where the kernel has none; `detect` and `off` apply no kernel ruleset.
+    /// How agents and acceptance commands are confined: `strict` runs every process of an
+    /// attempt under a kernel ruleset (Linux Landlock) and refuses to dispatch where the kernel
+    /// has none; `detect` and `off` apply no kernel ruleset. Default: `strict` where the
+    /// kernel supports Landlock, else `detect`.
     #[serde(default)]
-    pub confine: ConfineMode,
+    pub confine: Option<ConfineMode>,
     /// Extra directories workers and acceptance commands may write under `confine: strict`
     /// (tool caches such as `~/.cargo` or `~/.npm`); `~/` is the home directory.
     #[serde(default)]
@@ -52,11 +53,10 @@ pub struct RawConfig {
 }
 
 /// `confine:` of nightshift.yaml.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfineMode {
     /// Every process of an attempt runs under a kernel ruleset; no dispatch without one.
-    #[default]
     Strict,
     /// No kernel ruleset; writes outside the workspace are only detected afterwards.
     Detect,

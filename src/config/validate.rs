@@ -56,7 +56,7 @@ impl Config {
             None => None,
         };
         Ok(Self {
-            confine: raw.confine,
+            confine: raw.confine.unwrap_or_else(default_confine),
             confine_writable,
             workspaces,
             prompt_worker: raw.prompts.worker.clone(),
@@ -76,6 +76,15 @@ impl Config {
             max_consecutive_failures: b.max_consecutive_failures.unwrap_or(5).max(1),
             max_attempts_per_stage: b.max_attempts_per_stage,
         })
+    }
+}
+
+/// `strict` where this kernel can confine, else `detect` (and `doctor`/`status` say so).
+fn default_confine() -> crate::config::ConfineMode {
+    if crate::confine::support().is_supported() {
+        crate::config::ConfineMode::Strict
+    } else {
+        crate::config::ConfineMode::Detect
     }
 }
 

@@ -258,7 +258,7 @@ fn acceptance_under_the_ruleset_builds_and_tests_a_python_like_project() {
 
 #[test]
 fn strict_without_landlock_refuses_to_dispatch_and_says_so() {
-    let mut n = Night::new();
+    let mut n = Night::with_config(&format!("{CONFIG}confine: strict\n"));
     n.extra_env
         .push(("NIGHTSHIFT_LANDLOCK".into(), "unsupported".into()));
     n.init();
@@ -282,11 +282,20 @@ fn strict_without_landlock_refuses_to_dispatch_and_says_so() {
             .any(|l| l.starts_with("FAIL") && l.contains("NOT confined")),
         "{text}"
     );
-    // Choosing to run unconfined is the user's call, and says so.
-    let cfg = n.read("nightshift.yaml") + "confine: off\n";
+    // Without a `confine:` key the default on such a kernel is `detect`: agents run, and
+    // status says plainly that they are not confined.
+    let cfg = n.read("nightshift.yaml").replace("confine: strict\n", "");
     n.write("nightshift.yaml", &cfg);
     n.drain(20);
     assert_eq!(n.stage("s1")["status"], "done");
+    let status = n.ok(&["status"]);
+    assert!(
+        status.contains("agents are NOT confined by the kernel (`confine: detect`; NIGHTSHIFT_LANDLOCK=unsupported"),
+        "{status}"
+    );
+    assert_eq!(n.status()["confinement"]["mode"], "detect");
+    // `off` is the user's explicit call, and says so.
+    n.write("nightshift.yaml", &(cfg + "confine: off\n"));
     let status = n.ok(&["status"]);
     assert!(status.contains("NOT confined (`confine: off`)"), "{status}");
 }
