@@ -219,8 +219,8 @@ fn run_agent(
     let self_exe = std::env::current_exe()?;
     let attempt_dir = cx.paths.agent_state(job);
     let mut grants = crate::confine::grants_for(config, job.role, wt, &attempt_dir, Some(agent))?;
-    if let (Some(g), Some(dir)) = (grants.as_mut(), own_git) {
-        g.dirs.push(dir.to_path_buf());
+    if let Some(g) = grants.as_mut() {
+        g.dirs.extend(own_git.map(Path::to_path_buf));
     }
     let ictx = InvokeCtx {
         confined: grants.is_some(),
@@ -252,6 +252,11 @@ fn run_agent(
         grants,
     };
     let res = start_child(cx, &spec, Duration::from_secs(cx.args.timeout_secs))?;
+    read_run(agent, &res)
+}
+
+/// The agent's structured output, read into the run record.
+fn read_run(agent: &Agent, res: &ChildResult) -> Result<AgentRun, JobError> {
     let exit = agent::ExitInfo {
         code: res.exit,
         signal: res.signal,
