@@ -11,16 +11,30 @@ pub const STATE_DIR: &str = "state";
 pub const LEDGER_BRANCH: &str = "nightshift/ledger";
 pub const LEDGER_REF: &str = "refs/heads/nightshift/ledger";
 
-/// The repository root and every nightshift path below it.
+/// The repository root and every nightshift path below it, plus where the stage workspaces
+/// live (outside the checkout).
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub root: PathBuf,
+    /// The directory holding this repository's stage workspaces.
+    pub workspaces: PathBuf,
 }
 
 impl Paths {
+    /// The paths of the repository at `root`, with the default workspace directory.
     #[must_use]
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let root = root.into();
+        let workspaces = default_workspaces(&root);
+        Self { root, workspaces }
+    }
+    /// The same paths with the workspace directory `nightshift.yaml` configures, if any.
+    #[must_use]
+    pub fn with_workspaces(mut self, configured: Option<&Path>) -> Self {
+        if let Some(dir) = configured {
+            self.workspaces = dir.join(repo_key(&self.root));
+        }
+        self
     }
     #[must_use]
     pub fn config(&self) -> PathBuf {
@@ -109,9 +123,10 @@ impl Paths {
             .join(job.stage.as_str())
             .join(format!("{}-{}", attempt_dir(job.attempt), job.role))
     }
+    /// The stage's workspace (a linked worktree), outside the checkout.
     #[must_use]
     pub fn worktree(&self, stage: &StageId) -> PathBuf {
-        self.state_dir().join("worktrees").join(stage.as_str())
+        self.workspaces.join(stage.as_str())
     }
     /// `path` relative to the repo root, for storing and showing.
     #[must_use]
@@ -136,4 +151,23 @@ pub fn work_tree_top(dir: &Path) -> std::io::Result<PathBuf> {
         .find(|d| d.join(".git").exists())
         .unwrap_or(&dir)
         .to_path_buf())
+}
+
+/// `<repo dir name>-<12 hex of the root path's SHA-256>`: one directory per repository.
+#[must_use]
+pub fn repo_key(root: &Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "repo".to_owned());
+    format!("{name}-{hex}")
+}
+
+/// The default workspace directory: `workspaces/<repo key>` under the host state directory.
+fn default_workspaces(root: &Path) -> PathBuf {
+    crate::host::dir().join("workspaces").join(repo_key(root))
 }

@@ -1,5 +1,5 @@
 //! Stage worktrees and what leaves them: each stage works in its own linked worktree
-//! (`state/worktrees/<stage>`) on its own branch (`nightshift/stage/<stage>`); this module
+//! ([`Paths::worktree`], outside the checkout) on its own branch (`nightshift/stage/<stage>`); this module
 //! prepares and removes those worktrees, reads the worker's diff and makes the deliverable
 //! commit. Bringing the stage branch into the integration branch is [`crate::integrate`]'s.
 //!
@@ -257,6 +257,9 @@ fn is_worktree_top(git: &Git, dir: &Path) -> Result<bool, GitError> {
     let Some(ours) = top_and_common_dir(git, git.root())? else {
         return Ok(false);
     };
+    if !crate::workspace::gitfile_is_own(&canon, &ours.1) {
+        return Ok(false);
+    }
     let Some((top, common)) = top_and_common_dir(git, &canon)? else {
         return Ok(false);
     };
@@ -323,7 +326,8 @@ pub(crate) mod testing {
         r.write(".gitignore", "/state/*\n*.ignored\n");
         r.write("a.txt", "base\n");
         r.commit_all("init");
-        let paths = Paths::new(r.root());
+        let mut paths = Paths::new(r.root());
+        paths.workspaces = r.dir.path().join("workspaces");
         (r, paths)
     }
 
@@ -348,7 +352,11 @@ mod tests {
     fn prepare_creates_then_resets() {
         let (r, paths) = setup();
         let dir = prepare(&r.git, &paths, &stage("s1"), "main").unwrap();
-        assert_eq!(dir, r.root().join("state/worktrees/s1"));
+        assert_eq!(dir, r.dir.path().join("workspaces/s1"));
+        assert!(
+            !dir.starts_with(r.root()),
+            "workspaces live outside the checkout"
+        );
         assert_eq!(
             std::fs::read_to_string(dir.join("a.txt")).unwrap(),
             "base\n"
@@ -375,7 +383,8 @@ mod tests {
         let (r, paths) = setup();
         let err = prepare(&r.git, &paths, &stage("s1"), "no-such-branch").unwrap_err();
         assert!(err.to_string().contains("no-such-branch"), "{err}");
-        r.write("state/worktrees/s2/junk", "x");
+        std::fs::create_dir_all(paths.worktree(&stage("s2"))).unwrap();
+        std::fs::write(paths.worktree(&stage("s2")).join("junk"), "x").unwrap();
         let dir = prepare(&r.git, &paths, &stage("s2"), "main").unwrap();
         assert!(!dir.join("junk").exists());
         assert!(dir.join("a.txt").exists());
@@ -446,7 +455,7 @@ mod tests {
         remove(&r.git, &paths, &stage("s1")).unwrap();
         assert!(!dir.exists());
         let list = r.git.run(&["worktree", "list", "--porcelain"]).unwrap();
-        assert!(!list.contains("state/worktrees"), "{list}");
+        assert!(!list.contains("workspaces/s1"), "{list}");
         prepare(&r.git, &paths, &stage("s1"), "main").unwrap();
     }
 }

@@ -71,6 +71,10 @@ impl Vendor for Claude {
         ]
     }
 
+    fn shared_state(&self, home: &Path) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
+        (vec![home.join(".claude")], vec![home.join(".claude.json")])
+    }
+
     fn isolation_env(&self, dir: &Path, tmp: &Path) -> std::io::Result<Vec<(String, String)>> {
         let home = dir.join("claude");
         std::fs::create_dir_all(&home)?;

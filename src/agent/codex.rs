@@ -1,5 +1,7 @@
 //! Codex's room: the facts about the `codex` kind, its one argv per role (`codex exec --json`,
-//! a `workspace-write` sandbox for the worker, `read-only` for the verifier, run with `TZ=UTC`),
+//! a `workspace-write` sandbox for the worker, `read-only` for the verifier, and
+//! `danger-full-access` for both when nightshift's kernel ruleset confines the run, since
+//! codex's own sandbox cannot start inside it; run with `TZ=UTC`),
 //! its output reader ([`parse_stream`], in `parse`), its failure classifier
 //! ([`classify_codex`], in `classify`) and doctor's checks (`codex login status`). Never
 //! spawns anything: the job wrapper runs the [`Invocation`] built here and doctor runs the
@@ -58,6 +60,10 @@ impl Vendor for Codex {
         &[]
     }
 
+    fn shared_state(&self, home: &Path) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
+        (vec![home.join(".codex")], Vec::new())
+    }
+
     fn isolation_env(&self, dir: &Path, tmp: &Path) -> std::io::Result<Vec<(String, String)>> {
         let home = dir.join("codex");
         std::fs::create_dir_all(&home)?;
@@ -73,7 +79,10 @@ impl Vendor for Codex {
         role: Role,
         cx: &InvokeCtx<'_>,
     ) -> Result<Invocation, String> {
+        // Codex's bubblewrap cannot start inside a Landlock domain (every tool call would
+        // fail while codex exits 0): confined, the kernel ruleset is the sandbox.
         let sandbox = match role {
+            _ if cx.confined => "danger-full-access",
             Role::Verifier => "read-only",
             Role::Worker | Role::Acceptance => "workspace-write",
         };

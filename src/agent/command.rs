@@ -51,6 +51,10 @@ impl Vendor for Command {
         &[]
     }
 
+    fn shared_state(&self, _home: &Path) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
+        (Vec::new(), Vec::new())
+    }
+
     fn isolation_env(&self, _dir: &Path, tmp: &Path) -> std::io::Result<Vec<(String, String)>> {
         Ok(vec![super::auth::path_var("TMPDIR", tmp)])
     }

@@ -34,6 +34,14 @@ pub enum AgentFailure {
     /// No progress (log, structured output, workspace) for longer than the agent's silence
     /// window: the heartbeat killed it.
     Stalled { silent_secs: u64 },
+    /// Every tool call of the run failed (for example a CLI sandbox that cannot start inside
+    /// the kernel ruleset), although the CLI said it finished: never a clean result.
+    ToolsFailed {
+        /// How many tool calls ended, all failed.
+        calls: u32,
+        /// The first failed call and what it printed last.
+        detail: String,
+    },
 }
 
 impl std::fmt::Display for AgentFailure {
@@ -71,6 +79,9 @@ impl std::fmt::Display for AgentFailure {
                 "stalled: no progress for {}; killed by the heartbeat",
                 crate::config::format_duration(*silent_secs)
             ),
+            Self::ToolsFailed { calls, detail } => {
+                write!(f, "all {calls} tool call(s) failed; first: {detail}")
+            }
         }
     }
 }

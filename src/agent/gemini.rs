@@ -71,6 +71,10 @@ impl Vendor for Gemini {
         &[("GEMINI_CLI_NO_RELAUNCH", "true")]
     }
 
+    fn shared_state(&self, home: &Path) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
+        (vec![home.join(".gemini")], Vec::new())
+    }
+
     fn isolation_env(&self, dir: &Path, tmp: &Path) -> std::io::Result<Vec<(String, String)>> {
         let home = dir.join("gemini");
         std::fs::create_dir_all(home.join(".gemini"))?;

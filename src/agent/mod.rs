@@ -83,6 +83,10 @@ pub trait Vendor: Sync {
     /// # Errors
     /// When a directory or settings file cannot be written.
     fn isolation_env(&self, dir: &Path, tmp: &Path) -> std::io::Result<Vec<(String, String)>>;
+    /// The user's own CLI state under `home` that a run sharing it writes: directories, and
+    /// single files written in place. Under confinement these stay writable, which is the
+    /// weaker mode (a hook planted there runs later, unconfined).
+    fn shared_state(&self, home: &Path) -> (Vec<PathBuf>, Vec<PathBuf>);
     /// The one argv this kind uses for a role (without the agent's `env:`, added by
     /// [`invocation`]).
     ///
@@ -175,6 +179,9 @@ pub struct InvokeCtx<'a> {
     pub recipe_file: Option<&'a Path>,
     /// nightshift's own executable (the `script` kind runs it).
     pub self_exe: &'a Path,
+    /// The run is confined by the kernel ruleset (`confine: strict`): a CLI whose own sandbox
+    /// cannot start inside it runs without one.
+    pub confined: bool,
 }
 
 /// Builds the one argv an agent kind uses for a role, plus the agent's own `env:`.
@@ -253,7 +260,7 @@ mod tests {
         }
     }
 
-    fn show(a: &Agent, role: Role) -> String {
+    fn show(a: &Agent, role: Role, confined: bool) -> String {
         let dir = tempfile::tempdir().unwrap();
         let prompt_file = dir.path().join("worker-prompt.md");
         let cx = InvokeCtx {
@@ -262,6 +269,7 @@ mod tests {
             worktree: Path::new("/w"),
             recipe_file: Some(Path::new("/h/worker-recipe.json")),
             self_exe: Path::new("/bin/nightshift"),
+            confined,
         };
         let inv = invocation(a, role, &cx).unwrap();
         let env: Vec<String> = inv.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -307,8 +315,15 @@ mod tests {
             ("script", &script),
         ] {
             for role in [Role::Worker, Role::Verifier] {
-                out.push_str(&format!("## {name} {role}\n{}\n", show(a, role)));
+                out.push_str(&format!("## {name} {role}\n{}\n", show(a, role, false)));
             }
+        }
+        // Under the kernel ruleset codex's own bubblewrap sandbox cannot start (its uid_map
+        // write is refused, so every tool call fails while codex still exits 0): it runs with
+        // `danger-full-access` and the Landlock ruleset does the confining.
+        for role in [Role::Worker, Role::Verifier] {
+            let line = show(&codex, role, true);
+            out.push_str(&format!("## codex {role}, confined\n{line}\n"));
         }
         insta::assert_snapshot!(out);
     }

@@ -60,6 +60,10 @@ impl Vendor for Script {
         &[]
     }
 
+    fn shared_state(&self, _home: &Path) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
+        (Vec::new(), Vec::new())
+    }
+
     fn isolation_env(&self, _dir: &Path, tmp: &Path) -> std::io::Result<Vec<(String, String)>> {
         Ok(vec![crate::agent::auth::path_var("TMPDIR", tmp)])
     }

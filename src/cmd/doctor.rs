@@ -52,8 +52,12 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let config = Config::load(&paths.config())?;
     let mut checks = vec![git_check(&paths.root)];
     checks.push(identity_check(&paths.root));
+    checks.push(confine_check(&config));
     for agent in config.agents.values() {
         checks.extend(agent_checks(agent));
+        if let Some(c) = shared_state_check(agent) {
+            checks.push(c);
+        }
     }
     match crate::install::health::checks(&paths.root) {
         Some(installed) => checks.extend(installed),
@@ -127,6 +131,30 @@ fn identity_check(root: &Path) -> Check {
             Some("git config --global user.name \"Your Name\" && git config --global user.email you@example.com".into()),
         ),
     }
+}
+
+fn confine_check(config: &Config) -> Check {
+    let (ok, detail) = crate::confine::describe(config.confine, &crate::confine::support());
+    check("confinement", ok, detail, Some(crate::confine::HINT.into()))
+}
+
+/// An agent that shares the user's own CLI state writes it while confined: the weaker mode.
+fn shared_state_check(agent: &Agent) -> Option<Check> {
+    let home = std::path::PathBuf::from(std::env::var_os("HOME")?);
+    let (dirs, _) = agent.kind.vendor().shared_state(&home);
+    if !agent.share_cli_state || dirs.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    Some(check(
+        format!("agent {} state", agent.name),
+        true,
+        format!(
+            "weaker mode: shares your own CLI state ({}), which stays writable to the agent; a hook planted there runs later, unconfined. An `api` route (share_cli_state: false) gets a fresh per-attempt state instead",
+            list.join(", ")
+        ),
+        None,
+    ))
 }
 
 fn agent_checks(agent: &Agent) -> Vec<Check> {

@@ -50,6 +50,7 @@ fn print_table(s: &StatusView) {
         s.seq
     );
     print_needs_you(s);
+    println!("{}", s.confinement.detail);
     if s.stages.is_empty() {
         println!("no stages yet: `nightshift add-stage CARD`");
         return;

@@ -25,8 +25,8 @@ pub use crate::agent::AgentKind;
 pub use duration::{format_duration, parse_duration};
 pub use price::{DEFAULT_PRICES, Price};
 pub use raw::{
-    AuthRoute, Policy, RawAgent, RawAuth, RawBudget, RawConfig, RawDefaults, RawEstimate, RawHost,
-    RawIntegration, RawPrompts, RawTimeouts,
+    AuthRoute, ConfineMode, Policy, RawAgent, RawAuth, RawBudget, RawConfig, RawDefaults,
+    RawEstimate, RawHost, RawIntegration, RawPrompts, RawTimeouts,
 };
 
 pub const CONFIG_VERSION: u32 = 1;
@@ -113,6 +113,11 @@ pub struct Config {
     pub prompt_worker: Option<String>,
     pub prompt_verifier: Option<String>,
     pub notify: Option<crate::notify::Notify>,
+    pub confine: ConfineMode,
+    /// Absolute extra directories workers and acceptance may write when confined.
+    pub confine_writable: Vec<std::path::PathBuf>,
+    /// The configured workspace directory (absolute), `None` for the default.
+    pub workspaces: Option<std::path::PathBuf>,
 }
 
 impl Config {

@@ -38,6 +38,45 @@ pub struct RawConfig {
     /// A command to run on the events you pick (see `crate::notify`).
     #[serde(default)]
     pub notify: Option<crate::notify::RawNotify>,
+    /// How agents and acceptance commands are confined: `strict` runs every process of an
+    /// attempt under a kernel ruleset (Linux Landlock) and refuses to dispatch where the kernel
+    /// has none; `detect` and `off` apply no kernel ruleset. Default: `strict` where the
+    /// kernel supports Landlock, else `detect`.
+    #[serde(default)]
+    pub confine: Option<ConfineMode>,
+    /// Extra directories workers and acceptance commands may write under `confine: strict`
+    /// (tool caches such as `~/.cargo` or `~/.npm`); `~/` is the home directory.
+    #[serde(default)]
+    pub confine_writable: Vec<String>,
+    /// Where stage workspaces live (default: `workspaces/<repo>-<hash>/` under the host state
+    /// directory, outside the checkout); `~/` is the home directory. Must be outside the
+    /// repository.
+    #[serde(default)]
+    pub workspaces: Option<String>,
+}
+
+/// `confine:` of nightshift.yaml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfineMode {
+    /// Every process of an attempt runs under a kernel ruleset; no dispatch without one.
+    Strict,
+    /// No kernel ruleset; writes outside the workspace are only detected afterwards.
+    Detect,
+    /// No kernel ruleset.
+    Off,
+}
+
+impl ConfineMode {
+    /// The name as written in nightshift.yaml.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Strict => "strict",
+            Self::Detect => "detect",
+            Self::Off => "off",
+        }
+    }
 }
 
 /// `prompts:` paths relative to the repo root. Placeholders are `{{name}}`; an unknown or

@@ -50,8 +50,20 @@ impl Config {
             Some(n) => Some(crate::notify::validate(n)?),
             None => None,
         };
+        let confine_writable = raw
+            .confine_writable
+            .iter()
+            .map(|p| absolute_dir("confine_writable", p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let workspaces = match &raw.workspaces {
+            Some(p) => Some(absolute_dir("workspaces", p)?),
+            None => None,
+        };
         Ok(Self {
             notify,
+            confine: raw.confine.unwrap_or_else(default_confine),
+            confine_writable,
+            workspaces,
             prompt_worker: raw.prompts.worker.clone(),
             prompt_verifier: raw.prompts.verifier.clone(),
             money,
@@ -69,6 +81,29 @@ impl Config {
             max_consecutive_failures: b.max_consecutive_failures.unwrap_or(5).max(1),
             max_attempts_per_stage: b.max_attempts_per_stage,
         })
+    }
+}
+
+/// `strict` where this kernel can confine, else `detect` (and `doctor`/`status` say so).
+fn default_confine() -> crate::config::ConfineMode {
+    if crate::confine::support().is_supported() {
+        crate::config::ConfineMode::Strict
+    } else {
+        crate::config::ConfineMode::Detect
+    }
+}
+
+/// A directory from nightshift.yaml: absolute, or `~/…` under the home directory.
+fn absolute_dir(key: &str, p: &str) -> Result<std::path::PathBuf, String> {
+    if let Some(rest) = p.strip_prefix("~/") {
+        let home = std::env::var_os("HOME").ok_or_else(|| format!("{key}: `{p}` needs $HOME"))?;
+        return Ok(std::path::PathBuf::from(home).join(rest));
+    }
+    let path = std::path::PathBuf::from(p);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!("{key}: `{p}` must be absolute or start with `~/`"))
     }
 }
 

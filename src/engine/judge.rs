@@ -64,6 +64,7 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
                     command: c.command.clone(),
                     exit: c.exit,
                     timed_out: c.timed_out,
+                    refused: c.refused_writes(),
                 }),
                 None if commands.len() < stage.acceptance.len() => {
                     Err(FailReason::Crashed { role })

@@ -160,6 +160,18 @@ impl AgentRun {
 }
 
 impl CommandResult {
+    /// The lines of its output that report a refused write (at most three), as the shell or
+    /// tool printed them: what a confined command tried to write outside its workspace.
+    #[must_use]
+    pub fn refused_writes(&self) -> Vec<String> {
+        self.output_tail
+            .lines()
+            .filter(|l| l.contains("Permission denied") || l.contains("Read-only file system"))
+            .map(|l| l.trim().to_owned())
+            .take(3)
+            .collect()
+    }
+
     #[must_use]
     pub fn passed(&self) -> bool {
         self.exit == Some(0) && !self.timed_out

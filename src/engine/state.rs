@@ -389,6 +389,10 @@ pub enum FailReason {
         command: String,
         exit: Option<i32>,
         timed_out: bool,
+        /// Lines of its output reporting a refused write (`Permission denied`, `Read-only
+        /// file system`): under confinement, the write it tried outside its workspace.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        refused: Vec<String>,
     },
     /// The verifier's verdict was missing, unparseable or for another attempt.
     InvalidVerdict { detail: String },
@@ -421,11 +425,18 @@ impl std::fmt::Display for FailReason {
                 command,
                 exit,
                 timed_out,
-            } => match (timed_out, exit) {
-                (true, _) => write!(f, "acceptance `{command}` timed out"),
-                (false, Some(c)) => write!(f, "acceptance `{command}` exited {c}"),
-                (false, None) => write!(f, "acceptance `{command}` was killed by a signal"),
-            },
+                refused,
+            } => {
+                match (timed_out, exit) {
+                    (true, _) => write!(f, "acceptance `{command}` timed out")?,
+                    (false, Some(c)) => write!(f, "acceptance `{command}` exited {c}")?,
+                    (false, None) => write!(f, "acceptance `{command}` was killed by a signal")?,
+                }
+                match refused.first() {
+                    Some(line) => write!(f, "; write refused: {line}"),
+                    None => Ok(()),
+                }
+            }
             Self::InvalidVerdict { detail } => write!(f, "no valid verdict: {detail}"),
             Self::Revise { .. } => write!(f, "the verifier asked for a revision"),
             Self::Rejected { .. } => write!(f, "the verifier said `fail`"),

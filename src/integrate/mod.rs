@@ -96,7 +96,10 @@ fn integrate_inner(
             ),
         ),
     ];
-    let wt = paths.worktree(stage);
+    let wt = paths
+        .clone()
+        .with_workspaces(config.workspaces.as_deref())
+        .worktree(stage);
     let subject = format!("{}: {}", stage, s.title);
     let commit = worktree::commit_deliverable(git, &wt, &author, &subject, &summary, &trailers)
         .map_err(|e| e.to_string())?;

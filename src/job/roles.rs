@@ -39,6 +39,8 @@ pub fn run_role(mut cx: RoleCtx<'_>) -> OutcomeResult {
 
 struct Setup {
     config: Config,
+    /// The job's paths with the configured workspace directory.
+    paths: Paths,
     state: State,
     stage: Stage,
     git: Git,
@@ -58,7 +60,12 @@ fn setup(cx: &RoleCtx<'_>) -> Result<Setup, JobError> {
     if card.hash != stage.card_hash {
         return Err(JobError::CardChanged(stage.id));
     }
+    let paths = cx
+        .paths
+        .clone()
+        .with_workspaces(config.workspaces.as_deref());
     Ok(Setup {
+        paths,
         config,
         state,
         stage,
@@ -81,7 +88,9 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         .start_point
         .clone()
         .unwrap_or_else(|| s.config.base.clone());
-    let wt = worktree::prepare(&s.git, cx.paths, &s.stage.id, &start)?;
+    let wt = worktree::prepare(&s.git, &s.paths, &s.stage.id, &start)?;
+    let branch = crate::ids::stage_branch(&s.stage.id);
+    let own_git = crate::workspace::prepare_agent_git(&s.git, &s.paths, &s.stage.id, &wt, &branch)?;
     let patterns = protect::patterns(&s.state, &s.stage);
     let before = protect::snapshot(&wt, &patterns);
     let body = s.card.body.clone();
@@ -92,7 +101,7 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     )?;
     let text = super::brief::worker(&template, cx.paths, &s.stage, cx.args.job.attempt, &body)?;
     let agent = agent_of(&s.config, &s.stage.worker)?;
-    let run = run_agent(cx, agent, &wt, &text, &s.card)?;
+    let run = run_agent(cx, &s.config, agent, &wt, Some(&own_git), &text, &s.card)?;
     let after = protect::snapshot(&wt, &patterns);
     let (envelope, envelope_error) = match &run.final_message {
         Some(m) => match envelope::parse_envelope(m, s.stage.id.as_str(), cx.args.job.attempt) {
@@ -118,7 +127,7 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
 
 fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let s = setup(cx)?;
-    let wt = cx.paths.worktree(&s.stage.id);
+    let wt = s.paths.worktree(&s.stage.id);
     let diff = worktree::diff(&s.git, &wt)?;
     let acc_key = crate::ids::JobKey {
         role: Role::Acceptance,
@@ -142,7 +151,7 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         &diff,
     )?;
     let agent = agent_of(&s.config, &s.stage.verifier)?;
-    let run = run_agent(cx, agent, &wt, &text, &s.card)?;
+    let run = run_agent(cx, &s.config, agent, &wt, None, &text, &s.card)?;
     let (verdict, verdict_error) = match &run.final_message {
         Some(m) => match envelope::parse_verdict(m, s.stage.id.as_str(), cx.args.job.attempt) {
             Ok(v) => (Some(v), None),
@@ -188,11 +197,14 @@ fn describe_acceptance(o: &Outcome) -> String {
         .join("\n")
 }
 
-/// Runs an agent for the job's role and reads its structured output.
+/// Runs an agent for the job's role and reads its structured output; `own_git` is the
+/// worker's own git view of the workspace (writable to it, selected by `GIT_DIR`).
 fn run_agent(
     cx: &mut RoleCtx<'_>,
+    config: &Config,
     agent: &Agent,
     wt: &Path,
+    own_git: Option<&Path>,
     prompt_text: &str,
     card: &crate::card::Card,
 ) -> Result<AgentRun, JobError> {
@@ -205,7 +217,13 @@ fn run_agent(
         agent::script::write_recipe(cx.paths, agent, card.front.script.as_ref(), &dir, job.role)
             .map_err(JobError::Invocation)?;
     let self_exe = std::env::current_exe()?;
+    let attempt_dir = cx.paths.agent_state(job);
+    let mut grants = crate::confine::grants_for(config, job.role, wt, &attempt_dir, Some(agent))?;
+    if let Some(g) = grants.as_mut() {
+        g.dirs.extend(own_git.map(Path::to_path_buf));
+    }
     let ictx = InvokeCtx {
+        confined: grants.is_some(),
         prompt: prompt_text,
         prompt_file: &prompt_file,
         worktree: wt,
@@ -219,10 +237,11 @@ fn run_agent(
     };
     let mut env = agent::auth::kind_env(agent.kind);
     env.extend(inv.env.iter().cloned());
-    env.extend(agent::auth::isolation_env(
-        agent,
-        &cx.paths.agent_state(job),
-    )?);
+    env.extend(private_tmp(&attempt_dir)?);
+    if let Some(dir) = own_git {
+        env.extend(crate::workspace::agent_git_env(dir, wt));
+    }
+    env.extend(agent::auth::isolation_env(agent, &attempt_dir)?);
     env.extend(secret);
     env.extend(nightshift_env(cx));
     let spec = ChildSpec {
@@ -230,8 +249,14 @@ fn run_agent(
         args: inv.args.clone(),
         env,
         cwd: wt.to_path_buf(),
+        grants,
     };
     let res = start_child(cx, &spec, Duration::from_secs(cx.args.timeout_secs))?;
+    read_run(agent, &res)
+}
+
+/// The agent's structured output, read into the run record.
+fn read_run(agent: &Agent, res: &ChildResult) -> Result<AgentRun, JobError> {
     let exit = agent::ExitInfo {
         code: res.exit,
         signal: res.signal,
@@ -255,6 +280,18 @@ fn run_agent(
         cli_version: parsed.cli_version,
         permission_denials: parsed.permission_denials,
     })
+}
+
+/// The attempt's private temp dir (`<attempt dir>/tmp`), as `TMPDIR` and
+/// `CLAUDE_CODE_TMPDIR`, in every mode: without it the CLIs share `/tmp` (and `/var/tmp`).
+fn private_tmp(attempt_dir: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let tmp = attempt_dir.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    let tmp = tmp.to_string_lossy().into_owned();
+    Ok(vec![
+        ("TMPDIR".into(), tmp.clone()),
+        ("CLAUDE_CODE_TMPDIR".into(), tmp),
+    ])
 }
 
 fn nightshift_env(cx: &RoleCtx<'_>) -> Vec<(String, String)> {
@@ -307,10 +344,14 @@ fn redact(arg: &str) -> String {
 
 fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let s = setup(cx)?;
-    let wt = cx.paths.worktree(&s.stage.id);
+    let wt = s.paths.worktree(&s.stage.id);
     if !wt.is_dir() {
-        return Err(JobError::WorktreeMissing(cx.paths.rel(&wt)));
+        return Err(JobError::WorktreeMissing(wt.to_string_lossy().into_owned()));
     }
+    let attempt_dir = cx.paths.agent_state(&cx.args.job);
+    let grants = crate::confine::grants_for(&s.config, Role::Acceptance, &wt, &attempt_dir, None)?;
+    let mut env = nightshift_env(cx);
+    env.extend(private_tmp(&attempt_dir)?);
     let commands = s.state.regression_commands(&s.stage);
     let deadline = Instant::now() + Duration::from_secs(cx.args.timeout_secs);
     let mut results = Vec::new();
@@ -321,8 +362,9 @@ fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         let spec = ChildSpec {
             program: PathBuf::from("/bin/sh"),
             args: vec!["-c".into(), format!("exec 2>&1\n{command}")],
-            env: nightshift_env(cx),
+            env: env.clone(),
             cwd: wt.clone(),
+            grants: grants.clone(),
         };
         let started = Instant::now();
         let res = start_child(cx, &spec, left)?;

@@ -1,5 +1,6 @@
 //! Runs one child of a job (an agent or an acceptance command): its own process group, stdin
-//! from /dev/null, an allow-listed environment, stdout teed to the log and kept for parsing,
+//! from /dev/null, an allow-listed environment, the kernel ruleset of its role when confined
+//! (built before the fork, applied between fork and exec: [`crate::confine`]), stdout teed to the log and kept for parsing,
 //! stderr to the log, a deadline enforced by killing the group, and whatever the child left
 //! behind in its group killed when it ends.
 
@@ -28,6 +29,8 @@ pub struct ChildSpec {
     /// Added on top of the allow-listed variables.
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
+    /// What it may write, when it runs confined (`None`: unconfined).
+    pub grants: Option<crate::confine::Grants>,
 }
 
 /// How it ended.
@@ -68,6 +71,11 @@ pub fn run_child(
         .stdout(Stdio::piped())
         .stderr(log_file.try_clone()?);
     cmd.process_group(0);
+    if let Some(grants) = &spec.grants {
+        crate::confine::prepare(grants)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e))?
+            .apply(&mut cmd);
+    }
     // The agent inherits the job's liveness lock: while any of its processes lives, the lock
     // is held and ticks see the attempt as alive.
     rustix::io::fcntl_setfd(alive.file(), rustix::io::FdFlags::empty())?;

@@ -38,6 +38,8 @@ pub struct StatusView {
     pub scheduler: crate::awake::SchedulerView,
     /// When the machine slept (from the host's awake record, newest last).
     pub sleeps: Vec<crate::awake::Sleep>,
+    /// The confinement in force: `{mode, confined, detail}`.
+    pub confinement: ConfinementView,
     /// The time this view was built for.
     pub now: Timestamp,
 }
@@ -109,6 +111,26 @@ pub struct BudgetView {
     pub max_consecutive_failures: u32,
 }
 
+/// The confinement in force, as `status` and `doctor` say it.
+#[derive(Debug, Serialize)]
+pub struct ConfinementView {
+    /// `confine:` of nightshift.yaml.
+    pub mode: &'static str,
+    /// Agents run under a kernel ruleset.
+    pub confined: bool,
+    pub detail: String,
+}
+
+fn confinement(config: &Config) -> ConfinementView {
+    let support = crate::confine::support();
+    let (_, detail) = crate::confine::describe(config.confine, &support);
+    ConfinementView {
+        mode: config.confine.as_str(),
+        confined: config.confine == crate::config::ConfineMode::Strict && support.is_supported(),
+        detail,
+    }
+}
+
 /// Builds the view of a repository at `now`.
 #[must_use]
 pub fn build(
@@ -128,7 +150,16 @@ pub fn build(
         .map(|s| stage_view(paths, s, &seen, budget, &limits, now))
         .collect();
     let scheduler = crate::awake::scheduler_view(now);
-    let needs_you = needs::compute(state, &scheduler, now);
+    let mut needs_you = needs::compute(state, &scheduler, now);
+    let confinement = confinement(config);
+    if !confinement.confined {
+        needs_you.push(NeedsYou {
+            kind: NeedsKind::Unconfined,
+            stage: None,
+            message: confinement.detail.clone(),
+            next: (confinement.mode == "strict").then(|| crate::confine::HINT.to_owned()),
+        });
+    }
     StatusView {
         version: 1,
         seq: state.seq,
@@ -154,6 +185,7 @@ pub fn build(
         needs_you,
         scheduler,
         sleeps,
+        confinement,
         now,
     }
 }

@@ -23,6 +23,8 @@ pub enum NeedsKind {
     SchedulerStopped,
     /// A model family hit its usage limit; it resumes by itself at the reset time.
     Paused,
+    /// Agents run without a kernel ruleset (no Landlock, or `confine:` is not `strict`).
+    Unconfined,
 }
 
 impl NeedsKind {
@@ -34,6 +36,7 @@ impl NeedsKind {
             Self::Escalated => "escalated",
             Self::SchedulerStopped => "scheduler_stopped",
             Self::Paused => "paused",
+            Self::Unconfined => "unconfined",
         }
     }
 }

@@ -117,7 +117,7 @@ fn alive(pid: u32) -> bool {
 fn lesson_agents_get_devnull_stdin_and_an_allow_listed_environment() {
     let cfg = super::night::CONFIG.replace(
         "  vcodex: { kind: script, family: codex }",
-        "  vcodex: { kind: script, family: codex }\n  probe: { kind: command, family: probe, command: sh, args: [\"-c\", \"cat; env | sort > $HOME/env-seen.txt; printf '```json\\\\n{\\\"version\\\":1,\\\"stage\\\":\\\"%s\\\",\\\"attempt\\\":%s,\\\"status\\\":\\\"done\\\",\\\"summary\\\":\\\"probed\\\"}\\\\n```\\\\n' $NIGHTSHIFT_STAGE $NIGHTSHIFT_ATTEMPT\"], env: { CONFIGURED: yes } }",
+        "  vcodex: { kind: script, family: codex }\n  probe: { kind: command, family: probe, command: sh, args: [\"-c\", \"cat; env | sort > $TMPDIR/env-seen.txt; printf '```json\\\\n{\\\"version\\\":1,\\\"stage\\\":\\\"%s\\\",\\\"attempt\\\":%s,\\\"status\\\":\\\"done\\\",\\\"summary\\\":\\\"probed\\\"}\\\\n```\\\\n' $NIGHTSHIFT_STAGE $NIGHTSHIFT_ATTEMPT\"], env: { CONFIGURED: yes } }",
     );
     let mut n = Night::with_config(&cfg);
     n.extra_env
@@ -137,7 +137,8 @@ fn lesson_agents_get_devnull_stdin_and_an_allow_listed_environment() {
         "cat on stdin must not block"
     );
     assert_eq!(n.stage("s1")["status"], "done", "{:#}", n.stage("s1"));
-    let env = std::fs::read_to_string(n.root.join("home/env-seen.txt")).unwrap();
+    // The attempt's private temp dir (the agent may write nowhere outside it and its workspace).
+    let env = n.read("state/agent-state/s1/a1-worker/tmp/env-seen.txt");
     assert!(
         !env.contains("CANARY") && !env.contains("sk-ant-canary"),
         "secrets leaked:\n{env}"

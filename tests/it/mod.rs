@@ -1,4 +1,5 @@
 mod attach;
+mod confine;
 mod crash;
 mod doctor;
 mod fake_api;

@@ -354,3 +354,77 @@ fn codex_retries_a_rate_limit_that_says_when_to_retry() {
     assert_eq!(run.last()["type"], "turn.completed");
     assert_eq!(fake.turn_requests().len(), 2);
 }
+
+/// Under nightshift's kernel ruleset codex's own bubblewrap sandbox cannot start: every tool
+/// call fails while codex exits 0 with `turn.completed`. nightshift therefore runs codex with
+/// `danger-full-access` when confined, and a run whose tool calls all failed is typed
+/// `tools_failed`, never a clean result (fixture `codex-sandbox-in-landlock.stdout.jsonl`,
+/// captured with `NIGHTSHIFT_UPDATE_FIXTURES=1`).
+#[test]
+fn codex_own_sandbox_inside_landlock_fails_every_tool_call_and_is_typed() {
+    let Some(bin) = codex_bin() else { return };
+    let sb = Sandbox::new(&["home/.codex"]);
+    let fake = FakeOpenAi::start(vec![
+        Turn::shell("echo hello > out.txt"),
+        Turn::add_file("notes.md", "some notes"),
+        Turn::Final(WORKER_FINAL.to_owned()),
+    ]);
+    let mut grants = nightshift::confine::Grants::default();
+    for d in ["repo", "tmp", "home/.codex"] {
+        grants.dir(&sb.root.join(d)).unwrap();
+    }
+    let confined = |mut cmd: std::process::Command| {
+        nightshift::confine::prepare(&grants)
+            .unwrap()
+            .apply(&mut cmd);
+        cmd
+    };
+    let mut cmd = sb.command(&bin);
+    cmd.arg("exec")
+        .arg("--json")
+        .arg("-C")
+        .arg(&sb.repo)
+        .args(["--sandbox", "workspace-write"])
+        .args(fake.codex_args())
+        .arg("Create out.txt.")
+        .env("CODEX_HOME", sb.root.join("home/.codex"))
+        .envs(fake.env());
+    let run = sb.run(
+        "codex exec --sandbox workspace-write, inside Landlock",
+        confined(cmd),
+        Lines::JsonOnly,
+    );
+    save_fixture("codex-sandbox-in-landlock.stdout.jsonl", &sb, &run.stdout);
+    // Measured (codex 0.169): the shell call that bwrap refused leaves no event at all in the
+    // stream (only the model sees `bwrap: setting up uid map: Permission denied`); the
+    // patch shows as a `file_change` item with `status: failed`.
+    let reqs = fake.turn_requests();
+    let last_input = reqs.last().unwrap().json()["input"].to_string();
+    assert!(last_input.contains("bwrap"), "{last_input}");
+    assert!(run.items("item.completed", "command_execution").is_empty());
+    let changes = run.items("item.completed", "file_change");
+    assert_eq!(changes.len(), 1, "{}", run.dump());
+    assert_eq!(changes[0]["status"], "failed");
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    assert_eq!(run.last()["type"], "turn.completed", "{}", run.dump());
+    assert!(!sb.repo.join("out.txt").exists(), "{}", run.dump());
+    let summary = nightshift::agent::codex::parse_stream(run.stdout.as_bytes());
+    assert!(summary.tool_calls > 0, "{}", run.dump());
+    let failure = nightshift::agent::codex::classify_codex(
+        &summary,
+        nightshift::agent::ExitInfo {
+            code: run.code,
+            signal: None,
+            timed_out: false,
+        },
+        jiff::Timestamp::now(),
+    );
+    assert!(
+        matches!(
+            failure,
+            Some(nightshift::agent::failure::AgentFailure::ToolsFailed { .. })
+        ),
+        "{failure:?}\n{}",
+        run.dump()
+    );
+}

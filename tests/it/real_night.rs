@@ -86,6 +86,9 @@ fn night_with(config: &str) -> Night {
     n.extra_env
         .push(("CANARY_PARENT_ONLY".into(), "canary-parent-secret".into()));
     n.init();
+    // `confine: strict` is the default: every real CLI below runs under the kernel ruleset.
+    assert!(!config.contains("confine:"), "{config}");
+    assert_eq!(n.status()["confinement"]["confined"], true);
     n
 }
 

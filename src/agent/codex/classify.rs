@@ -16,9 +16,22 @@ use crate::agent::failure::{AgentFailure, classify_exit, unfinished};
 pub fn classify_codex(s: &CodexSummary, exit: ExitInfo, now: Timestamp) -> Option<AgentFailure> {
     match (&s.turn_failed, s.turn_completed) {
         (Some(message), _) => Some(classify_codex_message(message, now)),
-        (None, true) => classify_exit(exit, ""),
+        (None, true) => classify_exit(exit, "").or_else(|| all_tools_failed(s)),
         (None, false) => Some(unfinished(exit, "no turn.completed event")),
     }
+}
+
+/// A finished turn whose tool calls all failed is no clean result: under a kernel ruleset
+/// codex's own sandbox cannot start, every call fails, and codex still exits 0. Measured on
+/// codex 0.169: a refused patch is a `file_change` item with `status: failed`, but a shell
+/// call whose sandbox could not start leaves no event in the stream at all, which is why a
+/// confined codex runs with `danger-full-access` and never reaches this state by design.
+fn all_tools_failed(s: &CodexSummary) -> Option<AgentFailure> {
+    let all_failed = s.tool_calls > 0 && s.failed_tools.len() >= s.tool_calls as usize;
+    all_failed.then(|| AgentFailure::ToolsFailed {
+        calls: s.tool_calls,
+        detail: s.failed_tools.first().cloned().unwrap_or_default(),
+    })
 }
 
 /// Reads one of codex's fixed `turn.failed` message shapes (observed on codex 0.169):
@@ -114,6 +127,44 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    const OK: ExitInfo = ExitInfo {
+        code: Some(0),
+        signal: None,
+        timed_out: false,
+    };
+
+    #[test]
+    fn a_turn_whose_tool_calls_all_failed_is_tools_failed() {
+        let now = ts("2026-11-22T17:00:00Z");
+        let stream = include_str!(
+            "../../../tests/fixtures/agent-cli-output/codex-sandbox-in-landlock.stdout.jsonl"
+        );
+        let s = super::super::parse_stream(stream.as_bytes());
+        assert!(s.turn_completed);
+        assert_eq!(s.tool_calls, 1);
+        assert_eq!(
+            classify_codex(&s, OK, now),
+            Some(AgentFailure::ToolsFailed {
+                calls: 1,
+                detail: "/tmp/run/repo/notes.md".into()
+            })
+        );
+        // One failed command among good ones is the agent's business, not a failure.
+        let reviewer =
+            include_str!("../../../tests/fixtures/agent-cli-output/codex-reviewer.stdout.jsonl");
+        let s = super::super::parse_stream(reviewer.as_bytes());
+        assert_eq!((s.tool_calls, s.failed_tools.len()), (2, 1));
+        assert!(s.failed_tools[0].ends_with("review.txt: Read-only file system"));
+        assert_eq!(classify_codex(&s, OK, now), None);
+        // No tool call at all is no failure either.
+        let worker =
+            include_str!("../../../tests/fixtures/agent-cli-output/codex-worker.stdout.jsonl");
+        assert_eq!(
+            classify_codex(&super::super::parse_stream(worker.as_bytes()), OK, now),
+            None
+        );
     }
 
     #[test]

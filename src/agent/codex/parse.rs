@@ -42,6 +42,12 @@ pub struct CodexSummary {
     /// `command_execution` items in the order they started: command and exit code (`None`
     /// while unfinished, or if the run died first).
     pub commands: Vec<(String, Option<i32>)>,
+    /// Tool calls that ended (`command_execution`, `file_change`, `mcp_tool_call` items
+    /// completed).
+    pub tool_calls: u32,
+    /// Those that failed (`status: "failed"`, or a command with a non-zero exit code), each as
+    /// its command or paths and the last line it printed.
+    pub failed_tools: Vec<String>,
     /// Lines skipped because they were not a JSON object (a cut-off last line counts here).
     pub garbage_lines: u32,
 }
@@ -103,6 +109,9 @@ impl Accumulator {
     }
 
     fn item(&mut self, item: &Map<String, Value>, completed: bool) {
+        if completed {
+            self.tool_end(item);
+        }
         match item.get("type").and_then(Value::as_str) {
             Some("agent_message") if completed => {
                 if let Some(text) = str_field(item, "text") {
@@ -113,6 +122,44 @@ impl Accumulator {
             Some("error") if completed => count_reconnect(&mut self.summary, item),
             _ => {}
         }
+    }
+
+    /// Counts a finished tool call and records it when it failed.
+    fn tool_end(&mut self, item: &Map<String, Value>) {
+        let kind = item.get("type").and_then(Value::as_str);
+        if !matches!(
+            kind,
+            Some("command_execution" | "file_change" | "mcp_tool_call")
+        ) {
+            return;
+        }
+        let s = &mut self.summary;
+        s.tool_calls = s.tool_calls.saturating_add(1);
+        let status_failed = item.get("status").and_then(Value::as_str) == Some("failed");
+        let exit = item.get("exit_code").and_then(Value::as_i64);
+        if !status_failed && exit.is_none_or(|c| c == 0) {
+            return;
+        }
+        let what = str_field(item, "command").unwrap_or_else(|| {
+            let paths: Vec<&str> = item
+                .get("changes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.get("path").and_then(Value::as_str))
+                .collect();
+            if paths.is_empty() {
+                kind.unwrap_or("tool").to_owned()
+            } else {
+                paths.join(", ")
+            }
+        });
+        let output = str_field(item, "aggregated_output").unwrap_or_default();
+        let last = output.lines().rev().find(|l| !l.trim().is_empty());
+        s.failed_tools.push(match last {
+            Some(l) => format!("{what}: {}", l.trim()),
+            None => what,
+        });
     }
 
     /// Records a command when first seen and updates its exit code on later events.
