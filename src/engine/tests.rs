@@ -1111,6 +1111,22 @@ fn running_past_deadline_is_killed_and_timed_out() {
 }
 
 #[test]
+fn a_sleep_of_the_machine_does_not_count_against_the_deadline() {
+    let mut sim = Sim::new().card("a");
+    let _ = sim.tick();
+    let deadline = i64::try_from(TIMEOUTS.worker).expect("small");
+    // The machine slept for three hours a minute into the job.
+    sim.seen.sleeps = vec![crate::engine::observe::Sleep {
+        from: at_secs(sim.start, 60),
+        to: at_secs(sim.start, 60 + 3 * 3600),
+    }];
+    sim.running("a").at(deadline + 3 * 3600 + KILL_GRACE_SECS);
+    assert!(sim.tick().is_empty(), "slept time is not awake time");
+    sim.at(deadline + 3 * 3600 + KILL_GRACE_SECS + 1);
+    assert_eq!(show(&sim.tick()), [format!("kill a@a1-worker [{PGID}]")]);
+}
+
+#[test]
 fn vanished_job_is_a_crash() {
     let mut sim = Sim::new().card("a");
     let _ = sim.tick();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::night::{Night, wait_for_child};
+use super::night::{Night, stdout, wait_for_child};
 
 // Tests here move the clock by hand and run `heartbeat` as the scheduler would.
 
@@ -234,7 +234,8 @@ fn orphans_are_reaped_when_proven_and_reported_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("escaped.pid");
     let snippet = format!(
-        "setsid sleep 600 >/dev/null 2>&1 & echo $! > {}; echo done",
+        "setsid sleep 600 >/dev/null 2>&1 & p=$!; echo $p > {}; \
+         while [ \"$(cut -d' ' -f5 /proc/$p/stat)\" != \"$p\" ]; do sleep 0.05; done; echo done",
         pidfile.display()
     );
     let (mut n, _) = started(&snippet, "1h", "");
@@ -356,6 +357,15 @@ fn a_stopped_scheduler_is_reported_by_status_and_heartbeat() {
         human.starts_with("nightshift:") && human.contains("NEEDS YOU\n  SCHEDULER STOPPED:"),
         "{human}"
     );
+    let doctor: Value = serde_json::from_str(&stdout(&n.ns(&["doctor", "--json"]))).unwrap();
+    let ticking = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "scheduler ticking")
+        .cloned()
+        .unwrap_or_else(|| panic!("{doctor:#}"));
+    assert_eq!(ticking["ok"], false, "{ticking:#}");
     n.tick();
     assert!(!n.status()["scheduler"]["stopped"].as_bool().unwrap());
 }
