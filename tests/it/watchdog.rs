@@ -429,6 +429,14 @@ fn notifications_arrive_for_each_event_kind_and_bursts_are_coalesced() {
         lines.iter().any(|l| l.starts_with("nightshift: `c")),
         "summary first arg: {lines:#?}"
     );
+    // The escalation the burst held back is sent a minute later, by the next heartbeat.
+    n.minute += 2;
+    heartbeat(&n);
+    let lines = wait_for_lines(&record, kinds.len() + 1);
+    let held = lines.last().unwrap();
+    assert!(held.starts_with("nightshift: `c"), "{lines:#?}");
+    assert!(held.contains("\"event\":\"escalated\""), "{lines:#?}");
+    let kinds: Vec<String> = lines.iter().map(|l| l.to_owned()).collect();
     // paused, on a fresh night.
     n.ok(&["resume"]);
     let l = n.card("lim", limit, "x");
