@@ -119,8 +119,14 @@ fn heartbeat_kills_a_term_ignoring_agent_and_its_grandchild_past_the_deadline() 
         reg["pid"].as_i64().unwrap(),
         reg["child_pgid"].as_i64().unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(members(child).len() >= 2, "the agent has a grandchild");
+    let start = Instant::now();
+    while members(child).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the agent never started its grandchild"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The wrapper is stopped: it cannot enforce its own deadline.
     Command::new("kill")
         .args(["-STOP", &wrapper.to_string()])
@@ -238,8 +244,20 @@ fn orphans_are_reaped_when_proven_and_reported_otherwise() {
          while [ \"$(cut -d' ' -f5 /proc/$p/stat)\" != \"$p\" ]; do sleep 0.05; done; echo done",
         pidfile.display()
     );
-    let (mut n, _) = started(&snippet, "1h", "");
-    n.settle();
+    // The attempt ends at once: wait for its outcome, not for its registration.
+    let mut n = Night::with_config(&config(&snippet, "1h", ""));
+    n.init();
+    let c = n.card("s1", "", "do it");
+    n.add(&[&c]);
+    assert!(n.tick().status.success());
+    let start = Instant::now();
+    while !n.path("state/handoffs/s1/a1/worker.json").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the job never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let escaped: u32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
