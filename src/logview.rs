@@ -96,7 +96,7 @@ fn said(text: &str) -> Vec<String> {
             if i == 0 {
                 format!("agent: {l}")
             } else {
-                format!("       {l}")
+                format!("       {l}").trim_end().to_owned()
             }
         })
         .collect()

@@ -3,8 +3,9 @@
 //! `scheduler_stopped`) nightshift starts the command detached (through `nightshift __notify`,
 //! which feeds it the event as JSON on stdin and kills it at its timeout), with a one-line
 //! summary as its last argument. Bursts are coalesced: at most one call per minute per event
-//! kind (`state/notify.json` remembers the last call). Never blocks a tick, never fails one:
-//! a notification that cannot be sent is logged to `state/logs/notify.log`.
+//! kind; what a burst held back is sent as one call once the minute has passed
+//! (`state/notify.json` remembers the last call and what is held). Never blocks a tick, never
+//! fails one: a notification that cannot be sent is logged to `state/logs/notify.log`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -151,17 +152,12 @@ pub struct Message {
     pub stage: Option<String>,
     pub summary: String,
     pub at: Timestamp,
-    /// Calls for this event kind skipped since the last one (bursts are coalesced).
+    /// Further events of this kind folded into this call (a burst, sent a minute later).
     pub coalesced: u32,
 }
 
 /// One thing that happened, before it is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Happened {
-    pub event: NotifyEvent,
-    pub stage: Option<String>,
-    pub summary: String,
-}
+pub type Happened = Held;
 
 /// What a change of state (`old` → `new`) is worth telling.
 #[must_use]
@@ -223,15 +219,24 @@ pub fn changes(old: &State, new: &State) -> Vec<Happened> {
     out
 }
 
+/// An event held back by a burst.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Held {
+    pub event: NotifyEvent,
+    pub stage: Option<String>,
+    pub summary: String,
+}
+
 /// `state/notify.json`: when each event kind was last sent (volatile).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sent {
     pub version: u32,
     pub last: BTreeMap<String, Timestamp>,
-    /// Calls skipped since the last one, per event kind.
+    /// Events held back by a burst, per kind, sent together once its minute has passed.
     #[serde(default)]
-    pub skipped: BTreeMap<String, u32>,
+    pub held: BTreeMap<String, Vec<Held>>,
     /// A key per event kind that must change before it is sent again (the scheduler's last
     /// tick, for `scheduler_stopped`).
     #[serde(default)]
@@ -250,7 +255,9 @@ fn read_sent(paths: &Paths) -> Sent {
 }
 
 /// Sends what happened, for the events the config picked. `key`, when given, must differ from
-/// the last call's key for that event kind.
+/// the last call's key for that event kind. Events of a kind sent less than a minute ago are
+/// held, and sent together by the first call of `send` (every tick and heartbeat makes one)
+/// after the minute has passed.
 pub fn send(
     paths: &Paths,
     notify: Option<&Notify>,
@@ -263,12 +270,12 @@ pub fn send(
         .iter()
         .filter(|h| notify.events.contains(&h.event))
         .collect();
-    if wanted.is_empty() {
+    if wanted.is_empty() && !sent_file(paths).exists() {
         return;
     }
     let _lock = crate::lock::lock(&paths.state_dir().join(".notify-lock"));
     let mut sent = read_sent(paths);
-    sent.version = NOTIFY_VERSION;
+    let mut dirty = flush_held(paths, notify, &mut sent, now);
     for h in wanted {
         let kind = h.event.as_str().to_owned();
         if let Some(k) = key
@@ -276,34 +283,79 @@ pub fn send(
         {
             continue;
         }
-        let recent = sent
-            .last
-            .get(&kind)
-            .is_some_and(|t| (now.as_second() - t.as_second()).abs() < COALESCE_SECS);
-        if recent {
-            *sent.skipped.entry(kind).or_default() += 1;
+        dirty = true;
+        if let Some(k) = key {
+            sent.keys.insert(kind.clone(), k.to_owned());
+        }
+        if recent(&sent, &kind, now) {
+            sent.held.entry(kind).or_default().push(h.clone());
             continue;
         }
-        let msg = Message {
-            version: NOTIFY_VERSION,
-            event: h.event,
-            repo: paths.root.to_string_lossy().into_owned(),
-            stage: h.stage.clone(),
-            summary: h.summary.clone(),
-            at: now,
-            coalesced: sent.skipped.remove(&kind).unwrap_or(0),
+        call(paths, notify, &mut sent, h, 0, now);
+    }
+    if dirty {
+        sent.version = NOTIFY_VERSION;
+        if let Err(e) = crate::store::write_json(&sent_file(paths), &sent) {
+            log(paths, &e.to_string());
+        }
+    }
+}
+
+fn recent(sent: &Sent, kind: &str, now: Timestamp) -> bool {
+    sent.last
+        .get(kind)
+        .is_some_and(|t| (now.as_second() - t.as_second()).abs() < COALESCE_SECS)
+}
+
+/// Sends, as one call per kind, the events held back by a burst whose minute has passed.
+fn flush_held(paths: &Paths, notify: &Notify, sent: &mut Sent, now: Timestamp) -> bool {
+    let due: Vec<String> = sent
+        .held
+        .keys()
+        .filter(|k| !recent(sent, k, now))
+        .cloned()
+        .collect();
+    for kind in &due {
+        let Some(held) = sent.held.remove(kind).filter(|h| !h.is_empty()) else {
+            continue;
         };
-        if let Err(e) = start(paths, notify, &msg) {
-            log(paths, &format!("cannot start the notify command: {e}"));
+        let n = u32::try_from(held.len()).unwrap_or(u32::MAX);
+        let mut one = held[0].clone();
+        if held.len() > 1 {
+            let all: Vec<&str> = held.iter().map(|h| h.summary.as_str()).collect();
+            one.summary = format!(
+                "nightshift: {} more `{kind}`: {}",
+                held.len(),
+                all.join(" | ")
+            );
+            one.stage = None;
         }
-        sent.last.insert(kind.clone(), now);
-        if let Some(k) = key {
-            sent.keys.insert(kind, k.to_owned());
-        }
+        call(paths, notify, sent, &one, n.saturating_sub(1), now);
     }
-    if let Err(e) = crate::store::write_json(&sent_file(paths), &sent) {
-        log(paths, &e.to_string());
+    !due.is_empty()
+}
+
+fn call(
+    paths: &Paths,
+    notify: &Notify,
+    sent: &mut Sent,
+    h: &Happened,
+    coalesced: u32,
+    now: Timestamp,
+) {
+    let msg = Message {
+        version: NOTIFY_VERSION,
+        event: h.event,
+        repo: paths.root.to_string_lossy().into_owned(),
+        stage: h.stage.clone(),
+        summary: h.summary.clone(),
+        at: now,
+        coalesced,
+    };
+    if let Err(e) = start(paths, notify, &msg) {
+        log(paths, &format!("cannot start the notify command: {e}"));
     }
+    sent.last.insert(h.event.as_str().to_owned(), now);
 }
 
 fn log(paths: &Paths, line: &str) {

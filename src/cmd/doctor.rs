@@ -63,6 +63,18 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         Some(installed) => checks.extend(installed),
         None => checks.push(scheduler_check(&paths.root)),
     }
+    let sched = crate::awake::scheduler_view(crate::now::now()?);
+    if sched.installed {
+        let last = sched
+            .last_tick
+            .map_or_else(|| "never".to_owned(), |t| t.to_string());
+        checks.push(check(
+            "scheduler ticking",
+            !sched.stopped,
+            format!("last tick on this host: {last}"),
+            Some("the scheduler stopped: reinstall it with `nightshift install`, then check `nightshift status`".into()),
+        ));
+    }
     let ok = checks.iter().all(|c| c.ok);
     if args.json {
         super::print_json(&serde_json::json!({ "version": 1, "ok": ok, "checks": checks }))?;

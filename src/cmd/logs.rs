@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long)]
     pub attempt: Option<u32>,
     /// `worker`, `acceptance` or `verifier` (default: the job the stage waits on, else the
-    /// latest of the attempt's logs).
+    /// worker's log).
     #[arg(long)]
     pub role: Option<String>,
     /// Keep printing as the log grows, until the job ends.
@@ -68,7 +68,8 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     follow(&paths, &key, &log, args)
 }
 
-/// The job the stage waits on for this attempt, else the last role that left a log.
+/// The job the stage waits on for this attempt, else the worker (or the first role that left
+/// a log).
 fn default_role(
     paths: &crate::paths::Paths,
     stage: &crate::engine::state::Stage,
@@ -79,7 +80,7 @@ fn default_role(
     {
         return role;
     }
-    [Role::Verifier, Role::Acceptance, Role::Worker]
+    [Role::Worker, Role::Verifier, Role::Acceptance]
         .into_iter()
         .find(|r| {
             paths

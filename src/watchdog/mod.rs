@@ -159,17 +159,20 @@ pub fn run(paths: &Paths) -> NsResult<HeartbeatDoc> {
         .any(|a| a.verdict != Verdict::Ok && a.action.is_some())
         || orphans.iter().any(|o| o.reaped);
     let scheduler = crate::awake::scheduler_view(now);
-    if scheduler.stopped {
-        let last = scheduler
-            .last_tick
-            .map_or_else(|| "never".to_owned(), |t| t.to_string());
-        let happened = crate::notify::Happened {
+    let last = scheduler
+        .last_tick
+        .map_or_else(|| "never".to_owned(), |t| t.to_string());
+    let stopped: Vec<crate::notify::Happened> = scheduler
+        .stopped
+        .then(|| crate::notify::Happened {
             event: crate::notify::NotifyEvent::SchedulerStopped,
             stage: None,
             summary: format!("nightshift: the scheduler has not ticked since {last}"),
-        };
-        crate::notify::send(paths, config.notify.as_ref(), &[happened], Some(&last), now);
-    }
+        })
+        .into_iter()
+        .collect();
+    // Also sends what a burst held back, once its minute has passed.
+    crate::notify::send(paths, config.notify.as_ref(), &stopped, Some(&last), now);
     let doc = HeartbeatDoc {
         version: HEARTBEAT_VERSION,
         checked_at: now,

@@ -51,6 +51,10 @@ fn agents_logs_and_watch_follow_a_running_attempt() {
     assert_eq!(n.stage("s1")["status"], "done");
     let raw = n.ok(&["logs", "s1", "--attempt", "1", "--role", "worker", "--raw"]);
     assert!(raw.contains("\"type\":\"result\""), "{raw}");
+    assert!(
+        n.ok(&["logs", "s1"]).contains("agent: write out.txt: ok"),
+        "the worker's by default"
+    );
     let verifier = n.ok(&["logs", "s1", "--role", "verifier"]);
     assert!(verifier.contains("agent: Review complete."), "{verifier}");
     assert!(n.ok(&["agents"]).contains("no registered attempts"));

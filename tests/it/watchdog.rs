@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::night::{Night, wait_for_child};
+use super::night::{Night, stdout, wait_for_child};
 
 // Tests here move the clock by hand and run `heartbeat` as the scheduler would.
 
@@ -119,8 +119,14 @@ fn heartbeat_kills_a_term_ignoring_agent_and_its_grandchild_past_the_deadline() 
         reg["pid"].as_i64().unwrap(),
         reg["child_pgid"].as_i64().unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(members(child).len() >= 2, "the agent has a grandchild");
+    let start = Instant::now();
+    while members(child).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the agent never started its grandchild"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The wrapper is stopped: it cannot enforce its own deadline.
     Command::new("kill")
         .args(["-STOP", &wrapper.to_string()])
@@ -234,11 +240,24 @@ fn orphans_are_reaped_when_proven_and_reported_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("escaped.pid");
     let snippet = format!(
-        "setsid sleep 600 >/dev/null 2>&1 & echo $! > {}; echo done",
+        "setsid sleep 600 >/dev/null 2>&1 & p=$!; echo $p > {}; \
+         while [ \"$(cut -d' ' -f5 /proc/$p/stat)\" != \"$p\" ]; do sleep 0.05; done; echo done",
         pidfile.display()
     );
-    let (mut n, _) = started(&snippet, "1h", "");
-    n.settle();
+    // The attempt ends at once: wait for its outcome, not for its registration.
+    let mut n = Night::with_config(&config(&snippet, "1h", ""));
+    n.init();
+    let c = n.card("s1", "", "do it");
+    n.add(&[&c]);
+    assert!(n.tick().status.success());
+    let start = Instant::now();
+    while !n.path("state/handoffs/s1/a1/worker.json").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the job never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let escaped: u32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
@@ -356,6 +375,15 @@ fn a_stopped_scheduler_is_reported_by_status_and_heartbeat() {
         human.starts_with("nightshift:") && human.contains("NEEDS YOU\n  SCHEDULER STOPPED:"),
         "{human}"
     );
+    let doctor: Value = serde_json::from_str(&stdout(&n.ns(&["doctor", "--json"]))).unwrap();
+    let ticking = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "scheduler ticking")
+        .cloned()
+        .unwrap_or_else(|| panic!("{doctor:#}"));
+    assert_eq!(ticking["ok"], false, "{ticking:#}");
     n.tick();
     assert!(!n.status()["scheduler"]["stopped"].as_bool().unwrap());
 }
@@ -419,6 +447,14 @@ fn notifications_arrive_for_each_event_kind_and_bursts_are_coalesced() {
         lines.iter().any(|l| l.starts_with("nightshift: `c")),
         "summary first arg: {lines:#?}"
     );
+    // The escalation the burst held back is sent a minute later, by the next heartbeat.
+    n.minute += 2;
+    heartbeat(&n);
+    let lines = wait_for_lines(&record, kinds.len() + 1);
+    let held = lines.last().unwrap();
+    assert!(held.starts_with("nightshift: `c"), "{lines:#?}");
+    assert!(held.contains("\"event\":\"escalated\""), "{lines:#?}");
+    let kinds: Vec<String> = lines.iter().map(|l| l.to_owned()).collect();
     // paused, on a fresh night.
     n.ok(&["resume"]);
     let l = n.card("lim", limit, "x");
