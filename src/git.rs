@@ -3,8 +3,18 @@
 //! hook or wrapper can never redirect us at the user's index. Owns no policy: callers decide
 //! what to run; this module only makes running it safe and its failures readable.
 //!
+//! It is also the one place that keeps the repository's own code out of nightshift's git: every
+//! invocation disables hooks (`core.hooksPath=/dev/null`), the fsmonitor, signing, ssh,
+//! credential helpers, editors and pagers; reads no system config and no system or global
+//! attributes file; reads attributes from the empty tree instead of the work tree
+//! (`--attr-source`), so a `.gitattributes` written by an agent selects no filter; and, before
+//! any command that may convert content or merge, empties every `filter.<x>` and `merge.<x>`
+//! driver the repository's config defines (an agent may have planted one in `.git/config` or
+//! `.git/info/attributes`).
+//!
 //! It must never inherit the parent's environment wholesale, never resolve `git` through a
-//! relative `PATH` entry, and never prompt (no terminal, `GIT_TERMINAL_PROMPT=0`).
+//! relative `PATH` entry, never prompt (no terminal, `GIT_TERMINAL_PROMPT=0`), and never build
+//! a git command anywhere but [`Git::command`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,8 +23,51 @@ use std::process::{Command, Output, Stdio};
 /// Overrides the `git` binary (an absolute path, or a name searched on `PATH`).
 pub const GIT_ENV_OVERRIDE: &str = "NIGHTSHIFT_GIT";
 
-/// Config passed to every invocation, before the caller's arguments.
-const FIXED_CONFIG: [&str; 4] = ["-c", "core.fsmonitor=false", "-c", "commit.gpgsign=false"];
+/// Config passed to every invocation, before the caller's arguments: nothing the repository
+/// (or an agent writing into it) configures may make git run a program.
+const FIXED_CONFIG: [&str; 11] = [
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "commit.gpgsign=false",
+    "tag.gpgSign=false",
+    "core.sshCommand=false",
+    "credential.helper=",
+    "core.askPass=",
+    "core.editor=:",
+    "sequence.editor=:",
+    "core.pager=cat",
+    "core.attributesFile=/dev/null",
+];
+
+/// Variables set on every invocation: no system config, no system attributes file.
+const FIXED_ENV: [(&str, &str); 4] = [
+    ("LC_ALL", "C"),
+    ("GIT_TERMINAL_PROMPT", "0"),
+    ("GIT_CONFIG_NOSYSTEM", "1"),
+    ("GIT_ATTR_NOSYSTEM", "1"),
+];
+
+/// Subcommands that never convert content, check out or merge, so they need no scan of the
+/// repository's filter and merge drivers (everything else gets one).
+const CONVERSION_FREE: [&str; 13] = [
+    "rev-parse",
+    "update-ref",
+    "cat-file",
+    "commit-tree",
+    "mktree",
+    "for-each-ref",
+    "symbolic-ref",
+    "show-ref",
+    "config",
+    "merge-base",
+    "rev-list",
+    "ls-files",
+    "var",
+];
+
+/// The empty tree, by object format: attributes are read from it, i.e. from nowhere.
+const EMPTY_TREE_SHA1: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+const EMPTY_TREE_SHA256: &str = "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321";
 
 /// Parent variables passed through to git (everything else is dropped).
 const PASSED_ENV: [&str; 4] = ["PATH", "HOME", "USER", "TMPDIR"];
@@ -70,6 +123,7 @@ pub struct Git {
     bin: PathBuf,
     root: PathBuf,
     extra_env: Vec<(String, String)>,
+    empty_tree: &'static str,
 }
 
 impl Git {
@@ -84,15 +138,21 @@ impl Git {
             path: repo.to_path_buf(),
         };
         let root = repo.canonicalize().map_err(|_| not_a_repo())?;
-        let git = Self {
+        let mut git = Self {
             bin,
             root,
             extra_env: Vec::new(),
+            empty_tree: EMPTY_TREE_SHA1,
         };
-        let top = git
-            .try_run(&["rev-parse", "--show-toplevel"])?
+        let out = git
+            .try_run(&["rev-parse", "--show-object-format", "--show-toplevel"])?
             .ok_or_else(not_a_repo)?;
-        let top = Path::new(&top).canonicalize().map_err(|_| not_a_repo())?;
+        let mut lines = out.lines();
+        if lines.next() == Some("sha256") {
+            git.empty_tree = EMPTY_TREE_SHA256;
+        }
+        let top = lines.next().ok_or_else(not_a_repo)?;
+        let top = Path::new(top).canonicalize().map_err(|_| not_a_repo())?;
         if top == git.root {
             Ok(git)
         } else {
@@ -188,12 +248,33 @@ impl Git {
         .map_err(GitError::Io)
     }
 
-    fn command(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    /// The one builder of a git command: the hardened config and environment, then `args`,
+    /// run in `dir` with stdout and stderr piped. Callers that spawn it themselves (a detached
+    /// repack) still get every protection.
+    #[must_use]
+    pub fn command(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = self.bare_command(dir);
+        for c in FIXED_CONFIG {
+            cmd.arg("-c").arg(c);
+        }
+        cmd.arg(format!("--attr-source={}", self.empty_tree));
+        if !subcommand(args).is_some_and(|s| CONVERSION_FREE.contains(&s)) {
+            for c in self.driver_overrides(dir) {
+                cmd.arg("-c").arg(c);
+            }
+        }
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// `git` in `dir` with the allow-listed, fixed and extra environment, and no arguments.
+    fn bare_command(&self, dir: &Path) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.current_dir(dir)
             .env_clear()
-            .args(FIXED_CONFIG)
-            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for key in PASSED_ENV {
@@ -201,15 +282,62 @@ impl Git {
                 cmd.env(key, v);
             }
         }
-        cmd.env("LC_ALL", "C").env("GIT_TERMINAL_PROMPT", "0");
+        cmd.envs(FIXED_ENV);
         for (k, v) in &self.extra_env {
-            cmd.env(k, v);
-        }
-        for (k, v) in env {
             cmd.env(k, v);
         }
         cmd
     }
+
+    /// `-c` overrides emptying every content filter and custom merge driver the repository's
+    /// config (includes followed) defines as seen from `dir`. Reading config runs nothing.
+    fn driver_overrides(&self, dir: &Path) -> Vec<String> {
+        let mut cmd = self.bare_command(dir);
+        cmd.args(["config", "--name-only", "-z", "--get-regexp"])
+            .arg(r"^(filter|merge)\..+\.")
+            .stdin(Stdio::null());
+        let Ok(out) = cmd.output() else {
+            return Vec::new();
+        };
+        let mut drivers: Vec<(bool, String)> = String::from_utf8_lossy(&out.stdout)
+            .split('\0')
+            .filter_map(|key| {
+                let (section, rest) = key.split_once('.')?;
+                let (name, _) = rest.rsplit_once('.')?;
+                Some((section == "filter", name.to_owned()))
+            })
+            .collect();
+        drivers.sort();
+        drivers.dedup();
+        drivers
+            .into_iter()
+            .flat_map(|(filter, name)| {
+                if filter {
+                    ["clean=", "smudge=", "process=", "required=false"]
+                        .iter()
+                        .map(|k| format!("filter.{name}.{k}"))
+                        .collect::<Vec<_>>()
+                } else {
+                    vec![format!("merge.{name}.driver=false")]
+                }
+            })
+            .collect()
+    }
+}
+
+/// The subcommand in `args` (after any `-C <dir>` / `-c <key=value>` pairs).
+fn subcommand<'a>(args: &[&'a str]) -> Option<&'a str> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match *a {
+            "-C" | "-c" => {
+                it.next();
+            }
+            s if s.starts_with('-') => {}
+            s => return Some(s),
+        }
+    }
+    None
 }
 
 fn spawn_error(e: std::io::Error) -> GitError {

@@ -8,6 +8,7 @@
 
 mod brief;
 mod error;
+mod guard;
 mod roles;
 mod run;
 
@@ -85,7 +86,10 @@ pub fn run_job(args: &JobArgs, poke: impl FnOnce(&Paths)) -> NsResult<i32> {
     let alive = crate::lock::lock(&paths.alive_file(job)).map_err(|e| {
         NsError::failure(format!("cannot lock the registry of {job}")).cause(e.to_string())
     })?;
-    if paths.outcome_file(job).exists() {
+    if matches!(
+        crate::observe::read_sealed(&paths, &paths.outcome_file(job)),
+        Ok(Some(_))
+    ) {
         return Ok(0); // a duplicate wrapper: the job already ran
     }
     let mut reg = registration(&paths, job)?;
@@ -106,7 +110,7 @@ pub fn run_job(args: &JobArgs, poke: impl FnOnce(&Paths)) -> NsResult<i32> {
         wall_secs: clock.elapsed().as_secs(),
         result,
     };
-    store::write_json(&paths.outcome_file(job), &outcome)?;
+    write_outcome(&paths, job, &outcome)?;
     let _ = std::fs::remove_file(paths.registry_file(job));
     let _ = std::fs::remove_file(paths.alive_file(job));
     drop(alive);
@@ -140,6 +144,18 @@ pub fn spawn(paths: &Paths, plan: &crate::engine::SpawnPlan) -> std::io::Result<
         cmd.args(["--start-point", sp]);
     }
     crate::proc::spawn_detached(cmd, &paths.log_file(&plan.job))
+}
+
+/// Writes the job's outcome, redacted and sealed (the seal first, so a tick never sees an
+/// outcome without its seal).
+fn write_outcome(paths: &Paths, job: &JobKey, outcome: &Outcome) -> NsResult<()> {
+    let path = paths.outcome_file(job);
+    let mut text = serde_json::to_vec_pretty(outcome)
+        .map_err(|e| NsError::bug(format!("cannot serialise {}: {e}", path.display())))?;
+    text.push(b'\n');
+    crate::seal::write_sealed(paths, &path, &text).map_err(|e| {
+        NsError::failure(format!("cannot write {}", paths.rel(&path))).cause(e.to_string())
+    })
 }
 
 fn registration(paths: &Paths, job: &JobKey) -> NsResult<Registration> {
@@ -178,10 +194,16 @@ pub fn setup_failure(role: Role, detail: String) -> OutcomeResult {
             envelope_error: None,
             protected_changed: Vec::new(),
             setup_error: Some(detail),
+            snapshot: None,
+            escaped: Vec::new(),
+            secret: None,
         },
         Role::Acceptance => OutcomeResult::Acceptance {
             commands: Vec::new(),
             setup_error: Some(detail),
+            snapshot: None,
+            changed_files: Vec::new(),
+            escaped: Vec::new(),
         },
         Role::Verifier => OutcomeResult::Verifier {
             run: crate::engine::observe::AgentRun {
@@ -191,6 +213,8 @@ pub fn setup_failure(role: Role, detail: String) -> OutcomeResult {
             },
             verdict: None,
             verdict_error: Some(detail),
+            wrote: Vec::new(),
+            escaped: Vec::new(),
         },
     }
 }

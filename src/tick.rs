@@ -61,6 +61,7 @@ pub fn run(paths: &Paths) -> NsResult<TickReport> {
 /// One locked round: load, observe, step, persist, execute. Returns true if state changed.
 fn once(paths: &Paths) -> NsResult<bool> {
     let config = Config::load(&paths.config())?;
+    crate::redact::install(&config);
     let git = LazyGit::new(paths);
     let (state, budget) = store::load_reconciled(paths, || git.get())?;
     let mut seen = crate::observe::observe(paths, &state);

@@ -1,7 +1,7 @@
 //! Stage worktrees and what leaves them: each stage works in its own linked worktree
 //! (`state/worktrees/<stage>`) on its own branch (`nightshift/stage/<stage>`); this module
-//! prepares and removes those worktrees, reads the worker's diff and makes the deliverable
-//! commit. Bringing the stage branch into the integration branch is [`crate::integrate`]'s.
+//! prepares and removes those worktrees and makes the deliverable commit of the snapshot tree
+//! ([`crate::snapshot`]). Bringing the stage branch into the integration branch is [`crate::integrate`]'s.
 //!
 //! It must never run anything that writes an index or working tree in the user's main
 //! worktree, and never move a branch that is checked out in any worktree.
@@ -13,9 +13,6 @@ use crate::ids::StageId;
 use crate::ids::stage_branch;
 use crate::ledger::NIGHTSHIFT_COMMITTER;
 use crate::paths::Paths;
-
-/// [`diff`] output beyond this many bytes is cut off with a note.
-pub const MAX_DIFF_BYTES: usize = 200 * 1024;
 
 /// Who a deliverable commit is authored by (the committer is always nightshift).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,81 +77,15 @@ pub fn prepare(
     Ok(dir)
 }
 
-/// The unified diff of everything changed in `worktree` relative to its HEAD, new untracked
-/// (non-ignored) files included; cut off at [`MAX_DIFF_BYTES`] with a trailing note. Stages
-/// everything in the worktree's own index as a side effect.
-///
-/// # Errors
-/// [`WorktreeError::NotAWorktree`] when `worktree` is not a stage worktree,
-/// [`WorktreeError::Git`] when a git step fails.
-pub fn diff(git: &Git, worktree: &Path) -> Result<String, WorktreeError> {
-    let dir = stage_worktree(git, worktree)?;
-    git.run_in(&dir, &["add", "-A"], &[], None)?;
-    let args = [
-        "diff",
-        "--cached",
-        "--no-color",
-        "--no-ext-diff",
-        "--no-textconv",
-        "--src-prefix=a/",
-        "--dst-prefix=b/",
-        "HEAD",
-        "--",
-    ];
-    let out = git.run_in(&dir, &args, &[], None)?;
-    Ok(cap_diff(&String::from_utf8_lossy(&out.stdout)))
-}
-
-fn cap_diff(text: &str) -> String {
-    if text.len() <= MAX_DIFF_BYTES {
-        return text.to_owned();
-    }
-    let mut end = MAX_DIFF_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}\n[diff truncated: first {} KB of {} bytes shown]\n",
-        &text[..end],
-        MAX_DIFF_BYTES / 1024,
-        text.len()
-    )
-}
-
-/// Paths changed in `worktree` relative to its HEAD, new untracked (non-ignored) files
-/// included, sorted. Stages everything in the worktree's own index as a side effect.
-///
-/// # Errors
-/// [`WorktreeError::NotAWorktree`] when `worktree` is not a stage worktree,
-/// [`WorktreeError::Git`] when a git step fails.
-pub fn changed_paths(git: &Git, worktree: &Path) -> Result<Vec<String>, WorktreeError> {
-    let dir = stage_worktree(git, worktree)?;
-    git.run_in(&dir, &["add", "-A"], &[], None)?;
-    let args = [
-        "diff",
-        "--cached",
-        "--name-only",
-        "--no-renames",
-        "-z",
-        "HEAD",
-        "--",
-    ];
-    let out = git.run_in(&dir, &args, &[], None)?;
-    let mut paths: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split('\0')
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned)
-        .collect();
-    paths.sort();
-    Ok(paths)
-}
-
-/// Commits everything in `worktree` as the stage's deliverable and returns the commit id.
+/// Commits exactly `tree` (the deliverable snapshot) on the stage branch checked out in
+/// `worktree`, on top of its HEAD, and returns the commit id; the workspace is then reset to
+/// the commit. Whatever else the workspace holds (acceptance artefacts, a verifier's writes)
+/// never lands.
 ///
 /// Idempotent: when the HEAD commit's message already holds every trailer line (e.g.
 /// `Nightshift-Attempt: <stage>/a<N>`), HEAD is returned and nothing is committed. With no
-/// trailers there is nothing to recognise a previous commit by, so it always commits. Hooks do
-/// not run; the committer is nightshift.
+/// trailers there is nothing to recognise a previous commit by, so it always commits. The
+/// committer is nightshift; the message is redacted of known secrets.
 ///
 /// # Errors
 /// [`WorktreeError::NotAWorktree`] when `worktree` is not a stage worktree (in particular the
@@ -162,13 +93,14 @@ pub fn changed_paths(git: &Git, worktree: &Path) -> Result<Vec<String>, Worktree
 pub fn commit_deliverable(
     git: &Git,
     worktree: &Path,
+    tree: &str,
     author: &Identity,
-    subject: &str,
-    body: &str,
+    message: (&str, &str),
     trailers: &[(String, String)],
 ) -> Result<String, WorktreeError> {
     let dir = stage_worktree(git, worktree)?;
     let lines: Vec<String> = trailers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let head = rev_parse_head(git, &dir)?;
     if !lines.is_empty() {
         let out = git.run_in(&dir, &["log", "-1", "--format=%B", "HEAD"], &[], None)?;
         let message = String::from_utf8_lossy(&out.stdout);
@@ -176,29 +108,29 @@ pub fn commit_deliverable(
             .iter()
             .all(|l| message.lines().any(|m| m.trim_end() == l.trim_end()))
         {
-            return Ok(rev_parse_head(git, &dir)?);
+            return Ok(head);
         }
     }
-    let message = format!("{subject}\n\n{body}\n\n{}\n", lines.join("\n"));
+    let (subject, body) = message;
+    let text = format!("{subject}\n\n{body}\n\n{}\n", lines.join("\n"));
+    let text = crate::redact::apply(&text).into_owned();
     let mut env = vec![
         ("GIT_AUTHOR_NAME", author.name.as_str()),
         ("GIT_AUTHOR_EMAIL", author.email.as_str()),
     ];
     env.extend_from_slice(&NIGHTSHIFT_COMMITTER);
-    git.run_in(&dir, &["add", "-A"], &[], None)?;
-    let args = [
-        "-c",
-        "core.hooksPath=/dev/null",
-        "commit",
-        "-q",
-        "--no-verify",
-        "--allow-empty",
-        "--cleanup=whitespace",
-        "-F",
-        "-",
-    ];
-    git.run_in(&dir, &args, &env, Some(message.as_bytes()))?;
-    Ok(rev_parse_head(git, &dir)?)
+    let args = ["commit-tree", tree, "-p", &head, "-F", "-"];
+    let out = git.run_in(&dir, &args, &env, Some(text.as_bytes()))?;
+    let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let reflog = format!("nightshift: deliverable {subject}");
+    git.run_in(
+        &dir,
+        &["update-ref", "-m", &reflog, "HEAD", &commit, &head],
+        &[],
+        None,
+    )?;
+    crate::snapshot::restore(git, &dir, &commit)?;
+    Ok(commit)
 }
 
 /// Removes the stage's worktree (forcefully; a missing one is fine) and prunes git's record.
@@ -382,32 +314,11 @@ mod tests {
     }
 
     #[test]
-    fn diff_and_changed_paths_include_untracked() {
-        let (r, paths) = setup();
-        let dir = prepare(&r.git, &paths, &stage("s1"), "main").unwrap();
-        std::fs::write(dir.join("a.txt"), "changed\n").unwrap();
-        std::fs::write(dir.join("b.txt"), "new file\n").unwrap();
-        std::fs::write(dir.join("x.ignored"), "nope\n").unwrap();
-        let d = diff(&r.git, &dir).unwrap();
-        assert!(d.contains("+changed") && d.contains("+new file"), "{d}");
-        assert!(d.contains("diff --git a/b.txt b/b.txt"), "{d}");
-        assert!(!d.contains("x.ignored"));
-        assert_eq!(changed_paths(&r.git, &dir).unwrap(), ["a.txt", "b.txt"]);
-        std::fs::write(dir.join("big.txt"), "y\n".repeat(200_000)).unwrap();
-        let d = diff(&r.git, &dir).unwrap();
-        assert!(d.len() < MAX_DIFF_BYTES + 200);
-        assert!(d.ends_with(" bytes shown]\n"), "{}", &d[d.len() - 80..]);
-    }
-
-    #[test]
     fn main_worktree_is_refused() {
         let (r, _) = setup();
         let root = r.root();
-        assert!(matches!(
-            diff(&r.git, &root),
-            Err(WorktreeError::NotAWorktree { .. })
-        ));
-        let err = commit_deliverable(&r.git, &root, &who(), "s", "", &[]).unwrap_err();
+        let tree = r.git.run(&["rev-parse", "HEAD^{tree}"]).unwrap();
+        let err = commit_deliverable(&r.git, &root, &tree, &who(), ("s", ""), &[]).unwrap_err();
         assert!(matches!(err, WorktreeError::NotAWorktree { .. }));
     }
 
@@ -416,10 +327,20 @@ mod tests {
         let (r, paths) = setup();
         let dir = prepare(&r.git, &paths, &stage("s1"), "main").unwrap();
         std::fs::write(dir.join("b.txt"), "work\n").unwrap();
+        let tree = crate::snapshot::take(&r.git, &dir).unwrap();
+        // Written after the snapshot: never lands.
+        std::fs::write(dir.join("late.txt"), "late\n").unwrap();
         let t = trailer("s1");
-        let c1 = commit_deliverable(&r.git, &dir, &who(), "Do it", "Body.", &t).unwrap();
-        let c2 = commit_deliverable(&r.git, &dir, &who(), "Do it", "Body.", &t).unwrap();
+        let msg = ("Do it", "Body.");
+        let c1 = commit_deliverable(&r.git, &dir, &tree, &who(), msg, &t).unwrap();
+        let c2 = commit_deliverable(&r.git, &dir, &tree, &who(), msg, &t).unwrap();
         assert_eq!(c1, c2);
+        let landed = r
+            .git
+            .run(&["rev-parse", &format!("{c1}^{{tree}}")])
+            .unwrap();
+        assert_eq!(landed, tree);
+        assert!(!dir.join("late.txt").exists());
         let dir_s = dir.to_str().unwrap();
         let msg = r
             .git

@@ -165,6 +165,7 @@ fn stage_json(
             Some(JobSeen::Running { .. }) => "running",
             Some(JobSeen::Finished(_)) => "finished",
             Some(JobSeen::Vanished) => "vanished",
+            Some(JobSeen::Forged { .. }) => "forged",
             Some(JobSeen::Absent) | None => "starting",
         }
         .to_owned()

@@ -101,6 +101,8 @@ pub struct Config {
     pub prices: BTreeMap<String, Price>,
     pub prompt_worker: Option<String>,
     pub prompt_verifier: Option<String>,
+    /// `redact:`: variables whose values never appear in a file nightshift writes.
+    pub redact: Vec<String>,
 }
 
 impl Config {

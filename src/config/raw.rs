@@ -35,6 +35,10 @@ pub struct RawConfig {
     /// Prompt templates of this repository, overriding the built-in ones.
     #[serde(default)]
     pub prompts: RawPrompts,
+    /// Environment variables whose values are secrets: written as `[redacted:NAME]` in every
+    /// file nightshift writes (the auth routes' variables are always redacted).
+    #[serde(default)]
+    pub redact: Vec<String>,
 }
 
 /// `prompts:` paths relative to the repo root. Placeholders are `{{name}}`; an unknown or

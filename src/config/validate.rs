@@ -46,7 +46,13 @@ impl Config {
         };
         let prices = validate_prices(&raw.pricing)?;
         check_priced(&agents, &money, &prices)?;
+        if let Some(bad) = raw.redact.iter().find(|v| !is_var_name(v)) {
+            return Err(format!(
+                "redact: `{bad}` is not an environment variable name"
+            ));
+        }
         Ok(Self {
+            redact: raw.redact.clone(),
             prompt_worker: raw.prompts.worker.clone(),
             prompt_verifier: raw.prompts.verifier.clone(),
             money,
@@ -65,6 +71,12 @@ impl Config {
             max_attempts_per_stage: b.max_attempts_per_stage,
         })
     }
+}
+
+fn is_var_name(v: &str) -> bool {
+    !v.is_empty()
+        && !v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn validate_timeouts(t: &RawTimeouts) -> Result<Timeouts, String> {
