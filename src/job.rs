@@ -86,12 +86,13 @@ pub fn run_job(args: &JobArgs, poke: impl FnOnce(&Paths)) -> NsResult<i32> {
     let alive = crate::lock::lock(&paths.alive_file(job)).map_err(|e| {
         NsError::failure(format!("cannot lock the registry of {job}")).cause(e.to_string())
     })?;
-    if matches!(
-        crate::observe::read_sealed(&paths, &paths.outcome_file(job)),
-        Ok(Some(_))
-    ) {
-        return Ok(0); // a duplicate wrapper: the job already ran
-    }
+    // A sealed outcome: a duplicate wrapper, the job already ran. An unsealed one was forged
+    // (e.g. by an earlier role's leftover process): this job runs and reports it.
+    let forged = match crate::observe::read_sealed(&paths, &paths.outcome_file(job)) {
+        Ok(Some(_)) => return Ok(0),
+        Ok(None) => None,
+        Err(path) => Some(path),
+    };
     let mut reg = registration(&paths, job)?;
     store::write_json(&paths.registry_file(job), &reg)?;
     let clock = Instant::now();
@@ -101,7 +102,10 @@ pub fn run_job(args: &JobArgs, poke: impl FnOnce(&Paths)) -> NsResult<i32> {
         alive: &alive,
         reg: &mut reg,
     };
-    let result = roles::run_role(ctx);
+    let mut result = roles::run_role(ctx);
+    if let Some(path) = forged {
+        note_escape(&mut result, path);
+    }
     let outcome = Outcome {
         version: OUTCOME_VERSION,
         stage: job.stage.clone(),
@@ -144,6 +148,18 @@ pub fn spawn(paths: &Paths, plan: &crate::engine::SpawnPlan) -> std::io::Result<
         cmd.args(["--start-point", sp]);
     }
     crate::proc::spawn_detached(cmd, &paths.log_file(&plan.job))
+}
+
+/// Adds `path` to the files the job's result reports as written outside its workspace.
+fn note_escape(result: &mut OutcomeResult, path: String) {
+    match result {
+        OutcomeResult::Worker { escaped, .. }
+        | OutcomeResult::Acceptance { escaped, .. }
+        | OutcomeResult::Verifier { escaped, .. } => {
+            escaped.insert(0, path);
+        }
+        OutcomeResult::Integration { .. } => {}
+    }
 }
 
 /// Writes the job's outcome, redacted and sealed (the seal first, so a tick never sees an

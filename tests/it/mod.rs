@@ -1,5 +1,6 @@
 mod crash;
 mod doctor;
+mod escape;
 mod fake_api;
 mod gates;
 mod lessons;
