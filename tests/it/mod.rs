@@ -3,6 +3,7 @@ mod doctor;
 mod escape;
 mod fake_api;
 mod gates;
+mod landing;
 mod lessons;
 mod lifecycle;
 mod money;
