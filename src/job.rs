@@ -210,6 +210,7 @@ pub fn setup_failure(role: Role, detail: String) -> OutcomeResult {
             envelope_error: None,
             protected_changed: Vec::new(),
             setup_error: Some(detail),
+            base: None,
             snapshot: None,
             escaped: Vec::new(),
             secret: None,

@@ -16,14 +16,15 @@ use crate::worktree::WorktreeError;
 /// [`diff`] output beyond this many bytes is cut off with a note.
 pub const MAX_DIFF_BYTES: usize = 200 * 1024;
 
-/// The tree of everything in `workspace` that git would add (HEAD's tracked files as they are
-/// now, plus new non-ignored files), built in a private index and written to the object
-/// database. Returns the tree id.
+/// The tree of everything in `workspace` that git would add on top of commit `base` (`base`'s
+/// files as they are now, plus new non-ignored files), built in a private index and written to
+/// the object database. Returns the tree id. Whatever the agent committed or staged itself is
+/// irrelevant: only the files count.
 ///
 /// # Errors
 /// [`WorktreeError::Io`] when the private index cannot be made, [`WorktreeError::Git`] when
 /// a git step fails.
-pub fn take(git: &Git, workspace: &Path) -> Result<String, WorktreeError> {
+pub fn take(git: &Git, workspace: &Path, base: &str) -> Result<String, WorktreeError> {
     let dir = tempfile::tempdir().map_err(|e| WorktreeError::Io {
         path: std::env::temp_dir(),
         source: e,
@@ -31,7 +32,7 @@ pub fn take(git: &Git, workspace: &Path) -> Result<String, WorktreeError> {
     let index = dir.path().join("index");
     let index = index.to_string_lossy();
     let env = [("GIT_INDEX_FILE", index.as_ref())];
-    git.run_in(workspace, &["read-tree", "HEAD"], &env, None)?;
+    git.run_in(workspace, &["read-tree", base], &env, None)?;
     git.run_in(workspace, &["add", "-A", "--", "."], &env, None)?;
     let out = git.run_in(workspace, &["write-tree"], &env, None)?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -162,7 +163,7 @@ mod tests {
         std::fs::write(wt.join("a.txt"), "changed\n").unwrap();
         std::fs::write(wt.join("new.txt"), "new\n").unwrap();
         std::fs::write(wt.join("x.ignored"), "ignored\n").unwrap();
-        let tree = take(&r.git, &wt).unwrap();
+        let tree = take(&r.git, &wt, "main").unwrap();
         let head = r.git.run(&["rev-parse", "main^{tree}"]).unwrap();
         assert_eq!(changed(&r.git, &head, &tree).unwrap(), ["a.txt", "new.txt"]);
         // The workspace's own index was not touched.
@@ -180,7 +181,7 @@ mod tests {
             "changed\n"
         );
         assert!(wt.join("x.ignored").exists());
-        assert_eq!(take(&r.git, &wt).unwrap(), tree);
+        assert_eq!(take(&r.git, &wt, "main").unwrap(), tree);
         let d = diff(&r.git, "main", &tree).unwrap();
         assert!(d.contains("+changed") && d.contains("b/new.txt"), "{d}");
         let hit = find_in_blobs(&r.git, &tree, &["new.txt".into()], &["zz", "ew"]).unwrap();

@@ -77,13 +77,22 @@ pub fn prepare(
     Ok(dir)
 }
 
-/// Commits exactly `tree` (the deliverable snapshot) on the stage branch checked out in
-/// `worktree`, on top of its HEAD, and returns the commit id; the workspace is then reset to
-/// the commit. Whatever else the workspace holds (acceptance artefacts, a verifier's writes)
-/// never lands.
+/// What a deliverable commit is made of: the stage branch it goes on, the commit the worker
+/// started from (its parent) and the snapshot tree.
+#[derive(Debug, Clone, Copy)]
+pub struct Deliverable<'a> {
+    pub branch: &'a str,
+    pub base: &'a str,
+    pub tree: &'a str,
+}
+
+/// Commits exactly the snapshot tree on top of the commit the worker started from, points the
+/// stage branch at it, and resets `worktree` to it; returns the commit id. Whatever else the
+/// workspace holds (acceptance artefacts, a verifier's writes) and whatever the agent committed
+/// itself never lands: the branch gets one commit, `base` → tree.
 ///
-/// Idempotent: when the HEAD commit's message already holds every trailer line (e.g.
-/// `Nightshift-Attempt: <stage>/a<N>`), HEAD is returned and nothing is committed. With no
+/// Idempotent: when the branch's tip message already holds every trailer line (e.g.
+/// `Nightshift-Attempt: <stage>/a<N>`), the tip is returned and nothing is committed. With no
 /// trailers there is nothing to recognise a previous commit by, so it always commits. The
 /// committer is nightshift; the message is redacted of known secrets.
 ///
@@ -93,22 +102,23 @@ pub fn prepare(
 pub fn commit_deliverable(
     git: &Git,
     worktree: &Path,
-    tree: &str,
+    d: &Deliverable<'_>,
     author: &Identity,
     message: (&str, &str),
     trailers: &[(String, String)],
 ) -> Result<String, WorktreeError> {
     let dir = stage_worktree(git, worktree)?;
     let lines: Vec<String> = trailers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    let head = rev_parse_head(git, &dir)?;
-    if !lines.is_empty() {
-        let out = git.run_in(&dir, &["log", "-1", "--format=%B", "HEAD"], &[], None)?;
+    let branch_ref = format!("refs/heads/{}", d.branch);
+    let tip = branch_tip(git, d.branch)?;
+    if let (false, Some(tip)) = (lines.is_empty(), &tip) {
+        let out = git.run_in(&dir, &["log", "-1", "--format=%B", tip], &[], None)?;
         let message = String::from_utf8_lossy(&out.stdout);
         if lines
             .iter()
             .all(|l| message.lines().any(|m| m.trim_end() == l.trim_end()))
         {
-            return Ok(head);
+            return Ok(tip.clone());
         }
     }
     let (subject, body) = message;
@@ -119,16 +129,13 @@ pub fn commit_deliverable(
         ("GIT_AUTHOR_EMAIL", author.email.as_str()),
     ];
     env.extend_from_slice(&NIGHTSHIFT_COMMITTER);
-    let args = ["commit-tree", tree, "-p", &head, "-F", "-"];
+    let args = ["commit-tree", d.tree, "-p", d.base, "-F", "-"];
     let out = git.run_in(&dir, &args, &env, Some(text.as_bytes()))?;
     let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let reflog = format!("nightshift: deliverable {subject}");
-    git.run_in(
-        &dir,
-        &["update-ref", "-m", &reflog, "HEAD", &commit, &head],
-        &[],
-        None,
-    )?;
+    let old = tip.unwrap_or_default();
+    git.run(&["update-ref", "-m", &reflog, &branch_ref, &commit, &old])?;
+    git.run_in(&dir, &["symbolic-ref", "HEAD", &branch_ref], &[], None)?;
     crate::snapshot::restore(git, &dir, &commit)?;
     Ok(commit)
 }
@@ -171,11 +178,6 @@ pub(crate) fn unknown(rev: &str) -> WorktreeError {
     WorktreeError::UnknownRevision {
         rev: rev.to_owned(),
     }
-}
-
-fn rev_parse_head(git: &Git, dir: &Path) -> Result<String, GitError> {
-    let out = git.run_in(dir, &["rev-parse", "HEAD"], &[], None)?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Whether `dir` is the top of a linked work tree of this repository (never the main one).
@@ -318,7 +320,12 @@ mod tests {
         let (r, _) = setup();
         let root = r.root();
         let tree = r.git.run(&["rev-parse", "HEAD^{tree}"]).unwrap();
-        let err = commit_deliverable(&r.git, &root, &tree, &who(), ("s", ""), &[]).unwrap_err();
+        let d = Deliverable {
+            branch: "main",
+            base: "HEAD",
+            tree: &tree,
+        };
+        let err = commit_deliverable(&r.git, &root, &d, &who(), ("s", ""), &[]).unwrap_err();
         assert!(matches!(err, WorktreeError::NotAWorktree { .. }));
     }
 
@@ -327,13 +334,19 @@ mod tests {
         let (r, paths) = setup();
         let dir = prepare(&r.git, &paths, &stage("s1"), "main").unwrap();
         std::fs::write(dir.join("b.txt"), "work\n").unwrap();
-        let tree = crate::snapshot::take(&r.git, &dir).unwrap();
+        let tree = crate::snapshot::take(&r.git, &dir, "main").unwrap();
         // Written after the snapshot: never lands.
         std::fs::write(dir.join("late.txt"), "late\n").unwrap();
         let t = trailer("s1");
         let msg = ("Do it", "Body.");
-        let c1 = commit_deliverable(&r.git, &dir, &tree, &who(), msg, &t).unwrap();
-        let c2 = commit_deliverable(&r.git, &dir, &tree, &who(), msg, &t).unwrap();
+        let base = r.git.run(&["rev-parse", "main"]).unwrap();
+        let d = Deliverable {
+            branch: "nightshift/stage/s1",
+            base: &base,
+            tree: &tree,
+        };
+        let c1 = commit_deliverable(&r.git, &dir, &d, &who(), msg, &t).unwrap();
+        let c2 = commit_deliverable(&r.git, &dir, &d, &who(), msg, &t).unwrap();
         assert_eq!(c1, c2);
         let landed = r
             .git

@@ -64,6 +64,9 @@ pub enum OutcomeResult {
         /// Protected paths whose bytes changed during the attempt.
         protected_changed: Vec<String>,
         setup_error: Option<String>,
+        /// The commit the workspace started from (the deliverable's parent).
+        #[serde(default)]
+        base: Option<String>,
         /// The deliverable: the git tree of the workspace taken at handoff.
         #[serde(default)]
         snapshot: Option<String>,

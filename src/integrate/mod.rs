@@ -75,13 +75,14 @@ fn integrate_inner(
         }),
     )
     .map_err(|path| format!("refused `{path}`: not written by its own job"))?;
-    let (summary, usage, tree) = match worker.map(|o| o.result) {
+    let (summary, usage, base, tree) = match worker.map(|o| o.result) {
         Some(OutcomeResult::Worker {
             envelope: Some(e),
             run,
+            base: Some(base),
             snapshot: Some(tree),
             ..
-        }) => (e.summary, run.usage.unwrap_or_default(), tree),
+        }) => (e.summary, run.usage.unwrap_or_default(), base, tree),
         _ => {
             return Err(format!(
                 "{stage} a{attempt}: the worker recorded no snapshot"
@@ -111,10 +112,21 @@ fn integrate_inner(
     ];
     let wt = paths.worktree(stage);
     let subject = format!("{}: {}", stage, s.title);
-    let commit =
-        worktree::commit_deliverable(git, &wt, &tree, &author, (&subject, &summary), &trailers)
-            .map_err(|e| e.to_string())?;
     let branch = stage_branch(stage);
+    let deliverable = worktree::Deliverable {
+        branch: &branch,
+        base: &base,
+        tree: &tree,
+    };
+    let commit = worktree::commit_deliverable(
+        git,
+        &wt,
+        &deliverable,
+        &author,
+        (&subject, &summary),
+        &trailers,
+    )
+    .map_err(|e| e.to_string())?;
     let how = integrate(
         git,
         &branch,

@@ -47,11 +47,18 @@ impl<'a> Guard<'a> {
     }
 }
 
-/// The snapshot tree recorded in the attempt's sealed worker outcome.
+/// The deliverable a worker handed off: the commit it started from and the snapshot tree.
+#[derive(Debug, Clone)]
+pub struct Deliverable {
+    pub base: String,
+    pub tree: String,
+}
+
+/// The deliverable recorded in the attempt's sealed worker outcome.
 ///
 /// # Errors
 /// [`JobError::NoSnapshot`] when the worker outcome is missing, forged or has no snapshot.
-pub fn worker_snapshot(paths: &Paths, job: &JobKey) -> Result<String, JobError> {
+pub fn worker_snapshot(paths: &Paths, job: &JobKey) -> Result<Deliverable, JobError> {
     let key = JobKey {
         role: Role::Worker,
         ..job.clone()
@@ -60,9 +67,10 @@ pub fn worker_snapshot(paths: &Paths, job: &JobKey) -> Result<String, JobError> 
     match crate::observe::read_sealed(paths, &path) {
         Ok(Some(o)) => match o.result {
             OutcomeResult::Worker {
+                base: Some(base),
                 snapshot: Some(tree),
                 ..
-            } => Ok(tree),
+            } => Ok(Deliverable { base, tree }),
             _ => Err(JobError::NoSnapshot(paths.rel(&path))),
         },
         Ok(None) | Err(_) => Err(JobError::NoSnapshot(paths.rel(&path))),
@@ -78,18 +86,17 @@ pub fn head_of(git: &Git, workspace: &Path) -> Result<String, JobError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// The first file of the deliverable (`tree` against the workspace's HEAD) holding the value
-/// of a known secret.
+/// The first file of the deliverable (`tree` against commit `base`) holding the value of a
+/// known secret.
 ///
 /// # Errors
 /// [`JobError::Worktree`] when git fails.
-pub fn secret_in(git: &Git, workspace: &Path, tree: &str) -> Result<Option<SecretHit>, JobError> {
+pub fn secret_in(git: &Git, base: &str, tree: &str) -> Result<Option<SecretHit>, JobError> {
     let known = crate::redact::known();
     if known.is_empty() {
         return Ok(None);
     }
-    let head = head_of(git, workspace)?;
-    let changed = snapshot::changed(git, &format!("{head}^{{tree}}"), tree)?;
+    let changed = snapshot::changed(git, &format!("{base}^{{tree}}"), tree)?;
     let needles: Vec<&str> = known.iter().map(|(_, v)| v.as_str()).collect();
     Ok(
         snapshot::find_in_blobs(git, tree, &changed, &needles)?.map(|(path, i)| SecretHit {

@@ -88,6 +88,7 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let wt = worktree::prepare(&s.git, cx.paths, &s.stage.id, &start)?;
     let patterns = protect::patterns(&s.state, &s.stage);
     let before = protect::snapshot(&wt, &patterns);
+    let base = guard::head_of(&s.git, &wt)?;
     let job = cx.args.job.clone();
     let guard = Guard::start(cx.paths, &s.git, &job, &s.state);
     let body = s.card.body.clone();
@@ -101,8 +102,8 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let run = run_agent(cx, agent, &wt, &text, &s.card)?;
     let after = protect::snapshot(&wt, &patterns);
     let escaped = guard.escaped();
-    let tree = crate::snapshot::take(&s.git, &wt)?;
-    let secret = guard::secret_in(&s.git, &wt, &tree)?;
+    let tree = crate::snapshot::take(&s.git, &wt, &base)?;
+    let secret = guard::secret_in(&s.git, &base, &tree)?;
     let (envelope, envelope_error) = match &run.final_message {
         Some(m) => match envelope::parse_envelope(m, s.stage.id.as_str(), cx.args.job.attempt) {
             Ok(e) => (Some(e), None),
@@ -122,6 +123,7 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         envelope_error,
         protected_changed: protect::changed(&before, &after),
         setup_error: None,
+        base: Some(base),
         snapshot: Some(tree),
         escaped,
         secret,
@@ -132,9 +134,9 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let s = setup(cx)?;
     let wt = cx.paths.worktree(&s.stage.id);
     let job = cx.args.job.clone();
-    let tree = guard::worker_snapshot(cx.paths, &job)?;
-    crate::snapshot::restore(&s.git, &wt, &tree)?;
-    let diff = crate::snapshot::diff(&s.git, &guard::head_of(&s.git, &wt)?, &tree)?;
+    let d = guard::worker_snapshot(cx.paths, &job)?;
+    crate::snapshot::restore(&s.git, &wt, &d.tree)?;
+    let diff = crate::snapshot::diff(&s.git, &d.base, &d.tree)?;
     let acc_key = crate::ids::JobKey {
         role: Role::Acceptance,
         ..cx.args.job.clone()
@@ -160,7 +162,8 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let guard = Guard::start(cx.paths, &s.git, &job, &s.state);
     let run = run_agent(cx, agent, &wt, &text, &s.card)?;
     let escaped = guard.escaped();
-    let wrote = crate::snapshot::changed(&s.git, &tree, &crate::snapshot::take(&s.git, &wt)?)?;
+    let now = crate::snapshot::take(&s.git, &wt, &d.base)?;
+    let wrote = crate::snapshot::changed(&s.git, &d.tree, &now)?;
     let (verdict, verdict_error) = match &run.final_message {
         Some(m) => match envelope::parse_verdict(m, s.stage.id.as_str(), cx.args.job.attempt) {
             Ok(v) => (Some(v), None),
@@ -354,8 +357,8 @@ fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         return Err(JobError::WorktreeMissing(cx.paths.rel(&wt)));
     }
     let job = cx.args.job.clone();
-    let tree = guard::worker_snapshot(cx.paths, &job)?;
-    crate::snapshot::restore(&s.git, &wt, &tree)?;
+    let d = guard::worker_snapshot(cx.paths, &job)?;
+    crate::snapshot::restore(&s.git, &wt, &d.tree)?;
     let guard = Guard::start(cx.paths, &s.git, &job, &s.state);
     let commands = s.state.regression_commands(&s.stage);
     let deadline = Instant::now() + Duration::from_secs(cx.args.timeout_secs);
@@ -386,12 +389,12 @@ fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         }
     }
     let escaped = guard.escaped();
-    let after = crate::snapshot::take(&s.git, &wt)?;
+    let after = crate::snapshot::take(&s.git, &wt, &d.base)?;
     Ok(OutcomeResult::Acceptance {
         commands: results,
         setup_error: None,
-        changed_files: crate::snapshot::changed(&s.git, &tree, &after)?,
-        snapshot: Some(tree),
+        changed_files: crate::snapshot::changed(&s.git, &d.tree, &after)?,
+        snapshot: Some(d.tree),
         escaped,
     })
 }

@@ -30,7 +30,7 @@ fn outcome(n: &Night, stage: &str, role: &str) -> Value {
 #[test]
 fn regression_acceptance_artefacts_never_land_and_the_snapshot_is_the_commit() {
     let mut n = Night::with_config(SH_CONFIG);
-    let worker = "echo 'def f():\n    return 1' > mod.py";
+    let worker = "echo 'def f():\n    return 1' > mod.py; git add mod.py; git -c user.name=a -c user.email=a@example.invalid commit -q -m \"agent's own commit\"";
     std::fs::write(n.root.join("home/agent.sh"), agent_script("worker", worker)).unwrap();
     n.init();
     let acceptance = "python3 -c 'import sys; sys.path.insert(0, \".\"); import mod; assert mod.f() == 1' && echo touched >> work-s1.txt";
@@ -84,6 +84,13 @@ fn regression_acceptance_artefacts_never_land_and_the_snapshot_is_the_commit() {
         "{prompt}"
     );
     assert!(prompt.contains("not part of the deliverable"), "{prompt}");
+    let subjects = git_ok(&n, &["log", "--format=%s", "main..nightshift/stage/s1"]).unwrap();
+    assert_eq!(subjects, "s1: Stage s1", "one commit, base → snapshot");
+    let reflog = git_ok(&n, &["reflog", "show", "nightshift/stage/s1"]).unwrap();
+    assert!(
+        reflog.contains("agent's own commit"),
+        "the agent did commit: {reflog}"
+    );
     let msg = git_ok(&n, &["log", "-1", "--format=%B", "nightshift/stage/s1"]).unwrap();
     assert!(
         msg.contains(&format!("Nightshift-Tree: {snapshot}")),

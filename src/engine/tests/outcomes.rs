@@ -90,6 +90,7 @@ pub(super) fn worker_result(id: &str, attempt: u32, work: Work) -> OutcomeResult
         envelope_error,
         protected_changed,
         setup_error,
+        base: Some("c0ffee".into()),
         snapshot: Some("4b825dc642cb6eb9a060e54bf8d69288fbee4904".into()),
         escaped: Vec::new(),
         secret: None,
