@@ -160,6 +160,22 @@ impl Git {
         }
     }
 
+    /// Runs `git init -q -b <branch>` in the existing directory `dir` (hardened like every
+    /// other invocation) and opens the new repository.
+    ///
+    /// # Errors
+    /// As [`Git::open`], and [`GitError::Failed`] when `git init` fails.
+    pub fn init(dir: &Path, branch: &str) -> Result<Self, GitError> {
+        let bare = Self {
+            bin: find_git()?,
+            root: dir.to_path_buf(),
+            extra_env: Vec::new(),
+            empty_tree: EMPTY_TREE_SHA1,
+        };
+        bare.run_in(dir, &["init", "-q", "-b", branch], &[], None)?;
+        Self::open(dir)
+    }
+
     /// Adds a variable to the environment of every later invocation (after the allow-list,
     /// before per-call pairs). Used to pin `HOME`/`GIT_CONFIG_GLOBAL` for hermetic runs.
     #[must_use]
