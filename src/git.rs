@@ -563,6 +563,50 @@ mod tests {
     }
 
     #[test]
+    fn planted_hooks_filters_and_drivers_never_run() {
+        let r = repo();
+        let marks = r.dir.path().join("marks");
+        std::fs::create_dir_all(&marks).unwrap();
+        let m = marks.display();
+        r.write("a.txt", "a\n");
+        r.commit_all("init");
+        let git_dir = r.root().join(".git");
+        for hook in [
+            "pre-commit",
+            "post-commit",
+            "post-checkout",
+            "reference-transaction",
+        ] {
+            let p = git_dir.join("hooks").join(hook);
+            std::fs::write(&p, format!("#!/bin/sh\ntouch {m}/{hook}\n")).unwrap();
+            let mut perm = std::fs::metadata(&p).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+            std::fs::set_permissions(&p, perm).unwrap();
+        }
+        r.write(".gitattributes", "* filter=x\n");
+        std::fs::write(git_dir.join("info/attributes"), "* filter=y merge=y\n").unwrap();
+        let mut config = std::fs::read_to_string(git_dir.join("config")).unwrap();
+        config.push_str(&format!(
+            "[core]\n\tfsmonitor = touch {m}/fsmonitor\n[filter \"x\"]\n\tclean = touch {m}/x; cat\n[filter \"y\"]\n\tprocess = touch {m}/y\n\tsmudge = touch {m}/y-smudge; cat\n"
+        ));
+        std::fs::write(git_dir.join("config"), config).unwrap();
+        r.write("b.txt", "b\n");
+        r.git.run(&["add", "-A"]).unwrap();
+        r.git.run(&["commit", "-q", "-m", "second"]).unwrap();
+        r.git.run(&["checkout", "-q", "-b", "other"]).unwrap();
+        r.git.run(&["checkout", "-q", "-f", "main"]).unwrap();
+        let ran: Vec<_> = std::fs::read_dir(&marks).unwrap().collect();
+        assert!(ran.is_empty(), "{ran:?}");
+    }
+
+    #[test]
+    fn subcommand_skips_global_options() {
+        assert_eq!(subcommand(&["-C", "d", "-c", "a=b", "log"]), Some("log"));
+        assert_eq!(subcommand(&["--no-pager", "add"]), Some("add"));
+        assert_eq!(subcommand(&[]), None);
+    }
+
+    #[test]
     fn stderr_is_capped() {
         let long: String = (0..30).map(|i| format!("line {i}\n")).collect();
         let t = trim_stderr(&long);

@@ -190,3 +190,37 @@ fn forged_outcomes_written_after_handoff_never_pass() {
         .unwrap();
     assert!(!out.status.success(), "something integrated");
 }
+
+// A verifier that runs the code it reviews leaves build artefacts, and a process it leaves
+// behind writes into the workspace after its handoff: its verdict is void, naming the
+// artefact, and nothing lands.
+#[test]
+fn a_verifier_leaving_build_artefacts_is_void_and_late_writes_never_land() {
+    let verifier = "echo 'X = 1' > probe.py; python3 -c 'import sys; sys.path.insert(0, \".\"); import probe' ; rm probe.py; setsid sh -c 'sleep 1; echo late > \"$0/late.txt\"' \"$PWD\" </dev/null >/dev/null 2>&1 &";
+    let mut n = Night::with_config(SH_CONFIG);
+    std::fs::write(
+        n.root.join("home/agent.sh"),
+        agent_script("verifier", verifier),
+    )
+    .unwrap();
+    n.init();
+    let c1 = n.card("s1", "acceptance: [\"true\"]\n", "second");
+    n.add(&[&c1]);
+    n.drain(20);
+    let s1 = n.stage("s1");
+    assert_eq!(s1["status"], "escalated", "{s1:#}");
+    let reason = s1["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the verifier changed the workspace (verdict void): `__pycache__/probe."),
+        "{reason}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    for spec in ["nightshift/stage/s1:late.txt", "nightshift/integration"] {
+        let out = std::process::Command::new("git")
+            .args(["rev-parse", "--verify", "-q", spec])
+            .current_dir(&n.repo)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{spec} exists");
+    }
+}
