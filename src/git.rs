@@ -20,54 +20,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod harden;
+
+use harden::{
+    CONVERSION_FREE, EMPTY_TREE_SHA1, EMPTY_TREE_SHA256, FIXED_CONFIG, FIXED_ENV, subcommand,
+};
+
 /// Overrides the `git` binary (an absolute path, or a name searched on `PATH`).
 pub const GIT_ENV_OVERRIDE: &str = "NIGHTSHIFT_GIT";
-
-/// Config passed to every invocation, before the caller's arguments: nothing the repository
-/// (or an agent writing into it) configures may make git run a program.
-const FIXED_CONFIG: [&str; 11] = [
-    "core.hooksPath=/dev/null",
-    "core.fsmonitor=false",
-    "commit.gpgsign=false",
-    "tag.gpgSign=false",
-    "core.sshCommand=false",
-    "credential.helper=",
-    "core.askPass=",
-    "core.editor=:",
-    "sequence.editor=:",
-    "core.pager=cat",
-    "core.attributesFile=/dev/null",
-];
-
-/// Variables set on every invocation: no system config, no system attributes file.
-const FIXED_ENV: [(&str, &str); 4] = [
-    ("LC_ALL", "C"),
-    ("GIT_TERMINAL_PROMPT", "0"),
-    ("GIT_CONFIG_NOSYSTEM", "1"),
-    ("GIT_ATTR_NOSYSTEM", "1"),
-];
-
-/// Subcommands that never convert content, check out or merge, so they need no scan of the
-/// repository's filter and merge drivers (everything else gets one).
-const CONVERSION_FREE: [&str; 13] = [
-    "rev-parse",
-    "update-ref",
-    "cat-file",
-    "commit-tree",
-    "mktree",
-    "for-each-ref",
-    "symbolic-ref",
-    "show-ref",
-    "config",
-    "merge-base",
-    "rev-list",
-    "ls-files",
-    "var",
-];
-
-/// The empty tree, by object format: attributes are read from it, i.e. from nowhere.
-const EMPTY_TREE_SHA1: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
-const EMPTY_TREE_SHA256: &str = "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321";
 
 /// Parent variables passed through to git (everything else is dropped).
 const PASSED_ENV: [&str; 4] = ["PATH", "HOME", "USER", "TMPDIR"];
@@ -315,45 +275,8 @@ impl Git {
         let Ok(out) = cmd.output() else {
             return Vec::new();
         };
-        let mut drivers: Vec<(bool, String)> = String::from_utf8_lossy(&out.stdout)
-            .split('\0')
-            .filter_map(|key| {
-                let (section, rest) = key.split_once('.')?;
-                let (name, _) = rest.rsplit_once('.')?;
-                Some((section == "filter", name.to_owned()))
-            })
-            .collect();
-        drivers.sort();
-        drivers.dedup();
-        drivers
-            .into_iter()
-            .flat_map(|(filter, name)| {
-                if filter {
-                    ["clean=", "smudge=", "process=", "required=false"]
-                        .iter()
-                        .map(|k| format!("filter.{name}.{k}"))
-                        .collect::<Vec<_>>()
-                } else {
-                    vec![format!("merge.{name}.driver=false")]
-                }
-            })
-            .collect()
+        harden::overrides_for(&String::from_utf8_lossy(&out.stdout))
     }
-}
-
-/// The subcommand in `args` (after any `-C <dir>` / `-c <key=value>` pairs).
-fn subcommand<'a>(args: &[&'a str]) -> Option<&'a str> {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match *a {
-            "-C" | "-c" => {
-                it.next();
-            }
-            s if s.starts_with('-') => {}
-            s => return Some(s),
-        }
-    }
-    None
 }
 
 fn spawn_error(e: std::io::Error) -> GitError {
@@ -597,13 +520,6 @@ mod tests {
         r.git.run(&["checkout", "-q", "-f", "main"]).unwrap();
         let ran: Vec<_> = std::fs::read_dir(&marks).unwrap().collect();
         assert!(ran.is_empty(), "{ran:?}");
-    }
-
-    #[test]
-    fn subcommand_skips_global_options() {
-        assert_eq!(subcommand(&["-C", "d", "-c", "a=b", "log"]), Some("log"));
-        assert_eq!(subcommand(&["--no-pager", "add"]), Some("add"));
-        assert_eq!(subcommand(&[]), None);
     }
 
     #[test]
