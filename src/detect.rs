@@ -89,19 +89,16 @@ pub fn watch(paths: &Paths, git: &Git, job: &JobKey, state: Option<&State>) -> W
 /// stage did not stay idle with the same status.
 #[must_use]
 pub fn escaped(paths: &Paths, git: &Git, before: &Watch, after: &Watch) -> Vec<String> {
-    let stayed_idle: Vec<String> = before
+    let dir = |id: &StageId| paths.rel(&paths.worktree(id)) + "/";
+    // A workspace counts only when its stage was idle, with the same status, at both looks.
+    let unwatched: Vec<String> = before
         .idle
         .iter()
-        .filter(|(id, st)| after.idle.get(*id) == Some(*st))
-        .map(|(id, _)| paths.rel(&paths.worktree(id)) + "/")
+        .chain(&after.idle)
+        .filter(|(id, st)| before.idle.get(*id) != Some(*st) || after.idle.get(*id) != Some(*st))
+        .map(|(id, _)| dir(id))
         .collect();
-    let skipped = |p: &str| {
-        let in_other = before
-            .idle
-            .keys()
-            .any(|id| p.starts_with(&(paths.rel(&paths.worktree(id)) + "/")));
-        in_other && !stayed_idle.iter().any(|d| p.starts_with(d.as_str()))
-    };
+    let skipped = |p: &str| unwatched.iter().any(|d| p.starts_with(d.as_str()));
     let changed = crate::protect::changed(&before.files, &after.files);
     changed
         .into_iter()
@@ -192,5 +189,41 @@ fn stat_tree(paths: &Paths, git: &Git, top: &Path, out: &mut BTreeMap<String, St
             },
         );
         out.insert(rel, fp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worktree::testing::{setup, stage};
+
+    fn watch(files: &[(&str, &str)], idle: &[(&str, &str)]) -> Watch {
+        Watch {
+            files: files
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            idle: idle
+                .iter()
+                .map(|(k, v)| (stage(k), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn other_workspaces_count_only_when_idle_with_one_status_at_both_looks() {
+        let (r, paths) = setup();
+        let a = "state/worktrees/a/x";
+        let b = "state/worktrees/b/x";
+        let before = watch(&[("README.md", "1"), (b, "1")], &[("b", "Done")]);
+        // `a` became idle (watched only after), `b` stayed idle and changed, the checkout too.
+        let after = watch(
+            &[("README.md", "2"), (a, "1"), (b, "2")],
+            &[("a", "Done"), ("b", "Done")],
+        );
+        assert_eq!(escaped(&paths, &r.git, &before, &after), ["README.md", b]);
+        // `b` was requeued in between: its workspace is its own business again.
+        let after = watch(&[("README.md", "1"), (b, "2")], &[("b", "Queued")]);
+        assert!(escaped(&paths, &r.git, &before, &after).is_empty());
     }
 }
