@@ -114,7 +114,7 @@ fn idle(status: &Status) -> bool {
 /// Whether `rel` now equals its copy at the ledger head (waiting briefly for a tick that has
 /// written the file but not yet its ledger commit).
 fn written_by_a_tick(paths: &Paths, git: &Git, rel: &str) -> bool {
-    for _ in 0..20 {
+    for _ in 0..50 {
         let now = std::fs::read(paths.root.join(rel)).ok();
         let ledger = crate::ledger::read_file(git, rel).ok().flatten();
         if now.is_some() && now == ledger {
