@@ -3,18 +3,31 @@
 //! hook or wrapper can never redirect us at the user's index. Owns no policy: callers decide
 //! what to run; this module only makes running it safe and its failures readable.
 //!
+//! It is also the one place that keeps the repository's own code out of nightshift's git: every
+//! invocation disables hooks (`core.hooksPath=/dev/null`), the fsmonitor, signing, ssh,
+//! credential helpers, editors and pagers; reads no system config and no system or global
+//! attributes file; reads attributes from the empty tree instead of the work tree
+//! (`--attr-source`), so a `.gitattributes` written by an agent selects no filter; and, before
+//! any command that may convert content or merge, empties every `filter.<x>` and `merge.<x>`
+//! driver the repository's config defines (an agent may have planted one in `.git/config` or
+//! `.git/info/attributes`).
+//!
 //! It must never inherit the parent's environment wholesale, never resolve `git` through a
-//! relative `PATH` entry, and never prompt (no terminal, `GIT_TERMINAL_PROMPT=0`).
+//! relative `PATH` entry, never prompt (no terminal, `GIT_TERMINAL_PROMPT=0`), and never build
+//! a git command anywhere but [`Git::command`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod harden;
+
+use harden::{
+    CONVERSION_FREE, EMPTY_TREE_SHA1, EMPTY_TREE_SHA256, FIXED_CONFIG, FIXED_ENV, subcommand,
+};
+
 /// Overrides the `git` binary (an absolute path, or a name searched on `PATH`).
 pub const GIT_ENV_OVERRIDE: &str = "NIGHTSHIFT_GIT";
-
-/// Config passed to every invocation, before the caller's arguments.
-const FIXED_CONFIG: [&str; 4] = ["-c", "core.fsmonitor=false", "-c", "commit.gpgsign=false"];
 
 /// Parent variables passed through to git (everything else is dropped).
 const PASSED_ENV: [&str; 4] = ["PATH", "HOME", "USER", "TMPDIR"];
@@ -70,6 +83,7 @@ pub struct Git {
     bin: PathBuf,
     root: PathBuf,
     extra_env: Vec<(String, String)>,
+    empty_tree: &'static str,
 }
 
 impl Git {
@@ -84,20 +98,42 @@ impl Git {
             path: repo.to_path_buf(),
         };
         let root = repo.canonicalize().map_err(|_| not_a_repo())?;
-        let git = Self {
+        let mut git = Self {
             bin,
             root,
             extra_env: Vec::new(),
+            empty_tree: EMPTY_TREE_SHA1,
         };
-        let top = git
-            .try_run(&["rev-parse", "--show-toplevel"])?
+        let out = git
+            .try_run(&["rev-parse", "--show-object-format", "--show-toplevel"])?
             .ok_or_else(not_a_repo)?;
-        let top = Path::new(&top).canonicalize().map_err(|_| not_a_repo())?;
+        let mut lines = out.lines();
+        if lines.next() == Some("sha256") {
+            git.empty_tree = EMPTY_TREE_SHA256;
+        }
+        let top = lines.next().ok_or_else(not_a_repo)?;
+        let top = Path::new(top).canonicalize().map_err(|_| not_a_repo())?;
         if top == git.root {
             Ok(git)
         } else {
             Err(not_a_repo())
         }
+    }
+
+    /// Runs `git init -q -b <branch>` in the existing directory `dir` (hardened like every
+    /// other invocation) and opens the new repository.
+    ///
+    /// # Errors
+    /// As [`Git::open`], and [`GitError::Failed`] when `git init` fails.
+    pub fn init(dir: &Path, branch: &str) -> Result<Self, GitError> {
+        let bare = Self {
+            bin: find_git()?,
+            root: dir.to_path_buf(),
+            extra_env: Vec::new(),
+            empty_tree: EMPTY_TREE_SHA1,
+        };
+        bare.run_in(dir, &["init", "-q", "-b", branch], &[], None)?;
+        Self::open(dir)
     }
 
     /// Adds a variable to the environment of every later invocation (after the allow-list,
@@ -188,12 +224,33 @@ impl Git {
         .map_err(GitError::Io)
     }
 
-    fn command(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    /// The one builder of a git command: the hardened config and environment, then `args`,
+    /// run in `dir` with stdout and stderr piped. Callers that spawn it themselves (a detached
+    /// repack) still get every protection.
+    #[must_use]
+    pub fn command(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = self.bare_command(dir);
+        for c in FIXED_CONFIG {
+            cmd.arg("-c").arg(c);
+        }
+        cmd.arg(format!("--attr-source={}", self.empty_tree));
+        if !subcommand(args).is_some_and(|s| CONVERSION_FREE.contains(&s)) {
+            for c in self.driver_overrides(dir) {
+                cmd.arg("-c").arg(c);
+            }
+        }
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// `git` in `dir` with the allow-listed, fixed and extra environment, and no arguments.
+    fn bare_command(&self, dir: &Path) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.current_dir(dir)
             .env_clear()
-            .args(FIXED_CONFIG)
-            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for key in PASSED_ENV {
@@ -201,14 +258,24 @@ impl Git {
                 cmd.env(key, v);
             }
         }
-        cmd.env("LC_ALL", "C").env("GIT_TERMINAL_PROMPT", "0");
+        cmd.envs(FIXED_ENV);
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         cmd
+    }
+
+    /// `-c` overrides emptying every content filter and custom merge driver the repository's
+    /// config (includes followed) defines as seen from `dir`. Reading config runs nothing.
+    fn driver_overrides(&self, dir: &Path) -> Vec<String> {
+        let mut cmd = self.bare_command(dir);
+        cmd.args(["config", "--name-only", "-z", "--get-regexp"])
+            .arg(r"^(filter|merge)\..+\.")
+            .stdin(Stdio::null());
+        let Ok(out) = cmd.output() else {
+            return Vec::new();
+        };
+        harden::overrides_for(&String::from_utf8_lossy(&out.stdout))
     }
 }
 
@@ -416,6 +483,43 @@ mod tests {
             )
             .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("Zed <test@example.com>"));
+    }
+
+    #[test]
+    fn planted_hooks_filters_and_drivers_never_run() {
+        let r = repo();
+        let marks = r.dir.path().join("marks");
+        std::fs::create_dir_all(&marks).unwrap();
+        let m = marks.display();
+        r.write("a.txt", "a\n");
+        r.commit_all("init");
+        let git_dir = r.root().join(".git");
+        for hook in [
+            "pre-commit",
+            "post-commit",
+            "post-checkout",
+            "reference-transaction",
+        ] {
+            let p = git_dir.join("hooks").join(hook);
+            std::fs::write(&p, format!("#!/bin/sh\ntouch {m}/{hook}\n")).unwrap();
+            let mut perm = std::fs::metadata(&p).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+            std::fs::set_permissions(&p, perm).unwrap();
+        }
+        r.write(".gitattributes", "* filter=x\n");
+        std::fs::write(git_dir.join("info/attributes"), "* filter=y merge=y\n").unwrap();
+        let mut config = std::fs::read_to_string(git_dir.join("config")).unwrap();
+        config.push_str(&format!(
+            "[core]\n\tfsmonitor = touch {m}/fsmonitor\n[filter \"x\"]\n\tclean = touch {m}/x; cat\n[filter \"y\"]\n\tprocess = touch {m}/y\n\tsmudge = touch {m}/y-smudge; cat\n"
+        ));
+        std::fs::write(git_dir.join("config"), config).unwrap();
+        r.write("b.txt", "b\n");
+        r.git.run(&["add", "-A"]).unwrap();
+        r.git.run(&["commit", "-q", "-m", "second"]).unwrap();
+        r.git.run(&["checkout", "-q", "-b", "other"]).unwrap();
+        r.git.run(&["checkout", "-q", "-f", "main"]).unwrap();
+        let ran: Vec<_> = std::fs::read_dir(&marks).unwrap().collect();
+        assert!(ran.is_empty(), "{ran:?}");
     }
 
     #[test]

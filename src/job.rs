@@ -8,6 +8,7 @@
 
 mod brief;
 mod error;
+mod guard;
 mod roles;
 mod run;
 
@@ -85,9 +86,13 @@ pub fn run_job(args: &JobArgs, poke: impl FnOnce(&Paths)) -> NsResult<i32> {
     let alive = crate::lock::lock(&paths.alive_file(job)).map_err(|e| {
         NsError::failure(format!("cannot lock the registry of {job}")).cause(e.to_string())
     })?;
-    if paths.outcome_file(job).exists() {
-        return Ok(0); // a duplicate wrapper: the job already ran
-    }
+    // A sealed outcome: a duplicate wrapper, the job already ran. An unsealed one was forged
+    // (e.g. by an earlier role's leftover process): this job runs and reports it.
+    let forged = match crate::observe::read_sealed(&paths, &paths.outcome_file(job)) {
+        Ok(Some(_)) => return Ok(0),
+        Ok(None) => None,
+        Err(path) => Some(path),
+    };
     let mut reg = registration(&paths, job)?;
     store::write_json(&paths.registry_file(job), &reg)?;
     let clock = Instant::now();
@@ -97,7 +102,10 @@ pub fn run_job(args: &JobArgs, poke: impl FnOnce(&Paths)) -> NsResult<i32> {
         alive: &alive,
         reg: &mut reg,
     };
-    let result = roles::run_role(ctx);
+    let mut result = roles::run_role(ctx);
+    if let Some(path) = forged {
+        note_escape(&mut result, path);
+    }
     let outcome = Outcome {
         version: OUTCOME_VERSION,
         stage: job.stage.clone(),
@@ -106,7 +114,7 @@ pub fn run_job(args: &JobArgs, poke: impl FnOnce(&Paths)) -> NsResult<i32> {
         wall_secs: clock.elapsed().as_secs(),
         result,
     };
-    store::write_json(&paths.outcome_file(job), &outcome)?;
+    write_outcome(&paths, job, &outcome)?;
     let _ = std::fs::remove_file(paths.registry_file(job));
     let _ = std::fs::remove_file(paths.alive_file(job));
     drop(alive);
@@ -140,6 +148,34 @@ pub fn spawn(paths: &Paths, plan: &crate::engine::SpawnPlan) -> std::io::Result<
         cmd.args(["--start-point", sp]);
     }
     crate::proc::spawn_detached(cmd, &paths.log_file(&plan.job))
+}
+
+/// Adds `path` to the files the job's result reports as written outside its workspace.
+fn note_escape(result: &mut OutcomeResult, path: String) {
+    match result {
+        OutcomeResult::Worker { escaped, .. }
+        | OutcomeResult::Acceptance { escaped, .. }
+        | OutcomeResult::Verifier { escaped, .. } => {
+            escaped.insert(0, path);
+        }
+        OutcomeResult::Integration { .. } => {}
+    }
+}
+
+/// Writes a job's outcome, redacted and sealed (the seal first, so a tick never sees an
+/// outcome without its seal). The job wrapper writes its own; the watchdog writes the one a
+/// job it killed, or that died, could not.
+///
+/// # Errors
+/// When it cannot be serialised or written.
+pub fn write_outcome(paths: &Paths, job: &JobKey, outcome: &Outcome) -> NsResult<()> {
+    let path = paths.outcome_file(job);
+    let mut text = serde_json::to_vec_pretty(outcome)
+        .map_err(|e| NsError::bug(format!("cannot serialise {}: {e}", path.display())))?;
+    text.push(b'\n');
+    crate::seal::write_sealed(paths, &path, &text).map_err(|e| {
+        NsError::failure(format!("cannot write {}", paths.rel(&path))).cause(e.to_string())
+    })
 }
 
 fn registration(paths: &Paths, job: &JobKey) -> NsResult<Registration> {
@@ -178,10 +214,17 @@ pub fn setup_failure(role: Role, detail: String) -> OutcomeResult {
             envelope_error: None,
             protected_changed: Vec::new(),
             setup_error: Some(detail),
+            base: None,
+            snapshot: None,
+            escaped: Vec::new(),
+            secret: None,
         },
         Role::Acceptance => OutcomeResult::Acceptance {
             commands: Vec::new(),
             setup_error: Some(detail),
+            snapshot: None,
+            changed_files: Vec::new(),
+            escaped: Vec::new(),
         },
         Role::Verifier => OutcomeResult::Verifier {
             run: crate::engine::observe::AgentRun {
@@ -191,6 +234,8 @@ pub fn setup_failure(role: Role, detail: String) -> OutcomeResult {
             },
             verdict: None,
             verdict_error: Some(detail),
+            wrote: Vec::new(),
+            escaped: Vec::new(),
         },
     }
 }

@@ -83,7 +83,8 @@ pub(crate) fn commit_expecting(
     prepare_index(git, &index, &env, expected_old)?;
     stage_durable(git, paths, &env)?;
     let tree = stdout(&git.run_in(git.root(), &["write-tree"], &env, None)?);
-    let new = commit_tree(git, &tree, expected_old, message)?;
+    let message = crate::redact::apply(message);
+    let new = commit_tree(git, &tree, expected_old, &message)?;
     git.run(&[
         "update-ref",
         "-m",

@@ -1,11 +1,13 @@
 //! The shell's eyes: for each job the state waits on, is there an outcome, a live registered
 //! process (its lock is held, or pid + start time still match), or a registration whose
-//! processes are gone? Also integration outcomes. Reads only; decides nothing.
+//! processes are gone? Also integration outcomes. An outcome counts only with a valid seal
+//! ([`crate::seal`]): one without is reported as forged, naming the file. Reads only; decides
+//! nothing.
 
 use crate::engine::observe::{JobSeen, Observations, Outcome};
 use crate::engine::state::{State, Status};
 use crate::ids::JobKey;
-use crate::job::read_registration;
+use crate::job::{Registration, read_registration};
 use crate::paths::Paths;
 use crate::schema;
 
@@ -24,7 +26,7 @@ pub fn observe(paths: &Paths, state: &State) -> Observations {
             seen.jobs.insert(key, s);
         }
         if let Status::Integrating { attempt, .. } = stage.status
-            && let Some(o) = read_outcome(&paths.integration_file(&stage.id, attempt))
+            && let Ok(Some(o)) = read_sealed(paths, &paths.integration_file(&stage.id, attempt))
         {
             seen.integrations.insert(stage.id.clone(), o);
         }
@@ -39,23 +41,49 @@ pub fn read_outcome(path: &std::path::Path) -> Option<Outcome> {
     schema::parse_json::<Outcome>(&text, "outcome").ok()
 }
 
+/// Reads an outcome file and checks its seal: `Ok(None)` when it is missing or invalid,
+/// `Err(path)` (repo-relative) when it parses but its seal is missing or wrong.
+///
+/// # Errors
+/// The file's repo-relative path when the outcome is not sealed by its own job.
+pub fn read_sealed(paths: &Paths, path: &std::path::Path) -> Result<Option<Outcome>, String> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let Ok(o) = schema::parse_json::<Outcome>(&text, "outcome") else {
+        return Ok(None);
+    };
+    if crate::seal::verify(paths, path, &bytes) {
+        Ok(Some(o))
+    } else {
+        Err(paths.rel(path))
+    }
+}
+
 /// What became of one job.
 #[must_use]
 pub fn job_seen(paths: &Paths, key: &JobKey) -> JobSeen {
     let outcome_path = paths.outcome_file(key);
-    if let Some(o) = read_outcome(&outcome_path) {
-        return JobSeen::Finished(Box::new(o));
-    }
     let reg = read_registration(&paths.registry_file(key));
+    let finished = |sealed: Result<Option<Outcome>, String>| match sealed {
+        Ok(o) => o.map(|o| JobSeen::Finished(Box::new(o))),
+        Err(path) => Some(JobSeen::Forged {
+            path,
+            pgids: reg.as_ref().map(Registration::pgids).unwrap_or_default(),
+        }),
+    };
+    if let Some(seen) = finished(read_sealed(paths, &outcome_path)) {
+        return seen;
+    }
     let held = crate::lock::is_held(&paths.alive_file(key)).unwrap_or(false);
-    match reg {
+    match &reg {
         Some(r) if held || crate::proc::alive(r.pid, r.start_time) => {
             JobSeen::Running { pgids: r.pgids() }
         }
         None if held => JobSeen::Running { pgids: Vec::new() },
         // The job may have finished between our two looks.
-        Some(_) => read_outcome(&outcome_path)
-            .map_or(JobSeen::Vanished, |o| JobSeen::Finished(Box::new(o))),
+        Some(_) => finished(read_sealed(paths, &outcome_path)).unwrap_or(JobSeen::Vanished),
         None => JobSeen::Absent,
     }
 }

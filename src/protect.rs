@@ -1,7 +1,9 @@
 //! Protected paths: the bytes an agent must not change (stage cards, `state/`,
 //! `nightshift.yaml`, and each card's `protected:` globs). The job hashes them in the stage
 //! worktree before the worker starts and again after it ends; any difference fails the
-//! attempt with the path named. Reads only; never restores anything.
+//! attempt with the path named. The real files outside the worktree (the repository's
+//! `state/`, `nightshift.yaml`, `.git`, the user's checkout) are watched by
+//! [`crate::detect`]. Reads only; never restores anything.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
 use serde::Serialize;
 
@@ -39,7 +38,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> NsResult<()> {
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
+    tmp.write_all(&crate::redact::apply_bytes(bytes))
+        .map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     std::fs::File::open(dir)
@@ -300,16 +300,7 @@ fn pack_every() -> u64 {
 /// repack is incremental (only loose objects), outlives the tick, and never blocks it; git
 /// keeps it safe beside later commits.
 fn pack_ledger(paths: &Paths, git: &Git) {
-    let mut cmd = Command::new(git.bin());
-    cmd.args(["-c", "core.fsmonitor=false", "repack", "-d", "-q"])
-        .current_dir(&paths.root)
-        .env_clear()
-        .env("LC_ALL", "C");
-    for key in ["PATH", "HOME"] {
-        if let Ok(v) = std::env::var(key) {
-            cmd.env(key, v);
-        }
-    }
+    let cmd = git.command(&paths.root, &["repack", "-d", "-q"], &[]);
     if let Err(e) = crate::proc::spawn_detached(cmd, &paths.state_dir().join("logs/repack.log")) {
         eprintln!("nightshift: cannot start git repack: {e}");
     }

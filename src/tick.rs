@@ -66,6 +66,7 @@ pub fn run(paths: &Paths) -> NsResult<TickReport> {
 fn once(paths: &Paths) -> NsResult<bool> {
     let config = Config::load(&paths.config())?;
     crate::confine::check_dispatch(paths, &config)?;
+    crate::redact::install(&config);
     let git = LazyGit::new(paths);
     let (state, budget) = store::load_reconciled(paths, || git.get())?;
     let mut seen = crate::observe::observe(paths, &state);

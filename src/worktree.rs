@@ -1,7 +1,8 @@
 //! Stage worktrees and what leaves them: each stage works in its own linked worktree
-//! ([`Paths::worktree`], outside the checkout) on its own branch (`nightshift/stage/<stage>`); this module
-//! prepares and removes those worktrees, reads the worker's diff and makes the deliverable
-//! commit. Bringing the stage branch into the integration branch is [`crate::integrate`]'s.
+//! ([`Paths::worktree`], outside the checkout) on its own branch (`nightshift/stage/<stage>`);
+//! this module prepares and removes those worktrees and makes the deliverable commit of the
+//! snapshot tree ([`crate::snapshot`]). Bringing the stage branch into the integration branch
+//! is [`crate::integrate`]'s.
 //!
 //! It must never run anything that writes an index or working tree in the user's main
 //! worktree, and never move a branch that is checked out in any worktree.
@@ -13,9 +14,6 @@ use crate::ids::StageId;
 use crate::ids::stage_branch;
 use crate::ledger::NIGHTSHIFT_COMMITTER;
 use crate::paths::Paths;
-
-/// [`diff`] output beyond this many bytes is cut off with a note.
-pub const MAX_DIFF_BYTES: usize = 200 * 1024;
 
 /// Who a deliverable commit is authored by (the committer is always nightshift).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,81 +78,24 @@ pub fn prepare(
     Ok(dir)
 }
 
-/// The unified diff of everything changed in `worktree` relative to its HEAD, new untracked
-/// (non-ignored) files included; cut off at [`MAX_DIFF_BYTES`] with a trailing note. Stages
-/// everything in the worktree's own index as a side effect.
-///
-/// # Errors
-/// [`WorktreeError::NotAWorktree`] when `worktree` is not a stage worktree,
-/// [`WorktreeError::Git`] when a git step fails.
-pub fn diff(git: &Git, worktree: &Path) -> Result<String, WorktreeError> {
-    let dir = stage_worktree(git, worktree)?;
-    git.run_in(&dir, &["add", "-A"], &[], None)?;
-    let args = [
-        "diff",
-        "--cached",
-        "--no-color",
-        "--no-ext-diff",
-        "--no-textconv",
-        "--src-prefix=a/",
-        "--dst-prefix=b/",
-        "HEAD",
-        "--",
-    ];
-    let out = git.run_in(&dir, &args, &[], None)?;
-    Ok(cap_diff(&String::from_utf8_lossy(&out.stdout)))
+/// What a deliverable commit is made of: the stage branch it goes on, the commit the worker
+/// started from (its parent) and the snapshot tree.
+#[derive(Debug, Clone, Copy)]
+pub struct Deliverable<'a> {
+    pub branch: &'a str,
+    pub base: &'a str,
+    pub tree: &'a str,
 }
 
-fn cap_diff(text: &str) -> String {
-    if text.len() <= MAX_DIFF_BYTES {
-        return text.to_owned();
-    }
-    let mut end = MAX_DIFF_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}\n[diff truncated: first {} KB of {} bytes shown]\n",
-        &text[..end],
-        MAX_DIFF_BYTES / 1024,
-        text.len()
-    )
-}
-
-/// Paths changed in `worktree` relative to its HEAD, new untracked (non-ignored) files
-/// included, sorted. Stages everything in the worktree's own index as a side effect.
+/// Commits exactly the snapshot tree on top of the commit the worker started from, points the
+/// stage branch at it, and resets `worktree` to it; returns the commit id. Whatever else the
+/// workspace holds (acceptance artefacts, a verifier's writes) and whatever the agent committed
+/// itself never lands: the branch gets one commit, `base` → tree.
 ///
-/// # Errors
-/// [`WorktreeError::NotAWorktree`] when `worktree` is not a stage worktree,
-/// [`WorktreeError::Git`] when a git step fails.
-pub fn changed_paths(git: &Git, worktree: &Path) -> Result<Vec<String>, WorktreeError> {
-    let dir = stage_worktree(git, worktree)?;
-    git.run_in(&dir, &["add", "-A"], &[], None)?;
-    let args = [
-        "diff",
-        "--cached",
-        "--name-only",
-        "--no-renames",
-        "-z",
-        "HEAD",
-        "--",
-    ];
-    let out = git.run_in(&dir, &args, &[], None)?;
-    let mut paths: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split('\0')
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned)
-        .collect();
-    paths.sort();
-    Ok(paths)
-}
-
-/// Commits everything in `worktree` as the stage's deliverable and returns the commit id.
-///
-/// Idempotent: when the HEAD commit's message already holds every trailer line (e.g.
-/// `Nightshift-Attempt: <stage>/a<N>`), HEAD is returned and nothing is committed. With no
-/// trailers there is nothing to recognise a previous commit by, so it always commits. Hooks do
-/// not run; the committer is nightshift.
+/// Idempotent: when the branch's tip message already holds every trailer line (e.g.
+/// `Nightshift-Attempt: <stage>/a<N>`), the tip is returned and nothing is committed. With no
+/// trailers there is nothing to recognise a previous commit by, so it always commits. The
+/// committer is nightshift; the message is redacted of known secrets.
 ///
 /// # Errors
 /// [`WorktreeError::NotAWorktree`] when `worktree` is not a stage worktree (in particular the
@@ -162,43 +103,42 @@ pub fn changed_paths(git: &Git, worktree: &Path) -> Result<Vec<String>, Worktree
 pub fn commit_deliverable(
     git: &Git,
     worktree: &Path,
+    d: &Deliverable<'_>,
     author: &Identity,
-    subject: &str,
-    body: &str,
+    message: (&str, &str),
     trailers: &[(String, String)],
 ) -> Result<String, WorktreeError> {
     let dir = stage_worktree(git, worktree)?;
     let lines: Vec<String> = trailers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    if !lines.is_empty() {
-        let out = git.run_in(&dir, &["log", "-1", "--format=%B", "HEAD"], &[], None)?;
+    let branch_ref = format!("refs/heads/{}", d.branch);
+    let tip = branch_tip(git, d.branch)?;
+    if let (false, Some(tip)) = (lines.is_empty(), &tip) {
+        let out = git.run_in(&dir, &["log", "-1", "--format=%B", tip], &[], None)?;
         let message = String::from_utf8_lossy(&out.stdout);
         if lines
             .iter()
             .all(|l| message.lines().any(|m| m.trim_end() == l.trim_end()))
         {
-            return Ok(rev_parse_head(git, &dir)?);
+            return Ok(tip.clone());
         }
     }
-    let message = format!("{subject}\n\n{body}\n\n{}\n", lines.join("\n"));
+    let (subject, body) = message;
+    let text = format!("{subject}\n\n{body}\n\n{}\n", lines.join("\n"));
+    let text = crate::redact::apply(&text).into_owned();
     let mut env = vec![
         ("GIT_AUTHOR_NAME", author.name.as_str()),
         ("GIT_AUTHOR_EMAIL", author.email.as_str()),
     ];
     env.extend_from_slice(&NIGHTSHIFT_COMMITTER);
-    git.run_in(&dir, &["add", "-A"], &[], None)?;
-    let args = [
-        "-c",
-        "core.hooksPath=/dev/null",
-        "commit",
-        "-q",
-        "--no-verify",
-        "--allow-empty",
-        "--cleanup=whitespace",
-        "-F",
-        "-",
-    ];
-    git.run_in(&dir, &args, &env, Some(message.as_bytes()))?;
-    Ok(rev_parse_head(git, &dir)?)
+    let args = ["commit-tree", d.tree, "-p", d.base, "-F", "-"];
+    let out = git.run_in(&dir, &args, &env, Some(text.as_bytes()))?;
+    let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let reflog = format!("nightshift: deliverable {subject}");
+    let old = tip.unwrap_or_default();
+    git.run(&["update-ref", "-m", &reflog, &branch_ref, &commit, &old])?;
+    git.run_in(&dir, &["symbolic-ref", "HEAD", &branch_ref], &[], None)?;
+    crate::snapshot::restore(git, &dir, &commit)?;
+    Ok(commit)
 }
 
 /// Removes the stage's worktree (forcefully; a missing one is fine) and prunes git's record.
@@ -239,11 +179,6 @@ pub(crate) fn unknown(rev: &str) -> WorktreeError {
     WorktreeError::UnknownRevision {
         rev: rev.to_owned(),
     }
-}
-
-fn rev_parse_head(git: &Git, dir: &Path) -> Result<String, GitError> {
-    let out = git.run_in(dir, &["rev-parse", "HEAD"], &[], None)?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Whether `dir` is the top of a linked work tree of this repository (never the main one).
@@ -391,32 +326,16 @@ mod tests {
     }
 
     #[test]
-    fn diff_and_changed_paths_include_untracked() {
-        let (r, paths) = setup();
-        let dir = prepare(&r.git, &paths, &stage("s1"), "main").unwrap();
-        std::fs::write(dir.join("a.txt"), "changed\n").unwrap();
-        std::fs::write(dir.join("b.txt"), "new file\n").unwrap();
-        std::fs::write(dir.join("x.ignored"), "nope\n").unwrap();
-        let d = diff(&r.git, &dir).unwrap();
-        assert!(d.contains("+changed") && d.contains("+new file"), "{d}");
-        assert!(d.contains("diff --git a/b.txt b/b.txt"), "{d}");
-        assert!(!d.contains("x.ignored"));
-        assert_eq!(changed_paths(&r.git, &dir).unwrap(), ["a.txt", "b.txt"]);
-        std::fs::write(dir.join("big.txt"), "y\n".repeat(200_000)).unwrap();
-        let d = diff(&r.git, &dir).unwrap();
-        assert!(d.len() < MAX_DIFF_BYTES + 200);
-        assert!(d.ends_with(" bytes shown]\n"), "{}", &d[d.len() - 80..]);
-    }
-
-    #[test]
     fn main_worktree_is_refused() {
         let (r, _) = setup();
         let root = r.root();
-        assert!(matches!(
-            diff(&r.git, &root),
-            Err(WorktreeError::NotAWorktree { .. })
-        ));
-        let err = commit_deliverable(&r.git, &root, &who(), "s", "", &[]).unwrap_err();
+        let tree = r.git.run(&["rev-parse", "HEAD^{tree}"]).unwrap();
+        let d = Deliverable {
+            branch: "main",
+            base: "HEAD",
+            tree: &tree,
+        };
+        let err = commit_deliverable(&r.git, &root, &d, &who(), ("s", ""), &[]).unwrap_err();
         assert!(matches!(err, WorktreeError::NotAWorktree { .. }));
     }
 
@@ -425,10 +344,26 @@ mod tests {
         let (r, paths) = setup();
         let dir = prepare(&r.git, &paths, &stage("s1"), "main").unwrap();
         std::fs::write(dir.join("b.txt"), "work\n").unwrap();
+        let tree = crate::snapshot::take(&r.git, &dir, "main").unwrap();
+        // Written after the snapshot: never lands.
+        std::fs::write(dir.join("late.txt"), "late\n").unwrap();
         let t = trailer("s1");
-        let c1 = commit_deliverable(&r.git, &dir, &who(), "Do it", "Body.", &t).unwrap();
-        let c2 = commit_deliverable(&r.git, &dir, &who(), "Do it", "Body.", &t).unwrap();
+        let msg = ("Do it", "Body.");
+        let base = r.git.run(&["rev-parse", "main"]).unwrap();
+        let d = Deliverable {
+            branch: "nightshift/stage/s1",
+            base: &base,
+            tree: &tree,
+        };
+        let c1 = commit_deliverable(&r.git, &dir, &d, &who(), msg, &t).unwrap();
+        let c2 = commit_deliverable(&r.git, &dir, &d, &who(), msg, &t).unwrap();
         assert_eq!(c1, c2);
+        let landed = r
+            .git
+            .run(&["rev-parse", &format!("{c1}^{{tree}}")])
+            .unwrap();
+        assert_eq!(landed, tree);
+        assert!(!dir.join("late.txt").exists());
         let dir_s = dir.to_str().unwrap();
         let msg = r
             .git

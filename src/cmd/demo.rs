@@ -146,35 +146,23 @@ fn seed_repo(dir: &Path) -> NsResult<()> {
     Ok(())
 }
 
+/// Runs git in the demo repository (through [`crate::git::Git`], like every git call), as the
+/// demo's own identity.
 fn git(dir: &Path, args: &[&str]) -> NsResult<()> {
-    let status = Command::new("git")
-        .args([
-            "-c",
-            "user.name=nightshift demo",
-            "-c",
-            "user.email=demo@nightshift.invalid",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map_err(|e| {
-            NsError::failure("cannot run git")
-                .cause(e.to_string())
-                .hint("install git")
-        })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(NsError::failure(format!(
-            "git {} failed in {}",
-            args.join(" "),
-            dir.display()
-        )))
+    const WHO: [&str; 4] = [
+        "-c",
+        "user.name=nightshift demo",
+        "-c",
+        "user.email=demo@nightshift.invalid",
+    ];
+    if args.first() == Some(&"init") {
+        crate::git::Git::init(dir, "main")?;
+        return Ok(());
     }
+    let repo = crate::git::Git::open(dir)?;
+    let all: Vec<&str> = WHO.iter().copied().chain(args.iter().copied()).collect();
+    repo.run(&all)?;
+    Ok(())
 }
 
 fn self_cmd(dir: &Path, args: &[&str]) -> NsResult<Command> {

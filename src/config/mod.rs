@@ -118,6 +118,8 @@ pub struct Config {
     pub confine_writable: Vec<std::path::PathBuf>,
     /// The configured workspace directory (absolute), `None` for the default.
     pub workspaces: Option<std::path::PathBuf>,
+    /// `redact:`: variables whose values never appear in a file nightshift writes.
+    pub redact: Vec<String>,
 }
 
 impl Config {

@@ -53,6 +53,10 @@ pub struct RawConfig {
     /// repository.
     #[serde(default)]
     pub workspaces: Option<String>,
+    /// Environment variables whose values are secrets: written as `[redacted:NAME]` in every
+    /// file nightshift writes (the auth routes' variables are always redacted).
+    #[serde(default)]
+    pub redact: Vec<String>,
 }
 
 /// `confine:` of nightshift.yaml.

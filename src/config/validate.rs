@@ -59,7 +59,13 @@ impl Config {
             Some(p) => Some(absolute_dir("workspaces", p)?),
             None => None,
         };
+        if let Some(bad) = raw.redact.iter().find(|v| !is_var_name(v)) {
+            return Err(format!(
+                "redact: `{bad}` is not an environment variable name"
+            ));
+        }
         Ok(Self {
+            redact: raw.redact.clone(),
             notify,
             confine: raw.confine.unwrap_or_else(default_confine),
             confine_writable,
@@ -105,6 +111,12 @@ fn absolute_dir(key: &str, p: &str) -> Result<std::path::PathBuf, String> {
     } else {
         Err(format!("{key}: `{p}` must be absolute or start with `~/`"))
     }
+}
+
+fn is_var_name(v: &str) -> bool {
+    !v.is_empty()
+        && !v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn validate_timeouts(t: &RawTimeouts) -> Result<Timeouts, String> {

@@ -13,6 +13,7 @@ use crate::ids::Role;
 /// # Errors
 /// The reason the gate failed.
 pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), FailReason> {
+    escapes(result, role)?;
     match result {
         OutcomeResult::Worker {
             run,
@@ -20,6 +21,8 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
             envelope_error,
             protected_changed,
             setup_error,
+            secret,
+            ..
         } => {
             if let Some(detail) = setup_error {
                 return Err(FailReason::Worktree {
@@ -29,6 +32,12 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
             agent_ok(run, role, stage)?;
             if let Some(path) = protected_changed.first() {
                 return Err(FailReason::ProtectedPath { path: path.clone() });
+            }
+            if let Some(hit) = secret {
+                return Err(FailReason::SecretInDeliverable {
+                    path: hit.path.clone(),
+                    name: hit.name.clone(),
+                });
             }
             let Some(env) = envelope else {
                 let detail = envelope_error
@@ -53,6 +62,7 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
         OutcomeResult::Acceptance {
             commands,
             setup_error,
+            ..
         } => {
             if let Some(detail) = setup_error {
                 return Err(FailReason::Worktree {
@@ -76,6 +86,7 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
             run,
             verdict,
             verdict_error,
+            ..
         } => {
             agent_ok(run, role, stage)?;
             let Some(v) = verdict else {
@@ -96,6 +107,30 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
         }
         OutcomeResult::Integration { .. } => Err(FailReason::Crashed { role }),
     }
+}
+
+/// Writes outside the workspace fail any role first (naming the file), then a verifier that
+/// changed the workspace has its verdict voided.
+fn escapes(result: &OutcomeResult, role: Role) -> Result<(), FailReason> {
+    let (escaped, wrote): (&[String], &[String]) = match result {
+        OutcomeResult::Worker { escaped, .. } | OutcomeResult::Acceptance { escaped, .. } => {
+            (escaped, &[])
+        }
+        OutcomeResult::Verifier { escaped, wrote, .. } => (escaped, wrote),
+        OutcomeResult::Integration { .. } => (&[], &[]),
+    };
+    if let Some(path) = escaped.first() {
+        return Err(FailReason::Escaped {
+            role,
+            path: path.clone(),
+        });
+    }
+    if !wrote.is_empty() {
+        return Err(FailReason::VerifierWrote {
+            paths: wrote.to_vec(),
+        });
+    }
+    Ok(())
 }
 
 pub(super) fn agent_ok(

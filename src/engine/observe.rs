@@ -64,6 +64,9 @@ pub enum JobSeen {
     Vanished,
     /// Its outcome file is there.
     Finished(Box<Outcome>),
+    /// An outcome file is there without a valid seal (forged, or copied from another job);
+    /// the repo-relative path, and the process groups of the job if it still runs.
+    Forged { path: String, pgids: Vec<i32> },
 }
 
 /// An outcome file: `state/handoffs/<stage>/a<n>/<role>.json`.
@@ -89,15 +92,41 @@ pub enum OutcomeResult {
         /// Protected paths whose bytes changed during the attempt.
         protected_changed: Vec<String>,
         setup_error: Option<String>,
+        /// The commit the workspace started from (the deliverable's parent).
+        #[serde(default)]
+        base: Option<String>,
+        /// The deliverable: the git tree of the workspace taken at handoff.
+        #[serde(default)]
+        snapshot: Option<String>,
+        /// Files outside the workspace the attempt's processes changed.
+        #[serde(default)]
+        escaped: Vec<String>,
+        /// A known secret found in the snapshot.
+        #[serde(default)]
+        secret: Option<SecretHit>,
     },
     Acceptance {
         commands: Vec<CommandResult>,
         setup_error: Option<String>,
+        /// The snapshot the commands ran on.
+        #[serde(default)]
+        snapshot: Option<String>,
+        /// Files the commands changed in the workspace (reported; never part of the
+        /// deliverable).
+        #[serde(default)]
+        changed_files: Vec<String>,
+        #[serde(default)]
+        escaped: Vec<String>,
     },
     Verifier {
         run: AgentRun,
         verdict: Option<Verdict>,
         verdict_error: Option<String>,
+        /// Files the verifier changed in the workspace (its verdict is void).
+        #[serde(default)]
+        wrote: Vec<String>,
+        #[serde(default)]
+        escaped: Vec<String>,
     },
     Integration {
         commit: Option<String>,
@@ -131,6 +160,14 @@ pub struct AgentRun {
     /// Tool calls the CLI refused (permission denials).
     #[serde(default)]
     pub permission_denials: u32,
+}
+
+/// Where a known secret was found in a deliverable: the file and the variable, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretHit {
+    pub path: String,
+    pub name: String,
 }
 
 /// One acceptance command's result.

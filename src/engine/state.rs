@@ -402,6 +402,15 @@ pub enum FailReason {
     Rejected { findings: Vec<String> },
     /// The stage worktree could not be prepared.
     Worktree { detail: String },
+    /// A job's processes wrote a file outside its own workspace (named).
+    Escaped { role: Role, path: String },
+    /// The verifier changed the workspace it reviews; its verdict is void.
+    VerifierWrote { paths: Vec<String> },
+    /// The worker's snapshot holds the value of a known secret (the file and the variable
+    /// are named, never the value).
+    SecretInDeliverable { path: String, name: String },
+    /// An outcome file without a valid seal: not written by its own job.
+    ForgedOutcome { path: String },
 }
 
 impl std::fmt::Display for FailReason {
@@ -442,6 +451,20 @@ impl std::fmt::Display for FailReason {
             Self::Rejected { .. } => write!(f, "the verifier said `fail`"),
             Self::Worktree { detail } => {
                 write!(f, "the stage worktree could not be prepared: {detail}")
+            }
+            Self::Escaped { role, path } => {
+                write!(f, "the {role} wrote outside its workspace: `{path}`")
+            }
+            Self::VerifierWrote { paths } => write!(
+                f,
+                "the verifier changed the workspace (verdict void): `{}`",
+                paths.join("`, `")
+            ),
+            Self::SecretInDeliverable { path, name } => {
+                write!(f, "the deliverable holds the secret ${name} in `{path}`")
+            }
+            Self::ForgedOutcome { path } => {
+                write!(f, "refused `{path}`: not written by its own job")
             }
         }
     }

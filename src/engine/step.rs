@@ -320,6 +320,17 @@ pub(super) fn waiting(
             fail(stage, cx, attempt, FailReason::Crashed { role });
             true
         }
+        JobSeen::Forged { path, pgids } => {
+            if !pgids.is_empty() {
+                cx.effects.push(Effect::KillGroup {
+                    job,
+                    pgids: pgids.clone(),
+                });
+            }
+            let reason = FailReason::ForgedOutcome { path: path.clone() };
+            fail(stage, cx, attempt, reason);
+            true
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `Integrate` effect: commits a verified attempt's deliverable on its stage branch
+//! The `Integrate` effect: commits a verified attempt's deliverable (exactly the snapshot tree
+//! the worker's sealed outcome names) on its stage branch
 //! (authored by the worker, committed by nightshift, with trailers naming the stage, attempt,
 //! agents and usage), brings the branch into the integration branch under the configured
 //! policy ([`refs`]), and records the result as an outcome file for the next tick to observe.
@@ -36,7 +37,11 @@ pub fn run(paths: &Paths, git: &Git, config: &Config, stage: &StageId, attempt: 
             detail,
         },
     };
-    if let Err(e) = store::write_json(&paths.integration_file(stage, attempt), &outcome) {
+    let path = paths.integration_file(stage, attempt);
+    let written = serde_json::to_vec_pretty(&outcome)
+        .map_err(std::io::Error::other)
+        .and_then(|t| crate::seal::write_sealed(paths, &path, &t));
+    if let Err(e) = written {
         eprintln!("nightshift: cannot record the integration of {stage} a{attempt}: {e}");
     }
 }
@@ -61,20 +66,28 @@ fn integrate_inner(
             worker.map_or("agent", |a| a.family.as_str())
         ),
     };
-    let outcome_of = |role| {
-        crate::observe::read_outcome(&paths.outcome_file(&JobKey {
+    let worker = crate::observe::read_sealed(
+        paths,
+        &paths.outcome_file(&JobKey {
             stage: stage.clone(),
             attempt,
-            role,
-        }))
-    };
-    let (summary, usage) = match outcome_of(Role::Worker).map(|o| o.result) {
+            role: Role::Worker,
+        }),
+    )
+    .map_err(|path| format!("refused `{path}`: not written by its own job"))?;
+    let (summary, usage, base, tree) = match worker.map(|o| o.result) {
         Some(OutcomeResult::Worker {
             envelope: Some(e),
             run,
+            base: Some(base),
+            snapshot: Some(tree),
             ..
-        }) => (e.summary, run.usage.unwrap_or_default()),
-        _ => (String::new(), Default::default()),
+        }) => (e.summary, run.usage.unwrap_or_default(), base, tree),
+        _ => {
+            return Err(format!(
+                "{stage} a{attempt}: the worker recorded no snapshot"
+            ));
+        }
     };
     let trailers = vec![
         ("Nightshift-Stage".to_owned(), stage.to_string()),
@@ -88,6 +101,7 @@ fn integrate_inner(
             "Nightshift-Acceptance".to_owned(),
             format!("passed ({} commands)", state.regression_commands(s).len()),
         ),
+        ("Nightshift-Tree".to_owned(), tree.clone()),
         (
             "Nightshift-Tokens".to_owned(),
             format!(
@@ -101,9 +115,21 @@ fn integrate_inner(
         .with_workspaces(config.workspaces.as_deref())
         .worktree(stage);
     let subject = format!("{}: {}", stage, s.title);
-    let commit = worktree::commit_deliverable(git, &wt, &author, &subject, &summary, &trailers)
-        .map_err(|e| e.to_string())?;
     let branch = stage_branch(stage);
+    let deliverable = worktree::Deliverable {
+        branch: &branch,
+        base: &base,
+        tree: &tree,
+    };
+    let commit = worktree::commit_deliverable(
+        git,
+        &wt,
+        &deliverable,
+        &author,
+        (&subject, &summary),
+        &trailers,
+    )
+    .map_err(|e| e.to_string())?;
     let how = integrate(
         git,
         &branch,

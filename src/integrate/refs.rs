@@ -262,7 +262,15 @@ mod tests {
     fn stage_with(r: &TestRepo, paths: &Paths, id: &str, file: &str, text: &str) -> String {
         let dir = prepare(&r.git, paths, &stage(id), "main").unwrap();
         std::fs::write(dir.join(file), text).unwrap();
-        commit_deliverable(&r.git, &dir, &who(), id, "", &trailer(id)).unwrap()
+        let tree = crate::snapshot::take(&r.git, &dir, "main").unwrap();
+        let base = r.git.run(&["rev-parse", "main"]).unwrap();
+        let branch = format!("nightshift/stage/{id}");
+        let d = crate::worktree::Deliverable {
+            branch: &branch,
+            base: &base,
+            tree: &tree,
+        };
+        commit_deliverable(&r.git, &dir, &d, &who(), (id, ""), &trailer(id)).unwrap()
     }
 
     /// The user's HEAD file, index bytes and status.

@@ -26,6 +26,8 @@ pub enum JobError {
     Git(#[from] GitError),
     #[error(transparent)]
     Worktree(#[from] WorktreeError),
+    #[error("{0} is missing, forged or records no snapshot of the deliverable")]
+    NoSnapshot(String),
     #[error("the worktree {0} is missing")]
     WorktreeMissing(String),
     #[error("cannot read the prompt template {path}: {source}")]

@@ -1,8 +1,10 @@
 //! What each role of a job does between registering and writing its outcome: the worker
-//! (prepare the worktree, hash protected paths, run the agent, read its envelope, hash again),
-//! the acceptance run (the card's commands and its done dependencies' commands, run by
-//! nightshift itself in the worktree), and the verifier (diff + acceptance results to an agent
-//! of another family, read its verdict). Every failure becomes data in the outcome.
+//! (prepare the worktree, hash protected paths, run the agent, read its envelope, hash again,
+//! snapshot the deliverable and scan it for secrets), the acceptance run (the card's commands
+//! and its done dependencies' commands, run by nightshift itself on the snapshot), and the
+//! verifier (the snapshot's diff + acceptance results to an agent of another family, read its
+//! verdict, void it if it wrote). Every role is watched for writes outside its workspace
+//! ([`super::guard`]). Every failure becomes data in the outcome.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use crate::engine::observe::{AgentRun, CommandResult, Outcome, OutcomeResult};
 use crate::engine::state::{Stage, State};
 use crate::envelope;
 use crate::ids::Role;
+use crate::job::guard::{self, Guard};
 use crate::job::run::{ChildResult, ChildSpec, run_child, tail};
 use crate::job::{JobArgs, JobError, Registration, setup_failure};
 use crate::lock::FileLock;
@@ -49,6 +52,7 @@ struct Setup {
 
 fn setup(cx: &RoleCtx<'_>) -> Result<Setup, JobError> {
     let config = Config::load(&cx.paths.config())?;
+    crate::redact::install(&config);
     let state = store::read_state_file(cx.paths)?;
     let stage = state
         .stage(&cx.args.job.stage)
@@ -93,6 +97,9 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let own_git = crate::workspace::prepare_agent_git(&s.git, &s.paths, &s.stage.id, &wt, &branch)?;
     let patterns = protect::patterns(&s.state, &s.stage);
     let before = protect::snapshot(&wt, &patterns);
+    let base = guard::head_of(&s.git, &wt)?;
+    let job = cx.args.job.clone();
+    let guard = Guard::start(cx.paths, &s.git, &job, &s.state);
     let body = s.card.body.clone();
     let template = super::brief::template(
         cx.paths,
@@ -103,6 +110,9 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let agent = agent_of(&s.config, &s.stage.worker)?;
     let run = run_agent(cx, &s.config, agent, &wt, Some(&own_git), &text, &s.card)?;
     let after = protect::snapshot(&wt, &patterns);
+    let escaped = guard.escaped();
+    let tree = crate::snapshot::take(&s.git, &wt, &base)?;
+    let secret = guard::secret_in(&s.git, &base, &tree)?;
     let (envelope, envelope_error) = match &run.final_message {
         Some(m) => match envelope::parse_envelope(m, s.stage.id.as_str(), cx.args.job.attempt) {
             Ok(e) => (Some(e), None),
@@ -122,13 +132,20 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         envelope_error,
         protected_changed: protect::changed(&before, &after),
         setup_error: None,
+        base: Some(base),
+        snapshot: Some(tree),
+        escaped,
+        secret,
     })
 }
 
 fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let s = setup(cx)?;
     let wt = s.paths.worktree(&s.stage.id);
-    let diff = worktree::diff(&s.git, &wt)?;
+    let job = cx.args.job.clone();
+    let d = guard::worker_snapshot(cx.paths, &job)?;
+    crate::snapshot::restore(&s.git, &wt, &d.tree)?;
+    let diff = crate::snapshot::diff(&s.git, &d.base, &d.tree)?;
     let acc_key = crate::ids::JobKey {
         role: Role::Acceptance,
         ..cx.args.job.clone()
@@ -151,7 +168,11 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         &diff,
     )?;
     let agent = agent_of(&s.config, &s.stage.verifier)?;
+    let guard = Guard::start(&s.paths, &s.git, &job, &s.state);
     let run = run_agent(cx, &s.config, agent, &wt, None, &text, &s.card)?;
+    let escaped = guard.escaped();
+    let now = crate::snapshot::take(&s.git, &wt, &d.base)?;
+    let wrote = crate::snapshot::changed(&s.git, &d.tree, &now)?;
     let (verdict, verdict_error) = match &run.final_message {
         Some(m) => match envelope::parse_verdict(m, s.stage.id.as_str(), cx.args.job.attempt) {
             Ok(v) => (Some(v), None),
@@ -169,17 +190,32 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         run,
         verdict,
         verdict_error,
+        wrote,
+        escaped,
     })
 }
 
 fn describe_acceptance(o: &Outcome) -> String {
-    let OutcomeResult::Acceptance { commands, .. } = &o.result else {
+    let OutcomeResult::Acceptance {
+        commands,
+        changed_files,
+        ..
+    } = &o.result
+    else {
         return String::new();
     };
     if commands.is_empty() {
         return "(the card has no acceptance commands)".into();
     }
-    commands
+    let left = if changed_files.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n- the commands changed these files, which are not part of the deliverable: `{}`",
+            changed_files.join("`, `")
+        )
+    };
+    let lines = commands
         .iter()
         .map(|c| {
             format!(
@@ -194,7 +230,8 @@ fn describe_acceptance(o: &Outcome) -> String {
             )
         })
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    lines + &left
 }
 
 /// Runs an agent for the job's role and reads its structured output; `own_git` is the
@@ -212,7 +249,8 @@ fn run_agent(
     let dir = cx.paths.handoff_dir(&job.stage, job.attempt);
     std::fs::create_dir_all(&dir)?;
     let prompt_file = dir.join(format!("{}-prompt.md", job.role));
-    std::fs::write(&prompt_file, prompt_text)?;
+    let prompt_text = &*crate::redact::apply(prompt_text);
+    store::write_atomic(&prompt_file, prompt_text.as_bytes())?;
     let recipe_file =
         agent::script::write_recipe(cx.paths, agent, card.front.script.as_ref(), &dir, job.role)
             .map_err(JobError::Invocation)?;
@@ -235,6 +273,9 @@ fn run_agent(
         Ok(s) => s,
         Err(failure) => return Ok(AgentRun::failed(&agent.name, failure)),
     };
+    if let Some((name, value)) = &secret {
+        crate::redact::add(name, value);
+    }
     let mut env = agent::auth::kind_env(agent.kind);
     env.extend(inv.env.iter().cloned());
     env.extend(private_tmp(&attempt_dir)?);
@@ -320,21 +361,25 @@ fn start_child(
     let job = cx.args.job.clone();
     let reg = &mut *cx.reg;
     reg.command = std::iter::once(spec.program.to_string_lossy().into_owned())
-        .chain(spec.args.iter().map(|a| redact(a)))
+        .chain(spec.args.iter().map(|a| shorten(a)))
         .collect();
     let mut on_start = |pid: u32, pgid: i32| {
         reg.child_pid = Some(pid);
         reg.child_pgid = Some(pgid);
         let _ = store::write_json(&paths.registry_file(&job), &*reg);
     };
-    run_child(spec, &log, timeout, cx.alive, &mut on_start).map_err(|source| JobError::Start {
-        program: spec.program.clone(),
-        source,
-    })
+    let res = run_child(spec, &log, timeout, cx.alive, &mut on_start).map_err(|source| {
+        JobError::Start {
+            program: spec.program.clone(),
+            source,
+        }
+    })?;
+    crate::redact::rewrite_file(&log)?;
+    Ok(res)
 }
 
 /// Prompts are long; the registry keeps the command readable.
-fn redact(arg: &str) -> String {
+fn shorten(arg: &str) -> String {
     if arg.len() > 200 {
         format!("<{} chars>", arg.len())
     } else {
@@ -352,6 +397,10 @@ fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let grants = crate::confine::grants_for(&s.config, Role::Acceptance, &wt, &attempt_dir, None)?;
     let mut env = nightshift_env(cx);
     env.extend(private_tmp(&attempt_dir)?);
+    let job = cx.args.job.clone();
+    let d = guard::worker_snapshot(cx.paths, &job)?;
+    crate::snapshot::restore(&s.git, &wt, &d.tree)?;
+    let guard = Guard::start(&s.paths, &s.git, &job, &s.state);
     let commands = s.state.regression_commands(&s.stage);
     let deadline = Instant::now() + Duration::from_secs(cx.args.timeout_secs);
     let mut results = Vec::new();
@@ -381,8 +430,13 @@ fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
             break;
         }
     }
+    let escaped = guard.escaped();
+    let after = crate::snapshot::take(&s.git, &wt, &d.base)?;
     Ok(OutcomeResult::Acceptance {
         commands: results,
         setup_error: None,
+        changed_files: crate::snapshot::changed(&s.git, &d.tree, &after)?,
+        snapshot: Some(d.tree),
+        escaped,
     })
 }

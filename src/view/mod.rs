@@ -247,6 +247,7 @@ fn stage_view(
             Some(JobSeen::Running { .. }) => "running",
             Some(JobSeen::Finished(_)) => "finished",
             Some(JobSeen::Vanished) => "vanished",
+            Some(JobSeen::Forged { .. }) => "forged",
             Some(JobSeen::Absent) | None => "starting",
         }
         .to_owned()

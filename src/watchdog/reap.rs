@@ -170,7 +170,7 @@ fn write_outcome(a: &Act<'_>, verdict: Verdict) -> bool {
         wall_secs: a.elapsed_secs,
         result,
     };
-    match crate::store::write_json(&path, &outcome) {
+    match crate::job::write_outcome(a.paths, a.key, &outcome) {
         Ok(()) => {
             let _ = std::fs::remove_file(a.paths.registry_file(a.key));
             true
@@ -213,11 +213,17 @@ fn result_for(a: &Act<'_>, verdict: Verdict, tail: String) -> OutcomeResult {
             envelope_error: None,
             protected_changed: Vec::new(),
             setup_error: None,
+            base: None,
+            snapshot: None,
+            escaped: Vec::new(),
+            secret: None,
         },
         Role::Verifier => OutcomeResult::Verifier {
             run,
             verdict: None,
             verdict_error: Some(what.to_owned()),
+            wrote: Vec::new(),
+            escaped: Vec::new(),
         },
         Role::Acceptance => OutcomeResult::Acceptance {
             commands: vec![CommandResult {
@@ -228,6 +234,9 @@ fn result_for(a: &Act<'_>, verdict: Verdict, tail: String) -> OutcomeResult {
                 output_tail: tail,
             }],
             setup_error: None,
+            snapshot: None,
+            changed_files: Vec::new(),
+            escaped: Vec::new(),
         },
     }
 }

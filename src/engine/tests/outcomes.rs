@@ -90,6 +90,10 @@ pub(super) fn worker_result(id: &str, attempt: u32, work: Work) -> OutcomeResult
         envelope_error,
         protected_changed,
         setup_error,
+        base: Some("c0ffee".into()),
+        snapshot: Some("4b825dc642cb6eb9a060e54bf8d69288fbee4904".into()),
+        escaped: Vec::new(),
+        secret: None,
     }
 }
 
@@ -119,6 +123,9 @@ pub(super) fn acceptance_result(commands: &[String], pass: bool) -> OutcomeResul
     OutcomeResult::Acceptance {
         commands: results,
         setup_error: None,
+        snapshot: None,
+        changed_files: Vec::new(),
+        escaped: Vec::new(),
     }
 }
 
@@ -141,6 +148,8 @@ pub(super) fn verifier_result(id: &str, attempt: u32, kind: Option<VerdictKind>)
         verdict_error: kind
             .is_none()
             .then(|| "no ```json block in the final message".to_owned()),
+        wrote: Vec::new(),
+        escaped: Vec::new(),
     }
 }
 
