@@ -225,6 +225,19 @@ fn two_lanes_work_in_parallel() {
     n.drain(40);
 }
 
+/// Waits (a minute at most) for `stage` to be done with no scheduler tick.
+fn wait_done(n: &Night, stage: &str) {
+    let start = std::time::Instant::now();
+    while n.stage(stage)["status"] != "done" {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{:#}",
+            n.status()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn chained_ticks_drain_without_the_scheduler() {
     let mut n = Night::new();
@@ -233,15 +246,7 @@ fn chained_ticks_drain_without_the_scheduler() {
     let c = one_card(&n, "s1", "true", &[writes("o", "o")], &[PASS]);
     n.add(&[&c]);
     n.tick(); // one scheduler tick; the jobs' chained ticks do the rest
-    let start = std::time::Instant::now();
-    while n.stage("s1")["status"] != "done" {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "{:#}",
-            n.status()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_done(&n, "s1");
 }
 
 /// Regression: after a verifier's `revise` the stage sat in `retry` until the next scheduler
@@ -255,15 +260,7 @@ fn a_revise_is_retried_without_waiting_for_the_scheduler() {
     let c = one_card(&n, "s1", "true", &[writes("o", "o")], &[revise, PASS]);
     n.add(&[&c]);
     n.tick(); // the only scheduler tick
-    let start = std::time::Instant::now();
-    while n.stage("s1")["status"] != "done" {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "{:#}",
-            n.status()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_done(&n, "s1");
     assert_eq!(n.stage("s1")["attempt"], 2);
 }
 
