@@ -247,7 +247,7 @@ fn result_for(a: &Act<'_>, verdict: Verdict, tail: String) -> OutcomeResult {
 #[must_use]
 pub fn scan(paths: &Paths, state: &State, checks: &[AttemptCheck]) -> Vec<Orphan> {
     let root = paths.root.to_string_lossy().into_owned();
-    let worktrees = paths.state_dir().join("worktrees");
+    let worktrees = paths.workspaces.clone();
     let live: Vec<(String, u32, Role)> = checks
         .iter()
         .filter(|c| c.verdict == Verdict::Ok && c.alive)

@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 
 use super::night::Night;
 
-/// Two shell agents of different families running `$HOME/agent.sh`.
+/// Two shell agents of different families running `$HOME/agent.sh`, with no kernel ruleset
+/// (`confine: detect`): what is tested here is the detection, which holds in every mode
+/// (`confine.rs` tests the same writes refused under `strict`).
 pub const SH_CONFIG: &str = "\
 version: 1
+confine: detect
 lanes: 1
 base: main
 integration: { branch: nightshift/integration, policy: fast-forward }
@@ -88,7 +91,7 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
     vec![
         (
             "outcome file",
-            format!("printf '%s' '{FORGED_PASS}' > \"$H/$FORGE\""),
+            format!("mkdir -p \"$H\"; printf '%s' '{FORGED_PASS}' > \"$H/$FORGE\""),
             "state/handoffs/s1/a1/acceptance.json",
         ),
         (
@@ -113,8 +116,9 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         ),
         (
             "other workspace",
-            "echo planted > \"$R/state/worktrees/s0/planted.txt\"".into(),
-            "state/worktrees/s0/planted.txt",
+            // Workspaces are siblings outside the checkout: s0's is next to this one.
+            "echo planted > \"$PWD/../s0/planted.txt\"".into(),
+            "/s0/planted.txt",
         ),
         (
             "checkout, tracked file",
@@ -133,8 +137,15 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
 fn worker_escapes_are_detected_and_never_integrate() {
     for (case, escape, path) in cases() {
         let n = night_with("worker", &escape, "true");
-        let tail = format!("the worker wrote outside its workspace: `{path}`");
-        assert_caught(&n, &tail, case);
+        assert_caught(&n, &format!("{path}`"), case);
+        let reason = n.stage("s1")["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            reason.contains("the worker wrote outside its workspace: `"),
+            "{reason}"
+        );
         assert!(!n.path("HOOK_RAN").exists(), "{case}: a planted hook ran");
     }
 }
@@ -144,8 +155,15 @@ fn verifier_escapes_are_detected_and_never_integrate() {
     for (case, escape, path) in cases() {
         let n = night_with("verifier", &escape, "true");
         let path = path.replace("acceptance.json", "verifier.json");
-        let tail = format!("the verifier wrote outside its workspace: `{path}`");
-        assert_caught(&n, &tail, case);
+        assert_caught(&n, &format!("{path}`"), case);
+        let reason = n.stage("s1")["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            reason.contains("the verifier wrote outside its workspace: `"),
+            "{reason}"
+        );
         assert!(!n.path("HOOK_RAN").exists(), "{case}: a planted hook ran");
     }
 }

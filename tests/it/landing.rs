@@ -86,10 +86,18 @@ fn regression_acceptance_artefacts_never_land_and_the_snapshot_is_the_commit() {
     assert!(prompt.contains("not part of the deliverable"), "{prompt}");
     let subjects = git_ok(&n, &["log", "--format=%s", "main..nightshift/stage/s1"]).unwrap();
     assert_eq!(subjects, "s1: Stage s1", "one commit, base → snapshot");
-    let reflog = git_ok(&n, &["reflog", "show", "nightshift/stage/s1"]).unwrap();
-    assert!(
-        reflog.contains("agent's own commit"),
-        "the agent did commit: {reflog}"
+    // The agent did commit, in its own git view of the workspace (outside the repository).
+    let view = n.workspace(".agent-git").join("s1");
+    let own = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&view)
+        .args(["log", "--format=%s", "-1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&own.stdout).trim(),
+        "agent's own commit",
+        "the agent did commit"
     );
     let msg = git_ok(&n, &["log", "-1", "--format=%B", "nightshift/stage/s1"]).unwrap();
     assert!(

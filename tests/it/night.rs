@@ -163,6 +163,18 @@ impl Night {
         cmd.output().expect("nightshift")
     }
 
+    /// The stage's workspace, in its default place outside the checkout (under the host
+    /// state directory in the night's `HOME`).
+    pub fn workspace(&self, stage: &str) -> PathBuf {
+        let root = self.root.join("home/.local/state/nightshift/workspaces");
+        std::fs::read_dir(&root)
+            .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+            .flatten()
+            .map(|e| e.path().join(stage))
+            .find(|p| p.is_dir())
+            .unwrap_or_else(|| panic!("no workspace of {stage} under {}", root.display()))
+    }
+
     /// Runs the binary from `dir` (any directory), without `--repo`.
     pub fn ns_at(&self, dir: &Path, args: &[&str]) -> Output {
         let mut cmd = Command::new(BIN);

@@ -355,8 +355,10 @@ fn a_long_ledger_is_read_with_a_fixed_number_of_git_processes() {
     assert!(total > 3000);
     assert_eq!(r["commits"].as_u64().unwrap(), total);
     let calls = std::fs::read_to_string(&log).unwrap();
-    // open, head, ls-tree, two cat-file batches, log, and the commit before the window.
-    assert!(calls.lines().count() <= 7, "{calls}");
+    // open, head, ls-tree, two cat-file batches, log, and the commit before the window; each
+    // `log` is preceded by the read of the repository's filter and merge drivers that hardened
+    // git does before any command that may convert content (a fixed number all the same).
+    assert!(calls.lines().count() <= 9, "{calls}");
 }
 
 /// `chromium` on PATH; under `CI=true` its absence fails the test, elsewhere it skips.

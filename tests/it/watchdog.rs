@@ -244,8 +244,10 @@ fn orphans_are_reaped_when_proven_and_reported_otherwise() {
          while [ \"$(cut -d' ' -f5 /proc/$p/stat)\" != \"$p\" ]; do sleep 0.05; done; echo done",
         pidfile.display()
     );
-    // The attempt ends at once: wait for its outcome, not for its registration.
-    let mut n = Night::with_config(&config(&snippet, "1h", ""));
+    // The attempt ends at once: wait for its outcome, not for its registration. The daemon
+    // reports its pid in a file outside the workspace, so this night runs without a kernel
+    // ruleset (`confine: detect`).
+    let mut n = Night::with_config(&config(&snippet, "1h", "confine: detect\n"));
     n.init();
     let c = n.card("s1", "", "do it");
     n.add(&[&c]);
@@ -270,7 +272,7 @@ fn orphans_are_reaped_when_proven_and_reported_otherwise() {
     // A process working in the stage worktree that is nobody's attempt (maybe a person's shell).
     let mut shell = Command::new("sleep")
         .arg("600")
-        .current_dir(n.path("state/worktrees/s1"))
+        .current_dir(n.workspace("s1"))
         .env_clear()
         .spawn()
         .unwrap();
