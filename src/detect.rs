@@ -3,7 +3,7 @@
 //! the child starts and again after it ends; [`escaped`] names what changed. Watched: the real
 //! `nightshift.yaml`, `state/cards/**`, `state/state.yaml` and `state/budget.json` (a change is
 //! legitimate only when the file then equals the ledger's copy, i.e. a tick wrote it), the
-//! attempt's own handoff directory (all but the wrapper's own prompt and recipe), the
+//! attempt's own handoff directory (all but the wrapper's own prompt, recipe and policy), the
 //! repository's `.git/config`, `.git/hooks/**` and `.git/info/**`, the user's checkout (tracked
 //! and untracked, not ignored; by size, mtime, ctime and inode), and the workspaces of other
 //! stages that were idle at both looks.
@@ -43,9 +43,12 @@ pub fn watch(paths: &Paths, git: &Git, job: &JobKey, state: Option<&State>) -> W
     for f in TICK_FILES {
         hash(&paths.root.join(f));
     }
+    // What the wrapper itself writes there while it starts the agent: the prompt, the recipe
+    // and (gemini's verifier) its read-only policy.
     let own = [
         format!("{}-prompt.md", job.role),
         format!("{}-recipe.json", job.role),
+        format!("{}-policy.toml", job.role),
     ];
     for f in files_under(&paths.handoff_dir(&job.stage, job.attempt)) {
         if !f
