@@ -53,26 +53,26 @@ pub struct Scheduler {
     pub heartbeat_secs: u64,
 }
 
-/// Reads `<config dir>/scheduler.json`; absent or unreadable means "not installed" with the
-/// default intervals.
+/// The installed scheduler from `scheduler.json` ([`crate::install::record::load`], the same
+/// typed, validated read `install` and `doctor` use); absent or invalid means "not installed"
+/// with the default intervals.
 #[must_use]
 pub fn scheduler() -> Scheduler {
-    let path = crate::host::config_dir().join("scheduler.json");
-    let parsed = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    let Some(v) = parsed else {
-        return Scheduler {
+    match crate::install::record::load() {
+        Ok(Some(r)) => Scheduler {
+            installed: true,
+            interval_secs: Some(r.interval_secs)
+                .filter(|n| *n > 0)
+                .unwrap_or(DEFAULT_INTERVAL_SECS),
+            heartbeat_secs: Some(r.heartbeat_secs)
+                .filter(|n| *n > 0)
+                .unwrap_or(DEFAULT_HEARTBEAT_SECS),
+        },
+        Ok(None) | Err(_) => Scheduler {
             installed: false,
             interval_secs: DEFAULT_INTERVAL_SECS,
             heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
-        };
-    };
-    let secs = |key: &str, default: u64| v[key].as_u64().filter(|n| *n > 0).unwrap_or(default);
-    Scheduler {
-        installed: true,
-        interval_secs: secs("interval_secs", DEFAULT_INTERVAL_SECS),
-        heartbeat_secs: secs("heartbeat_secs", DEFAULT_HEARTBEAT_SECS),
+        },
     }
 }
 
