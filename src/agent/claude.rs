@@ -118,13 +118,18 @@ impl Vendor for Claude {
         })
     }
 
-    fn parse(&self, stdout: &[u8], exit: ExitInfo, _now: jiff::Timestamp) -> Parsed {
+    fn check_agent(&self, _agent: &Agent) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn parse(&self, stdout: &[u8], _dir: &Path, exit: ExitInfo, _now: jiff::Timestamp) -> Parsed {
         parsed(stdout, exit)
     }
 
     fn doctor(&self) -> Doctor {
         Doctor::Cli {
             install_hint: "npm install -g @anthropic-ai/claude-code, or set `command:` to its absolute path",
+            pinned: None,
             version_args: Some(&["--version"]),
             login: LoginProbe::Status {
                 args: &["auth", "status", "--json"],

@@ -117,7 +117,11 @@ impl Vendor for Codex {
         })
     }
 
-    fn parse(&self, stdout: &[u8], exit: ExitInfo, now: jiff::Timestamp) -> Parsed {
+    fn check_agent(&self, _agent: &Agent) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn parse(&self, stdout: &[u8], _dir: &Path, exit: ExitInfo, now: jiff::Timestamp) -> Parsed {
         let s = parse_stream(stdout);
         Parsed {
             failure: classify_codex(&s, exit, now),
@@ -131,6 +135,7 @@ impl Vendor for Codex {
     fn doctor(&self) -> Doctor {
         Doctor::Cli {
             install_hint: "npm install -g @openai/codex, or set `command:` to its absolute path",
+            pinned: None,
             version_args: Some(&["--version"]),
             login: LoginProbe::Status {
                 args: &["login", "status"],

@@ -85,7 +85,11 @@ impl Vendor for Command {
         })
     }
 
-    fn parse(&self, stdout: &[u8], exit: ExitInfo, _now: jiff::Timestamp) -> Parsed {
+    fn check_agent(&self, _agent: &Agent) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn parse(&self, stdout: &[u8], _dir: &Path, exit: ExitInfo, _now: jiff::Timestamp) -> Parsed {
         let text = String::from_utf8_lossy(stdout).into_owned();
         Parsed {
             failure: super::failure::classify_exit(exit, ""),
@@ -97,6 +101,7 @@ impl Vendor for Command {
     fn doctor(&self) -> Doctor {
         Doctor::Cli {
             install_hint: "set `command:` to the executable's absolute path",
+            pinned: None,
             version_args: None,
             login: LoginProbe::Own,
         }

@@ -126,7 +126,11 @@ impl Vendor for Gemini {
         })
     }
 
-    fn parse(&self, stdout: &[u8], exit: ExitInfo, now: jiff::Timestamp) -> Parsed {
+    fn check_agent(&self, _agent: &Agent) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn parse(&self, stdout: &[u8], _dir: &Path, exit: ExitInfo, now: jiff::Timestamp) -> Parsed {
         let s = parse_stream(stdout);
         Parsed {
             failure: classify_gemini(&s, exit, now),
@@ -142,6 +146,7 @@ impl Vendor for Gemini {
     fn doctor(&self) -> Doctor {
         Doctor::Cli {
             install_hint: "set `command:` to the executable's absolute path",
+            pinned: None,
             version_args: Some(&["--version"]),
             login: LoginProbe::Inspect(inspect_login),
         }

@@ -1,5 +1,5 @@
 //! Agent adapters: one module ("room") per kind of agent CLI — [`claude`], [`codex`],
-//! [`gemini`], [`command`], [`script`] — each owning how its CLI is invoked for a role (one
+//! [`gemini`], [`aider`], [`command`], [`script`] — each owning how its CLI is invoked for a role (one
 //! argv per role), how its structured output is read (never transcript prose), how a run's
 //! failure is classified, and the facts about the kind (name, default family, API-key
 //! variable, environment, doctor's checks). This module owns only the shared types, the
@@ -8,6 +8,7 @@
 //! ([`crate::job`]) runs the [`Invocation`] they describe and `nightshift doctor` runs the
 //! probes they name.
 
+pub mod aider;
 pub mod auth;
 pub mod claude;
 pub mod codex;
@@ -32,6 +33,7 @@ pub enum AgentKind {
     Claude,
     Codex,
     Gemini,
+    Aider,
     Command,
     Script,
 }
@@ -45,6 +47,7 @@ impl AgentKind {
             Self::Claude => &claude::Claude,
             Self::Codex => &codex::Codex,
             Self::Gemini => &gemini::Gemini,
+            Self::Aider => &aider::Aider,
             Self::Command => &command::Command,
             Self::Script => &script::Script,
         }
@@ -98,8 +101,16 @@ pub trait Vendor: Sync {
         role: Role,
         cx: &InvokeCtx<'_>,
     ) -> Result<Invocation, String>;
-    /// Reads a run's stdout and classifies how it ended.
-    fn parse(&self, stdout: &[u8], exit: ExitInfo, now: jiff::Timestamp) -> Parsed;
+    /// What this kind requires of an agent's config beyond the shared rules, as the error
+    /// naming the key at fault (`agents.NAME.KEY: …`).
+    ///
+    /// # Errors
+    /// When the agent lacks something the kind needs.
+    fn check_agent(&self, agent: &Agent) -> Result<(), String>;
+    /// Reads a run's stdout (and, for a kind that writes its structured output to files, those
+    /// files in `dir`, the attempt's own directory [`InvokeCtx::attempt_dir`]) and classifies
+    /// how it ended.
+    fn parse(&self, stdout: &[u8], dir: &Path, exit: ExitInfo, now: jiff::Timestamp) -> Parsed;
     /// What `nightshift doctor` checks for this kind, without spending a token.
     fn doctor(&self) -> Doctor;
 }
@@ -115,6 +126,9 @@ pub enum Doctor {
         install_hint: &'static str,
         /// Arguments that print its version (`None`: show its path only).
         version_args: Option<&'static [&'static str]>,
+        /// The one version nightshift drives (its output and flags were measured on it):
+        /// another version fails the check. `None`: any version.
+        pinned: Option<&'static str>,
         /// How a subscription login is checked.
         login: LoginProbe,
     },
@@ -175,6 +189,9 @@ pub struct InvokeCtx<'a> {
     /// The same prompt, in a file (for agents that take a path).
     pub prompt_file: &'a Path,
     pub worktree: &'a Path,
+    /// The attempt's own directory (writable to the agent in every role, confined or not):
+    /// where a kind keeps the files its CLI writes besides stdout.
+    pub attempt_dir: &'a Path,
     /// `script` kind: the recipe the job resolved for this role.
     pub recipe_file: Option<&'a Path>,
     /// nightshift's own executable (the `script` kind runs it).
@@ -229,10 +246,17 @@ pub struct Parsed {
     pub permission_denials: u32,
 }
 
-/// Parses an agent's stdout by its kind and classifies how it ended.
+/// Parses an agent's stdout (and the files its kind keeps in the attempt's directory `dir`)
+/// by its kind and classifies how it ended.
 #[must_use]
-pub fn parse(kind: AgentKind, stdout: &[u8], exit: ExitInfo, now: jiff::Timestamp) -> Parsed {
-    let mut p = kind.vendor().parse(stdout, exit, now);
+pub fn parse(
+    kind: AgentKind,
+    stdout: &[u8],
+    dir: &Path,
+    exit: ExitInfo,
+    now: jiff::Timestamp,
+) -> Parsed {
+    let mut p = kind.vendor().parse(stdout, dir, exit, now);
     if exit.timed_out {
         p.failure = None; // the engine reports the timeout itself
     }
@@ -263,10 +287,12 @@ mod tests {
     fn show(a: &Agent, role: Role, confined: bool) -> String {
         let dir = tempfile::tempdir().unwrap();
         let prompt_file = dir.path().join("worker-prompt.md");
+        let attempt_dir = dir.path().join("a1-worker");
         let cx = InvokeCtx {
             prompt: "PROMPT",
             prompt_file: &prompt_file,
             worktree: Path::new("/w"),
+            attempt_dir: &attempt_dir,
             recipe_file: Some(Path::new("/h/worker-recipe.json")),
             self_exe: Path::new("/bin/nightshift"),
             confined,
@@ -305,12 +331,19 @@ mod tests {
             None,
             &["-c", "my-agent --prompt {prompt_file}"],
         );
+        let aider = agent(
+            AgentKind::Aider,
+            "/bin/aider",
+            Some("openai/gpt-4o"),
+            &["--openai-api-base", "http://127.0.0.1:9/v1"],
+        );
         let script = agent(AgentKind::Script, "unused", None, &[]);
         let mut out = String::new();
         for (name, a) in [
             ("claude", &claude),
             ("codex", &codex),
             ("gemini", &gemini),
+            ("aider", &aider),
             ("command", &command),
             ("script", &script),
         ] {

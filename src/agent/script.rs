@@ -87,7 +87,11 @@ impl Vendor for Script {
     }
 
     /// It prints Claude Code's stream-json, so it is read as such.
-    fn parse(&self, stdout: &[u8], exit: ExitInfo, _now: jiff::Timestamp) -> Parsed {
+    fn check_agent(&self, _agent: &Agent) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn parse(&self, stdout: &[u8], _dir: &Path, exit: ExitInfo, _now: jiff::Timestamp) -> Parsed {
         claude::parsed(stdout, exit)
     }
 

@@ -172,13 +172,14 @@ fn shared_state_check(agent: &Agent) -> Option<Check> {
 fn agent_checks(agent: &Agent) -> Vec<Check> {
     let name = format!("agent {}", agent.name);
     let vendor = agent.kind.vendor();
-    let (install_hint, version_args, login) = match vendor.doctor() {
+    let (install_hint, version_args, pinned, login) = match vendor.doctor() {
         Doctor::BuiltIn(what) => return vec![check(name, true, what, None)],
         Doctor::Cli {
             install_hint,
             version_args,
+            pinned,
             login,
-        } => (install_hint, version_args, login),
+        } => (install_hint, version_args, pinned, login),
     };
     let program = agent
         .command
@@ -193,15 +194,25 @@ fn agent_checks(agent: &Agent) -> Vec<Check> {
             Some(install_hint.into()),
         )];
     };
-    let version = match version_args {
-        None => path.display().to_string(),
+    let (version, printed) = match version_args {
+        None => (path.display().to_string(), String::new()),
         Some(args) => probe(&path, args, &[], None).map_or_else(
-            |e| format!("{}: {e}", path.display()),
-            |(_, out)| format!("{} ({})", out.trim(), path.display()),
+            |e| (format!("{}: {e}", path.display()), String::new()),
+            |(_, out)| (format!("{} ({})", out.trim(), path.display()), out),
         ),
     };
+    // A pinned kind runs only the version its output was measured on.
+    let pin_ok = pinned.is_none_or(|want| {
+        printed
+            .split_whitespace()
+            .any(|w| w.trim_start_matches('v') == want)
+    });
+    let version = match pinned {
+        Some(want) if !pin_ok => format!("{version}: nightshift drives version {want} only"),
+        _ => version,
+    };
     vec![
-        check(name, true, version, None),
+        check(name, pin_ok, version, Some(install_hint.into())),
         auth_check(agent, &path, login),
     ]
 }

@@ -217,22 +217,21 @@ fn validate_agents(raw: BTreeMap<String, RawAgent>) -> Result<BTreeMap<String, A
             Some(t) => Some(parse_duration(t).map_err(|e| format!("agents.{name}.silence: {e}"))?),
             None => None,
         };
-        out.insert(
-            name.clone(),
-            Agent {
-                name,
-                kind: a.kind,
-                command: a.command,
-                args: a.args,
-                env: a.env,
-                model: a.model,
-                family,
-                recipe: a.recipe,
-                auth,
-                share_cli_state,
-                silence_secs,
-            },
-        );
+        let agent = Agent {
+            name: name.clone(),
+            kind: a.kind,
+            command: a.command,
+            args: a.args,
+            env: a.env,
+            model: a.model,
+            family,
+            recipe: a.recipe,
+            auth,
+            share_cli_state,
+            silence_secs,
+        };
+        agent.kind.vendor().check_agent(&agent)?;
+        out.insert(name, agent);
     }
     Ok(out)
 }
@@ -339,6 +338,35 @@ mod tests {
             "{ kind: command, command: x, family: f, auth: { route: api, env: A } }",
         ] {
             assert!(agent(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn aider_states_its_family_model_and_key_route() {
+        let ok = "{ kind: aider, family: gpt, model: openai/gpt-4o, auth: { route: api, env: K, pass_as: OPENAI_API_KEY } }";
+        let c = agent(ok).unwrap();
+        assert_eq!(c.agents["a"].family, "gpt");
+        assert!(!c.agents["a"].share_cli_state);
+        for (bad, key) in [
+            (
+                "{ kind: aider, model: openai/gpt-4o, auth: { route: api, env: K, pass_as: OPENAI_API_KEY } }",
+                "agents.a.family: required for kind `aider`",
+            ),
+            (
+                "{ kind: aider, family: gpt, auth: { route: api, env: K, pass_as: OPENAI_API_KEY } }",
+                "agents.a.model: required for kind `aider`",
+            ),
+            (
+                "{ kind: aider, family: gpt, model: openai/gpt-4o }",
+                "agents.a.auth: kind `aider` has no login of its own",
+            ),
+            (
+                "{ kind: aider, family: gpt, model: openai/gpt-4o, auth: { route: api, env: K } }",
+                "agents.a.auth.pass_as: required for kind `aider`",
+            ),
+        ] {
+            let err = agent(bad).unwrap_err();
+            assert!(err.starts_with(key), "{bad}: {err}");
         }
     }
 }

@@ -265,6 +265,7 @@ fn run_agent(
         prompt: prompt_text,
         prompt_file: &prompt_file,
         worktree: wt,
+        attempt_dir: &attempt_dir,
         recipe_file: recipe_file.as_deref(),
         self_exe: &self_exe,
     };
@@ -293,18 +294,18 @@ fn run_agent(
         grants,
     };
     let res = start_child(cx, &spec, Duration::from_secs(cx.args.timeout_secs))?;
-    read_run(agent, &res)
+    read_run(agent, &res, &attempt_dir)
 }
 
 /// The agent's structured output, read into the run record.
-fn read_run(agent: &Agent, res: &ChildResult) -> Result<AgentRun, JobError> {
+fn read_run(agent: &Agent, res: &ChildResult, dir: &Path) -> Result<AgentRun, JobError> {
     let exit = agent::ExitInfo {
         code: res.exit,
         signal: res.signal,
         timed_out: res.timed_out,
     };
     let now = crate::now::now()?;
-    let parsed = agent::parse(agent.kind, &res.stdout, exit, now);
+    let parsed = agent::parse(agent.kind, &res.stdout, dir, exit, now);
     Ok(AgentRun {
         agent: agent.name.clone(),
         exit: res.exit,

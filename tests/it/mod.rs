@@ -15,6 +15,7 @@ mod money;
 mod night;
 mod operator;
 mod pipes;
+mod real_aider;
 mod real_claude;
 mod real_codex;
 mod real_gemini;

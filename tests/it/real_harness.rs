@@ -1,4 +1,5 @@
-//! What the real-CLI tests (`real_claude`, `real_codex`, `real_gemini`, `real_night`) share:
+//! What the real-CLI tests (`real_claude`, `real_codex`, `real_gemini`, `real_aider`,
+//! `real_night`) share:
 //! finding the installed CLI ([`real_cli`]), a hermetic scratch area to run it in
 //! ([`Sandbox`]), one time-limited run with its output kept for failure messages ([`Run`]),
 //! and fixture capture ([`save_fixture`]). Each test file keeps its own arguments, fakes and
@@ -19,15 +20,25 @@ use serde_json::Value;
 /// Each CLI run is killed after this long (the tests expect far less).
 pub const RUN_LIMIT: Duration = Duration::from_secs(90);
 
-/// The real agent CLI `name` (`claude`, `codex`, `gemini`): `$NIGHTSHIFT_<NAME>_BIN`, else the
-/// copy `npm ci` installs in `tests/agent-clis/`. Missing: the calling test prints `SKIP` and
+/// The real agent CLI `name` (`claude`, `codex`, `gemini`, `aider`): `$NIGHTSHIFT_<NAME>_BIN`,
+/// else the copy `.ci/run` installs in `tests/agent-clis/` (`npm ci` for the Node CLIs, a
+/// virtual environment `.venv` for aider). Missing: the calling test prints `SKIP` and
 /// returns, unless `NIGHTSHIFT_REQUIRE_REAL_CLIS=1` (CI), where it fails.
 pub fn real_cli(name: &str) -> Option<PathBuf> {
     let var = format!("NIGHTSHIFT_{}_BIN", name.to_uppercase());
+    let (dir, install) = if name == "aider" {
+        (
+            ".venv/bin",
+            "python3 -m venv tests/agent-clis/.venv && tests/agent-clis/.venv/bin/pip install aider-chat==0.86.2",
+        )
+    } else {
+        ("node_modules/.bin", "`npm ci` in tests/agent-clis")
+    };
     let bin = std::env::var_os(&var).map_or_else(
         || {
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/agent-clis/node_modules/.bin")
+                .join("tests/agent-clis")
+                .join(dir)
                 .join(name)
         },
         PathBuf::from,
@@ -36,7 +47,7 @@ pub fn real_cli(name: &str) -> Option<PathBuf> {
         return Some(bin);
     }
     let msg = format!(
-        "the real {name} CLI is not at {} (run `npm ci` in tests/agent-clis, or set {var})",
+        "the real {name} CLI is not at {} (run {install}, or set {var})",
         bin.display()
     );
     assert!(

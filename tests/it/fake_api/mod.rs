@@ -1,4 +1,5 @@
 pub mod anthropic;
+pub mod chat;
 pub mod conversation;
 pub mod gemini;
 pub mod http;

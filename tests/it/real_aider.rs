@@ -1,0 +1,201 @@
+//! The real aider (aider-chat 0.86.2 in `tests/agent-clis/.venv`, installed by `.ci/run`)
+//! driven by nightshift as an `aider` agent against the fake Chat Completions API in
+//! `fake_api/chat.rs`, confined by the kernel ruleset like every real CLI here. Skipped when
+//! it is missing, unless `NIGHTSHIFT_REQUIRE_REAL_CLIS=1`; `NIGHTSHIFT_AIDER_BIN` overrides it.
+//!
+//! aider retries a 429 for over a minute on its own (eight sleeps doubling up to 32 s, each
+//! attempt retried by the SDK too), so the 429 cases are classified from recorded real output
+//! (`tests/fixtures/agent-cli-output/aider/fail-429-*`, unit tests in `agent::aider`); 401 and
+//! 404 fail on the first request and run for real here.
+
+use std::path::Path;
+
+use super::fake_api::chat::{self, FakeChat, Turn};
+use super::night::{Night, PASS};
+use super::real_harness::real_cli;
+
+/// The secret the tick holds; only aider's process gets it, as `OPENAI_API_KEY`.
+const SECRET_VAR: &str = "NIGHTSHIFT_TEST_AIDER_SECRET";
+
+/// `ai`, the real aider (family `gpt`) pointed at `fake`; `wclaude`, a scripted agent of
+/// another family, verifies its work and works for it to verify.
+fn config(bin: &Path, fake: &FakeChat) -> String {
+    let agent = serde_json::json!({
+        "kind": "aider",
+        "command": bin,
+        "family": "gpt",
+        "model": chat::MODEL,
+        "args": ["--openai-api-base", fake.api_base(), "--timeout", "20"],
+        "auth": { "route": "api", "env": SECRET_VAR, "pass_as": chat::KEY_VAR },
+    });
+    format!(
+        "version: 1\nlanes: 1\nbase: main\nagents:\n  ai: {agent}\n  wclaude: {{ kind: script, family: claude }}\ndefaults:\n  worker: ai\n  verifier: wclaude\n  max_attempts: 2\n  timeouts: {{ worker: 3m, verifier: 3m, acceptance: 1m }}\npricing:\n  {}: {{ input: 1.0, output: 8.0, cache_read: 0.0, cache_write: 0.0 }}\n",
+        chat::MODEL
+    )
+}
+
+fn night(bin: &Path, fake: &FakeChat) -> Night {
+    let mut n = Night::with_config(&config(bin, fake));
+    n.extra_env.push((SECRET_VAR.into(), chat::KEY.into()));
+    n.init();
+    assert_eq!(n.status()["confinement"]["confined"], true);
+    n
+}
+
+/// The demo stage's worker reply in aider's `diff` format: create out.txt, then the handoff.
+fn worker_reply(stage: &str, attempt: u32) -> String {
+    format!(
+        "I will create the file.\n\nout.txt\n```\n<<<<<<< SEARCH\n=======\nhello\n>>>>>>> REPLACE\n```\n\n```json\n{{\"version\": 1, \"stage\": \"{stage}\", \"attempt\": {attempt}, \"status\": \"done\", \"summary\": \"created the greeting\", \"files_changed\": [\"out.txt\"]}}\n```"
+    )
+}
+
+/// The exit code of stage `a`'s first worker run, from its sealed outcome.
+fn worker_exit(n: &Night) -> Option<i64> {
+    let outcome: serde_json::Value =
+        serde_json::from_str(&n.read("state/handoffs/a/a1/worker.json")).unwrap();
+    outcome["result"]["run"]["exit"].as_i64()
+}
+
+fn hello_card(n: &Night) -> String {
+    n.card(
+        "a",
+        &format!(
+            "acceptance: [\"grep -q hello out.txt\"]\nscript:\n  verifier:\n    - steps:\n        - {PASS}\n"
+        ),
+        "# Objective\nCreate out.txt saying hello.",
+    )
+}
+
+#[test]
+fn real_aider_works_a_stage_with_tokens_counted_and_verifies_another() {
+    let Some(aider) = real_cli("aider") else {
+        return;
+    };
+    // a: aider works (one request, an edit creating out.txt); b: a scripted worker, aider
+    // verifies in ask mode.
+    let fake = FakeChat::start(vec![
+        Turn::Reply(worker_reply("a", 1)),
+        Turn::Reply(
+            "Looks right.\n\n```json\n{\"version\": 1, \"stage\": \"b\", \"attempt\": 1, \"verdict\": \"pass\", \"criteria\": [], \"findings\": []}\n```".into(),
+        ),
+    ]);
+    let mut n = night(&aider, &fake);
+    let a = hello_card(&n);
+    let b = n.card(
+        "b",
+        "worker: wclaude\nverifier: ai\ndepends_on: [a]\nscript:\n  worker:\n    - steps:\n        - write: { path: b.txt, content: b }\n        - envelope: { status: done, summary: wrote b }\n",
+        "# Objective\nWrite b.txt.",
+    );
+    n.add(&[&a, &b]);
+    n.drain(30);
+    let st = n.status();
+    for s in st["stages"].as_array().unwrap() {
+        assert_eq!(s["status"], "done", "{st:#}");
+    }
+    assert_eq!(n.git(&["show", "nightshift/integration:out.txt"]), "hello");
+    // Only the edit landed: no history files, tag cache or `.gitignore` line of aider's.
+    let landed = n.git(&[
+        "log",
+        "--format=",
+        "--name-only",
+        "--grep=^a: ",
+        "nightshift/integration",
+    ]);
+    assert_eq!(landed.trim(), "out.txt");
+    let ws = n.git(&["ls-tree", "-r", "--name-only", "nightshift/integration"]);
+    assert!(!ws.contains(".aider"), "{ws}");
+    // Tokens from aider's analytics log, priced from the table.
+    let run = &n.stage("a")["attempts"][0]["runs"][0];
+    assert_eq!(
+        (run["agent"].as_str(), run["outcome"].as_str()),
+        (Some("ai"), Some("ok")),
+        "{run}"
+    );
+    let requests = fake.served() as u64 - 1; // the verifier's one
+    assert!(requests >= 1);
+    assert_eq!(run["usage"]["input"], requests * chat::USAGE.0, "{run}");
+    assert_eq!(run["usage"]["output"], requests * chat::USAGE.1, "{run}");
+    assert!(run["usd"].as_f64().unwrap() > 0.0, "{run}");
+    assert!(
+        st["budget"]["families"]["gpt"]["usage"]["input"]
+            .as_u64()
+            .unwrap()
+            >= 2 * chat::USAGE.0,
+        "worker and verifier runs both counted: {st:#}"
+    );
+    let verifier = &n.stage("b")["attempts"][0]["runs"][1];
+    assert_eq!(
+        (verifier["role"].as_str(), verifier["outcome"].as_str()),
+        (Some("verifier"), Some("ok")),
+        "{verifier}"
+    );
+    // What aider sent: the key from the route, the model without litellm's prefix, nothing
+    // but completions (no price-list fetch reaches the network either: it has the metadata).
+    let reqs = fake.completions();
+    for r in &reqs {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {}", chat::KEY).as_str())
+        );
+        assert_eq!(r.json()["model"], chat::WIRE_MODEL);
+    }
+    assert!(
+        reqs.last().unwrap().json().to_string().contains("b.txt"),
+        "the verifier prompt carries the diff"
+    );
+    assert!(fake.others().is_empty(), "{:?}", fake.others());
+}
+
+#[test]
+fn real_aider_401_is_an_auth_failure_although_aider_exits_0() {
+    let Some(aider) = real_cli("aider") else {
+        return;
+    };
+    let fake = FakeChat::start(vec![Turn::unauthorized()]);
+    let mut n = night(&aider, &fake);
+    let a = hello_card(&n);
+    n.add(&[&a]);
+    n.drain(10);
+    let s = n.stage("a");
+    assert_eq!(s["status"], "escalated", "{s:#}");
+    assert_eq!(
+        s["attempts_used"], 1,
+        "an auth failure is not retried: {s:#}"
+    );
+    let run = &s["attempts"][0]["runs"][0];
+    assert_eq!(worker_exit(&n), Some(0), "aider exits 0 on an API failure");
+    assert_eq!(run["failure"]["kind"], "auth", "{run}");
+    assert!(
+        run["failure"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Incorrect API key provided"),
+        "{run}"
+    );
+    assert_eq!(fake.served(), 1, "aider does not retry a 401");
+}
+
+#[test]
+fn real_aider_unknown_model_is_a_typed_404() {
+    let Some(aider) = real_cli("aider") else {
+        return;
+    };
+    let fake = FakeChat::start(vec![Turn::model_not_found()]);
+    let mut n = night(&aider, &fake);
+    let a = hello_card(&n);
+    n.add(&[&a]);
+    n.drain(10);
+    let s = n.stage("a");
+    assert_eq!(s["status"], "escalated", "{s:#}");
+    let run = &s["attempts"][0]["runs"][0];
+    assert_eq!(worker_exit(&n), Some(0), "aider exits 0 on an API failure");
+    assert_eq!(run["failure"]["kind"], "api_error", "{run}");
+    assert_eq!(run["failure"]["status"], 404, "{run}");
+    assert!(
+        run["failure"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("model not found: "),
+        "{run}"
+    );
+}
