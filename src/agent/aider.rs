@@ -253,3 +253,93 @@ pub fn model_metadata(model: &str) -> String {
     })
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgentKind;
+
+    fn agent() -> Agent {
+        Agent {
+            name: "ai".into(),
+            kind: AgentKind::Aider,
+            command: Some("/bin/aider".into()),
+            args: Vec::new(),
+            env: std::collections::BTreeMap::new(),
+            model: Some("anthropic/claude-sonnet-4-5".into()),
+            family: "claude".into(),
+            recipe: None,
+            auth: Auth::ApiEnv {
+                source: "K".into(),
+                pass_as: "ANTHROPIC_API_KEY".into(),
+            },
+            share_cli_state: false,
+            silence_secs: None,
+        }
+    }
+
+    #[test]
+    fn a_run_starts_with_fresh_logs_and_metadata_for_its_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join(RUN_DIR);
+        std::fs::create_dir_all(&run).unwrap();
+        // An earlier run of the same attempt (re-dispatched) left its log behind.
+        std::fs::write(run.join(EVENTS_FILE), "{\"event\": \"message_send\"}\n").unwrap();
+        let prompt = dir.path().join("worker-prompt.md");
+        let cx = InvokeCtx {
+            prompt: "P",
+            prompt_file: &prompt,
+            worktree: dir.path(),
+            attempt_dir: dir.path(),
+            recipe_file: None,
+            self_exe: Path::new("/bin/nightshift"),
+            confined: true,
+        };
+        let inv = Aider.invocation(&agent(), Role::Worker, &cx).unwrap();
+        assert!(!run.join(EVENTS_FILE).exists(), "the stale log is gone");
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join(METADATA_FILE)).unwrap())
+                .unwrap();
+        let m = &meta["anthropic/claude-sonnet-4-5"];
+        assert_eq!(m["litellm_provider"], "anthropic");
+        assert_eq!(m["input_cost_per_token"], 0.0);
+        let at = |flag: &str| {
+            let i = inv.args.iter().position(|a| a == flag).unwrap();
+            inv.args[i + 1].clone()
+        };
+        assert_eq!(
+            at("--model-metadata-file"),
+            run.join(METADATA_FILE).to_string_lossy()
+        );
+        assert_eq!(
+            at("--analytics-log"),
+            run.join(EVENTS_FILE).to_string_lossy()
+        );
+        assert_eq!(at("--message-file"), prompt.to_string_lossy());
+        assert!(
+            !inv.args.iter().any(|a| a == "P"),
+            "the prompt never goes on argv"
+        );
+    }
+
+    #[test]
+    fn the_config_states_model_and_key_route() {
+        assert_eq!(Aider.check_agent(&agent()), Ok(()));
+        let mut a = agent();
+        a.model = None;
+        assert!(
+            Aider
+                .check_agent(&a)
+                .unwrap_err()
+                .starts_with("agents.ai.model: ")
+        );
+        let mut a = agent();
+        a.auth = Auth::Subscription;
+        assert!(
+            Aider
+                .check_agent(&a)
+                .unwrap_err()
+                .starts_with("agents.ai.auth: ")
+        );
+    }
+}

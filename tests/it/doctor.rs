@@ -85,3 +85,57 @@ fn doctor_finds_a_cron_line() {
         .unwrap();
     assert_eq!(sched["ok"], true, "{sched}");
 }
+
+#[test]
+fn doctor_fails_an_aider_of_another_version_than_the_pinned_one() {
+    let bins = tempfile::tempdir().unwrap();
+    let bin = |name: &str, version: &str| {
+        let path = bins.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\necho 'aider {version}'\n")).unwrap();
+        let mut p = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o755);
+        std::fs::set_permissions(&path, p).unwrap();
+        path.display().to_string()
+    };
+    let (pinned, other) = (bin("aider-pinned", "0.86.2"), bin("aider-old", "0.85.1"));
+    let agent = |name: &str, command: &str| {
+        format!(
+            "\n  {name}: {{ kind: aider, command: {command}, family: gpt, model: openai/gpt-4o, auth: {{ route: api, env: K, pass_as: OPENAI_API_KEY }} }}"
+        )
+    };
+    let cfg = CONFIG.replace(
+        "  vcodex: { kind: script, family: codex }",
+        &format!(
+            "  vcodex: {{ kind: script, family: codex }}{}{}",
+            agent("aok", &pinned),
+            agent("aold", &other)
+        ),
+    );
+    let n = Night::with_config(&cfg);
+    n.init();
+    let out = n.ns(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let by = |name: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(by("agent aok")["ok"], true, "{v:#}");
+    let old = by("agent aold");
+    assert_eq!(old["ok"], false, "{v:#}");
+    assert!(
+        old["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nightshift drives version 0.86.2 only"),
+        "{old}"
+    );
+    assert!(
+        old["hint"].as_str().unwrap().contains("aider-chat==0.86.2"),
+        "{old}"
+    );
+}
