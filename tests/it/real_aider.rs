@@ -4,9 +4,10 @@
 //! it is missing, unless `NIGHTSHIFT_REQUIRE_REAL_CLIS=1`; `NIGHTSHIFT_AIDER_BIN` overrides it.
 //!
 //! aider retries a 429 for over a minute on its own (eight sleeps doubling up to 32 s, each
-//! attempt retried by the SDK too), so the 429 cases are classified from recorded real output
-//! (`tests/fixtures/agent-cli-output/aider/fail-429-*`, unit tests in `agent::aider`); 401 and
-//! 404 fail on the first request and run for real here.
+//! attempt retried by the SDK too), so the 429 cases replay recorded real output
+//! (`tests/fixtures/agent-cli-output/aider/fail-429-*`) through nightshift with a stand-in
+//! executable (these run without aider installed), besides the unit tests in `agent::aider`;
+//! 401 and 404 fail on the first request and run the real aider here.
 
 use std::path::Path;
 
@@ -197,5 +198,69 @@ fn real_aider_unknown_model_is_a_typed_404() {
             .unwrap()
             .starts_with("model not found: "),
         "{run}"
+    );
+}
+
+/// A stand-in for aider that replays a recorded real 429 run (`fail-429-*` in
+/// `tests/fixtures/agent-cli-output/aider/`): its stdout, and its analytics log written where
+/// `--analytics-log` says, exit 0 like aider. The real 429 takes aider 64 s or more of its own
+/// retries, too long for the suite.
+fn replay_429(dir: &Path, stdout_fixture: &str) -> std::path::PathBuf {
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agent-cli-output/aider");
+    let script = format!(
+        "#!/bin/sh\nwhile [ $# -gt 0 ]; do\n  case \"$1\" in --analytics-log) log=\"$2\"; shift;; esac\n  shift\ndone\ncp '{}' \"$log\"\ncat '{}'\n",
+        fixtures.join("fail-429-retry-after.events.jsonl").display(),
+        fixtures.join(stdout_fixture).display()
+    );
+    let path = dir.join("aider-replay");
+    std::fs::write(&path, script).unwrap();
+    let mut p = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o755);
+    std::fs::set_permissions(&path, p).unwrap();
+    path
+}
+
+#[test]
+fn aider_429_after_its_own_retries_is_rate_limited_and_retried_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = replay_429(dir.path(), "fail-429-retry-after.stdout.txt");
+    let fake = FakeChat::start(vec![]);
+    let mut n = night(&bin, &fake);
+    let a = hello_card(&n);
+    n.add(&[&a]);
+    n.drain(10);
+    let s = n.stage("a");
+    assert_eq!(s["status"], "escalated", "{s:#}");
+    assert_eq!(s["attempts_used"], 2, "a rate limit is retried: {s:#}");
+    let run = &s["attempts"][0]["runs"][0];
+    assert_eq!(worker_exit(&n), Some(0));
+    assert_eq!(run["failure"]["kind"], "rate_limited", "{run}");
+    assert!(
+        run["failure"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Rate limit reached"),
+        "{run}"
+    );
+}
+
+#[test]
+fn aider_429_for_an_exhausted_quota_pauses_the_family_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = replay_429(dir.path(), "fail-429-quota.stdout.txt");
+    let fake = FakeChat::start(vec![]);
+    let mut n = night(&bin, &fake);
+    let a = hello_card(&n);
+    n.add(&[&a]);
+    n.tick();
+    n.settle();
+    n.tick();
+    let st = n.status();
+    assert_eq!(st["stages"][0]["status"], "paused", "{st:#}");
+    assert!(st["paused"]["gpt"]["until"].is_string(), "{st:#}");
+    assert_eq!(
+        st["stages"][0]["attempts"][0]["runs"][0]["outcome"], "usage_limit",
+        "{st:#}"
     );
 }
