@@ -43,11 +43,10 @@ fn night(bin: &Path, fake: &FakeChat) -> Night {
     n
 }
 
-/// The demo stage's worker reply in aider's `diff` format: create out.txt, then the handoff.
-fn worker_reply(stage: &str, attempt: u32) -> String {
-    format!(
-        "I will create the file.\n\nout.txt\n```\n<<<<<<< SEARCH\n=======\nhello\n>>>>>>> REPLACE\n```\n\n```json\n{{\"version\": 1, \"stage\": \"{stage}\", \"attempt\": {attempt}, \"status\": \"done\", \"summary\": \"created the greeting\", \"files_changed\": [\"out.txt\"]}}\n```"
-    )
+/// The demo stage's worker reply in aider's `diff` format: create hello.txt, then the
+/// handoff.
+fn worker_reply() -> String {
+    "I will create the file.\n\nhello.txt\n```\n<<<<<<< SEARCH\n=======\nhello, night\n>>>>>>> REPLACE\n```\n\n```json\n{\"version\": 1, \"stage\": \"hello\", \"attempt\": 1, \"status\": \"done\", \"summary\": \"greeted the night\", \"files_changed\": [\"hello.txt\"]}\n```".into()
 }
 
 /// The exit code of stage `a`'s first worker run, from its sealed outcome.
@@ -67,46 +66,61 @@ fn hello_card(n: &Night) -> String {
     )
 }
 
+/// The demo's first stage (`stage-cards/hello.md`, as `nightshift demo` runs it), committed
+/// into `n`'s repository: its worker is the default one (aider), its verifier the card's
+/// scripted pass.
+fn demo_hello_card(n: &Night) -> String {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("stage-cards/hello.md"))
+            .unwrap();
+    n.write("stage-cards/hello.md", &text);
+    n.commit_all("card hello");
+    "stage-cards/hello.md".into()
+}
+
 #[test]
-fn real_aider_works_a_stage_with_tokens_counted_and_verifies_another() {
+fn real_aider_drains_the_demo_stage_with_tokens_counted_and_verifies_another() {
     let Some(aider) = real_cli("aider") else {
         return;
     };
-    // a: aider works (one request, an edit creating out.txt); b: a scripted worker, aider
-    // verifies in ask mode.
+    // hello: aider works (one request, an edit creating hello.txt); b: a scripted worker,
+    // aider verifies in ask mode.
     let fake = FakeChat::start(vec![
-        Turn::Reply(worker_reply("a", 1)),
+        Turn::Reply(worker_reply()),
         Turn::Reply(
             "Looks right.\n\n```json\n{\"version\": 1, \"stage\": \"b\", \"attempt\": 1, \"verdict\": \"pass\", \"criteria\": [], \"findings\": []}\n```".into(),
         ),
     ]);
     let mut n = night(&aider, &fake);
-    let a = hello_card(&n);
+    let hello = demo_hello_card(&n);
     let b = n.card(
         "b",
-        "worker: wclaude\nverifier: ai\ndepends_on: [a]\nscript:\n  worker:\n    - steps:\n        - write: { path: b.txt, content: b }\n        - envelope: { status: done, summary: wrote b }\n",
+        "worker: wclaude\nverifier: ai\ndepends_on: [hello]\nscript:\n  worker:\n    - steps:\n        - write: { path: b.txt, content: b }\n        - envelope: { status: done, summary: wrote b }\n",
         "# Objective\nWrite b.txt.",
     );
-    n.add(&[&a, &b]);
+    n.add(&[&hello, &b]);
     n.drain(30);
     let st = n.status();
     for s in st["stages"].as_array().unwrap() {
         assert_eq!(s["status"], "done", "{st:#}");
     }
-    assert_eq!(n.git(&["show", "nightshift/integration:out.txt"]), "hello");
+    assert_eq!(
+        n.git(&["show", "nightshift/integration:hello.txt"]),
+        "hello, night"
+    );
     // Only the edit landed: no history files, tag cache or `.gitignore` line of aider's.
     let landed = n.git(&[
         "log",
         "--format=",
         "--name-only",
-        "--grep=^a: ",
+        "--grep=^hello: ",
         "nightshift/integration",
     ]);
-    assert_eq!(landed.trim(), "out.txt");
+    assert_eq!(landed.trim(), "hello.txt");
     let ws = n.git(&["ls-tree", "-r", "--name-only", "nightshift/integration"]);
     assert!(!ws.contains(".aider"), "{ws}");
     // Tokens from aider's analytics log, priced from the table.
-    let run = &n.stage("a")["attempts"][0]["runs"][0];
+    let run = &n.stage("hello")["attempts"][0]["runs"][0];
     assert_eq!(
         (run["agent"].as_str(), run["outcome"].as_str()),
         (Some("ai"), Some("ok")),
