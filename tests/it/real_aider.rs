@@ -159,6 +159,24 @@ fn real_aider_drains_the_demo_stage_with_tokens_counted_and_verifies_another() {
         "the verifier prompt carries the diff"
     );
     assert!(fake.others().is_empty(), "{:?}", fake.others());
+    // The key reached aider's environment only: not its argv, log or outcome.
+    let leaks = std::process::Command::new("grep")
+        .args([
+            "-r",
+            "-l",
+            chat::KEY,
+            "state/logs",
+            "state/handoffs",
+            "state/active-agents",
+        ])
+        .current_dir(&n.repo)
+        .output()
+        .unwrap();
+    assert!(
+        leaks.stdout.is_empty(),
+        "the key leaked into {}",
+        String::from_utf8_lossy(&leaks.stdout)
+    );
 }
 
 #[test]
