@@ -123,6 +123,29 @@ pub struct Config {
 }
 
 impl Config {
+    /// One warning per agent of a paid kind whose model has no price (none set, or not in
+    /// the table nor under `pricing:`): its runs count $0.00 unless its CLI reports the cost
+    /// itself. Under a USD cap such an agent is a configuration error instead (see
+    /// `validate`); without one, `status` and `doctor` say this.
+    #[must_use]
+    pub fn unpriced_agents(&self) -> Vec<String> {
+        self.agents
+            .values()
+            .filter(|a| a.kind.vendor().is_paid())
+            .filter_map(|a| {
+                let what = match &a.model {
+                    Some(m) if self.prices.contains_key(m) => return None,
+                    Some(m) => format!("model `{m}` has no price"),
+                    None => "no `model:` is set, so it has no price".to_owned(),
+                };
+                Some(format!(
+                    "agent `{}`: {what}; its runs count $0.00 unless its CLI reports the cost (add the model under `pricing:` in nightshift.yaml)",
+                    a.name
+                ))
+            })
+            .collect()
+    }
+
     /// Reads, schema-validates and validates `nightshift.yaml`.
     ///
     /// # Errors

@@ -22,5 +22,6 @@ mod real_harness;
 mod real_night;
 mod report;
 mod state_files;
+mod truth;
 mod views;
 mod watchdog;
