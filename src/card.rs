@@ -15,7 +15,7 @@ use crate::error::{NsError, NsResult};
 use crate::ids::StageId;
 use crate::schema;
 
-/// The YAML front matter of a stage card (`templates/stage-card.md` documents every field).
+/// The YAML front matter of a stage card (`nightshift template card` prints an example documenting every field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FrontMatter {
@@ -90,7 +90,7 @@ impl Card {
     /// When the front matter is missing, unterminated, not valid YAML, has unknown keys
     /// (naming the line, counted within the front matter), or the body is empty.
     pub fn parse(text: &str, label: &str) -> NsResult<Self> {
-        let hint = "see templates/stage-card.md for the card format";
+        let hint = "`nightshift template card` prints an example card documenting every field";
         let rest = text
             .strip_prefix("---\n")
             .or_else(|| text.strip_prefix("---\r\n"))

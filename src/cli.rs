@@ -20,7 +20,8 @@ step (dispatch a worker, run acceptance, dispatch a verifier of another model fa
 integrate, retry or escalate) and records it on the git branch nightshift/ledger. In the \
 morning, `nightshift report` tells you what happened (`nightshift attach` shows a night in \
 progress).\n\n\
-Try it: `nightshift demo` runs a whole night on the built-in scripted agent in seconds.",
+Try it: `nightshift demo` runs a whole night on the built-in scripted agent in seconds. \
+`nightshift template card` prints an example stage card.",
     after_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
@@ -92,6 +93,9 @@ pub enum Command {
     Install(cmd::install::InstallArgs),
     /// Remove exactly what `install` wrote.
     Uninstall(cmd::install::UninstallArgs),
+    /// Print a template built into this binary: `card` (an example stage card), `config`
+    /// (the documented nightshift.yaml), `worker-prompt`, `verifier-prompt`; none lists them.
+    Template(cmd::template::Args),
     /// Print a shell completion script.
     Completions(cmd::completions::CompletionsArgs),
     /// Print the man page (or write one per command with --dir).
@@ -147,6 +151,7 @@ pub fn main() -> i32 {
         Command::Repos(a) => cmd::subscribe::repos(&repo, &a),
         Command::Install(a) => cmd::install::install(&repo, &a),
         Command::Uninstall(a) => cmd::install::uninstall(&repo, &a),
+        Command::Template(a) => cmd::template::run(&repo, &a),
         Command::Completions(a) => cmd::completions::completions(&repo, &a),
         Command::Man(a) => cmd::completions::man(&repo, &a),
         Command::Job(a) => cmd::job::run(&a),

@@ -6,7 +6,7 @@
 //! caller supplies: this module never runs a tick itself). It never writes `state.yaml` or
 //! `budget.json`: only ticks do.
 
-mod brief;
+pub mod brief;
 mod error;
 mod guard;
 mod roles;

@@ -93,10 +93,34 @@ fn yaml_options() -> serde_saphyr::Options {
 /// A state-kind [`NsError`] naming `label` and the line for syntax, unknown keys, duplicate keys
 /// and type errors; naming the JSON pointer for schema violations.
 pub fn parse_yaml<T: Document>(text: &str, label: &str) -> NsResult<T> {
-    let value: T = serde_saphyr::from_str_with_options(text, yaml_options())
-        .map_err(|e| NsError::failure(format!("{label} is not valid")).cause(e.to_string()))?;
+    let value: T = serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| {
+        NsError::failure(format!("{label} is not valid")).cause(yaml_cause(&e.to_string(), label))
+    })?;
     check(&value, label)?;
     Ok(value)
+}
+
+/// A YAML error as a person reads it: the file's name where the parser says `<input>`, no
+/// second `error:` inside the cause, and a type mismatch said in words.
+fn yaml_cause(text: &str, label: &str) -> String {
+    let file = label.split(" (").next().unwrap_or(label);
+    let text = text.strip_prefix("error: ").unwrap_or(text);
+    let mut out = text.replace("<input>", file);
+    for (parser, words) in [
+        (
+            "expected string scalar",
+            "expected a single value here (a number or a string), found a list or a mapping",
+        ),
+        (
+            "invalid type: sequence",
+            "found a list where a single value belongs",
+        ),
+    ] {
+        if out.contains(parser) {
+            out = out.replacen(parser, words, 1);
+        }
+    }
+    out
 }
 
 /// Parses JSON into `T`, then validates it against `T`'s schema.
@@ -104,13 +128,9 @@ pub fn parse_yaml<T: Document>(text: &str, label: &str) -> NsResult<T> {
 /// # Errors
 /// An [`NsError`] naming `label`, line and column, or the JSON pointer at fault.
 pub fn parse_json<T: Document>(text: &str, label: &str) -> NsResult<T> {
-    let value: T = serde_json::from_str(text).map_err(|e| {
-        NsError::failure(format!("{label} is not valid")).cause(format!(
-            "line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ))
-    })?;
+    // serde_json's message already ends with `at line L column C`: say it once.
+    let value: T = serde_json::from_str(text)
+        .map_err(|e| NsError::failure(format!("{label} is not valid")).cause(e.to_string()))?;
     check(&value, label)?;
     Ok(value)
 }

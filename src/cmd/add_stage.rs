@@ -17,7 +17,7 @@ use crate::store;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "A card is markdown with YAML front matter:\n\n---\nid: parse-config\ntitle: Parse the config file\nacceptance:\n  - cargo test config\ndepends_on: []\nprotected: [tests/golden/**]\n---\n# Objective\n...\n\ntemplates/stage-card.md documents every field."
+    after_help = "A card is markdown with YAML front matter:\n\n---\nid: parse-config\ntitle: Parse the config file\nacceptance:\n  - cargo test config\ndepends_on: []\nprotected: [tests/golden/**]\n---\n# Objective\n...\n\n`nightshift template card` prints an example card documenting every field."
 )]
 pub struct Args {
     /// Card files (markdown with YAML front matter).
@@ -62,11 +62,13 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
                 continue;
             }
             let id = stage.id.clone();
-            events.extend(ops::add_stage(&mut state, stage).map_err(|e| refused(&e))?);
+            let card_file = stage.card_path.clone();
+            events.extend(ops::add_stage(&mut state, stage).map_err(|e| refused(&card_file, &e))?);
             store::write_atomic(&paths.card_copy(&id), card.text.as_bytes())?;
         }
         if rest.len() == before {
-            return Err(refused(&unresolved(&rest, &state)));
+            let (card_file, e) = unresolved(&rest, &state);
+            return Err(refused(&card_file, &e));
         }
         pending = rest;
     }
@@ -96,12 +98,13 @@ fn label_of(paths: &Paths, file: &Path) -> String {
     std::fs::canonicalize(file).map_or_else(|_| file.display().to_string(), |abs| paths.rel(&abs))
 }
 
-fn refused(e: &OpError) -> NsError {
-    NsError::failure(format!("refused: {e}"))
+/// A refusal naming the card file it is about.
+fn refused(card_file: &str, e: &OpError) -> NsError {
+    NsError::failure(format!("{card_file}: refused: {e}"))
         .hint("nothing was enqueued; fix the card(s) and run add-stage again")
 }
 
-fn unresolved(rest: &[(Card, Stage)], state: &crate::engine::state::State) -> OpError {
+fn unresolved(rest: &[(Card, Stage)], state: &crate::engine::state::State) -> (String, OpError) {
     let in_batch = |d: &StageId| rest.iter().any(|(_, s)| &s.id == d);
     for (_, s) in rest {
         if let Some(d) = s
@@ -109,24 +112,31 @@ fn unresolved(rest: &[(Card, Stage)], state: &crate::engine::state::State) -> Op
             .iter()
             .find(|d| state.stage(d).is_none() && !in_batch(d))
         {
-            return OpError::UnknownDependency {
-                stage: s.id.clone(),
-                dependency: d.clone(),
-            };
+            return (
+                s.card_path.clone(),
+                OpError::UnknownDependency {
+                    stage: s.id.clone(),
+                    dependency: d.clone(),
+                },
+            );
         }
     }
     let cycle: Vec<String> = rest.iter().map(|(_, s)| s.id.to_string()).collect();
-    OpError::Cycle {
-        stage: rest[0].1.id.clone(),
-        cycle: cycle.join(" -> "),
-    }
+    let files: Vec<&str> = rest.iter().map(|(_, s)| s.card_path.as_str()).collect();
+    (
+        files.join(", "),
+        OpError::Cycle {
+            stage: rest[0].1.id.clone(),
+            cycle: cycle.join(" -> "),
+        },
+    )
 }
 
 fn stage_of(config: &Config, card: &Card, label: &str, now: jiff::Timestamp) -> NsResult<Stage> {
     let f = &card.front;
     let err = |m: String| {
         NsError::failure(format!("{label}: {m}"))
-            .hint("see templates/stage-card.md; agents are defined in nightshift.yaml")
+            .hint("`nightshift template card` prints an example card; agents are defined in nightshift.yaml")
     };
     let worker = f
         .worker

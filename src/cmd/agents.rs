@@ -3,8 +3,19 @@
 
 use std::path::Path;
 
+use schemars::JsonSchema;
+use serde::Serialize;
+
 use crate::config::format_duration;
 use crate::error::NsResult;
+
+/// What `agents --json` prints (`schemas/agents-output.schema.json`).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AgentsOutput {
+    pub version: u32,
+    pub now: jiff::Timestamp,
+    pub agents: Vec<crate::view::AgentView>,
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,7 +32,11 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let now = crate::now::now()?;
     let list = crate::view::agents(&paths, &state, &crate::awake::sleeps(), now);
     if args.json {
-        super::print_json(&serde_json::json!({ "version": 1, "now": now, "agents": list }))?;
+        super::print_json(&AgentsOutput {
+            version: 1,
+            now,
+            agents: list,
+        })?;
         return Ok(0);
     }
     if list.is_empty() {

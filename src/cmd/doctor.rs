@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::agent::{Doctor, LoginProbe};
@@ -17,12 +18,24 @@ use crate::error::NsResult;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print the checks as JSON: `{version, ok, checks: [{name, ok, detail, hint}]}`.
+    /// Print the checks as JSON: `{version, ok, checks: [{name, ok, detail, hint}], warnings}`
+    /// (`schemas/doctor-output.schema.json`).
     #[arg(long)]
     pub json: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// What `doctor --json` prints (`schemas/doctor-output.schema.json`).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DoctorOutput {
+    pub version: u32,
+    /// Every check passed (warnings do not count).
+    pub ok: bool,
+    pub checks: Vec<Check>,
+    /// What does not stop a night but should be known, e.g. an agent whose model has no price.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Check {
     pub name: String,
     pub ok: bool,
@@ -76,9 +89,18 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         ));
     }
     let ok = checks.iter().all(|c| c.ok);
+    let warnings = config.unpriced_agents();
     if args.json {
-        super::print_json(&serde_json::json!({ "version": 1, "ok": ok, "checks": checks }))?;
+        super::print_json(&DoctorOutput {
+            version: 1,
+            ok,
+            checks,
+            warnings,
+        })?;
     } else {
+        for w in &warnings {
+            println!("warn {w}");
+        }
         for c in &checks {
             println!(
                 "{} {:<28} {}",

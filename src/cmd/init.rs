@@ -7,8 +7,8 @@ use crate::engine::budget::Budget;
 use crate::engine::effect::Event;
 use crate::engine::state::State;
 use crate::error::{NsError, NsResult};
+use crate::ledger;
 use crate::paths::Paths;
-use crate::{ledger, store};
 
 pub const CONFIG_TEMPLATE: &str = include_str!("../../templates/config.yaml");
 
@@ -38,7 +38,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         };
         let text = crate::prompt::render(CONFIG_TEMPLATE, &[("base", &base)])
             .map_err(|e| NsError::bug(e.to_string()))?;
-        store::write_atomic(&paths.config(), text.as_bytes())?;
+        write_user_file(&paths.config(), text.as_bytes(), None)?;
         done.push(format!("wrote nightshift.yaml (base: {base})"));
     }
     crate::config::Config::load(&paths.config())?;
@@ -95,6 +95,33 @@ fn ensure_gitignore(paths: &Paths) -> NsResult<bool> {
         out.push('\n');
     }
     out.push_str("# nightshift runtime state (its durable part lives on the branch nightshift/ledger)\n/state/\n");
-    store::write_atomic(&path, out.as_bytes())?;
+    let mode = std::fs::metadata(&path).ok().map(|m| m.permissions());
+    write_user_file(&path, out.as_bytes(), mode)?;
     Ok(true)
+}
+
+/// Writes a file of the user's repository atomically: an existing file keeps its mode
+/// (`keep`), a new one is created as any editor would (0666 less the umask: 0644 under 022),
+/// not with the 0600 of nightshift's own state files.
+fn write_user_file(path: &Path, bytes: &[u8], keep: Option<std::fs::Permissions>) -> NsResult<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let io = |e: std::io::Error| {
+        NsError::failure(format!("cannot write {}", path.display())).cause(e.to_string())
+    };
+    let dir = path
+        .parent()
+        .ok_or_else(|| NsError::bug(format!("{} has no parent directory", path.display())))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    if let Some(mode) = keep {
+        tmp.as_file().set_permissions(mode).map_err(io)?;
+    }
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
 }

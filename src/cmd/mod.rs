@@ -21,6 +21,7 @@ pub mod repair;
 pub mod report;
 pub mod status;
 pub mod subscribe;
+pub mod template;
 pub mod tick;
 pub mod watch;
 

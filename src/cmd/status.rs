@@ -43,13 +43,16 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
 
 fn print_table(s: &StatusView) {
     println!(
-        "nightshift: {} stage(s), {} of {} lane(s) in flight, ledger #{}",
+        "nightshift: {} stage(s), {} job(s) running on {} lane(s), ledger #{}",
         s.stages.len(),
         s.in_flight,
         s.lanes,
         s.seq
     );
     print_needs_you(s);
+    for w in &s.warnings {
+        println!("warning: {w}");
+    }
     println!("{}", s.confinement.detail);
     if s.stages.is_empty() {
         println!("no stages yet: `nightshift add-stage CARD`");
@@ -63,22 +66,33 @@ fn print_table(s: &StatusView) {
         .unwrap_or(5)
         .max(5);
     println!(
-        "{:<w$}  {:<11}  {:<7}  {:<8}  NOTE",
+        "{:<w$}  {:<11}  {:<9}  {:<8}  NOTE",
         "STAGE", "STATUS", "ATTEMPT", "TIME"
     );
     for st in &s.stages {
-        let attempt = format!("{}/{}", st.attempts_used, st.max_attempts);
         println!(
-            "{:<w$}  {:<11}  {:<7}  {:<8}  {}",
+            "{:<w$}  {:<11}  {:<9}  {:<8}  {}",
             st.id,
             st.status,
-            attempt,
-            format_duration(st.wall_secs),
+            attempt_column(st),
+            format_duration(st.wall_secs + st.elapsed_secs.unwrap_or(0)),
             note(st)
         );
     }
     print_sleeps(s);
     print_spend(s);
+}
+
+/// The ATTEMPT column: the attempt number (the one in the handoff folder `aN`, the ledger and
+/// the prompt) out of the stage's allowance, `2/3`. After a `requeue` the allowance starts
+/// again, so the count within it follows in brackets: `3 (1/3)` is attempt 3, the first of
+/// three since the requeue.
+fn attempt_column(st: &crate::view::StageView) -> String {
+    if st.attempts_used == st.attempt {
+        format!("{}/{}", st.attempt, st.max_attempts)
+    } else {
+        format!("{} ({}/{})", st.attempt, st.attempts_used, st.max_attempts)
+    }
 }
 
 fn note(st: &crate::view::StageView) -> String {

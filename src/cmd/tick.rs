@@ -1,15 +1,26 @@
-//! `nightshift tick`: one step of the night. Quiet when idle, one line when busy.
+//! `nightshift tick`: one step of the night. Silent when idle; otherwise one line per event it
+//! recorded (`stage: a1 dispatched to w`), read back from the ledger commits it made, so what
+//! it prints is what the ledger says. `--quiet` prints nothing; `--json` prints
+//! [`TickOutput`].
 
 use std::path::Path;
 
+use schemars::JsonSchema;
+use serde::Serialize;
+
 use crate::error::NsResult;
+use crate::ledger_message::{EventView, SpentView};
+use crate::paths::Paths;
 use crate::tick::{self, TickReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print what the tick did as JSON.
+    /// Print what the tick did as JSON (`schemas/tick-output.schema.json`).
     #[arg(long)]
     pub json: bool,
+    /// Print nothing on success (errors still go to stderr).
+    #[arg(long, short = 'q', conflicts_with = "json")]
+    pub quiet: bool,
     /// Tick every subscribed repository (`nightshift repos`) instead of one, in round-robin
     /// order, each in its own process; one that fails or is slow never stops the others.
     #[arg(long)]
@@ -20,6 +31,20 @@ pub struct Args {
     pub slice: u64,
 }
 
+/// What `tick --json` prints.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TickOutput {
+    pub version: u32,
+    /// `idle` (nothing changed), `advanced` or `busy` (another tick held the lock).
+    pub result: String,
+    /// Ledger commits this tick made.
+    pub changes: usize,
+    /// Every event those commits record, oldest first.
+    pub events: Vec<EventView>,
+    /// Spend so far after the tick (null when it changed nothing).
+    pub spent: Option<SpentView>,
+}
+
 /// # Errors
 /// See [`tick::run`].
 pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
@@ -27,18 +52,79 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         return super::all::tick_all(std::time::Duration::from_secs(args.slice), args.json);
     }
     let paths = super::initialised(repo)?;
+    let before = if args.quiet { None } else { ledger_seq(&paths) };
     let report = tick::run(&paths)?;
+    let (result, changes) = match report {
+        TickReport::Busy => ("busy", 0),
+        TickReport::Idle => ("idle", 0),
+        TickReport::Advanced(n) => ("advanced", n),
+    };
+    if args.quiet {
+        return Ok(0);
+    }
+    let (events, spent) = if changes > 0 {
+        recorded_since(&paths, before.unwrap_or(0), changes)
+    } else {
+        (Vec::new(), None)
+    };
     if args.json {
-        let (result, changes) = match report {
-            TickReport::Busy => ("busy", 0),
-            TickReport::Idle => ("idle", 0),
-            TickReport::Advanced(n) => ("advanced", n),
-        };
-        super::print_json(
-            &serde_json::json!({ "version": 1, "result": result, "changes": changes }),
-        )?;
-    } else if report == TickReport::Busy {
+        super::print_json(&TickOutput {
+            version: 1,
+            result: result.into(),
+            changes,
+            events,
+            spent,
+        })?;
+        return Ok(0);
+    }
+    if report == TickReport::Busy {
         println!("nightshift: another tick is running; nothing to do");
     }
+    for e in &events {
+        println!("{}: {}", e.stage.as_deref().unwrap_or("repo"), e.text);
+    }
     Ok(0)
+}
+
+/// The ledger's sequence number now (0 when it has no commit or cannot be read).
+fn ledger_seq(paths: &Paths) -> Option<u64> {
+    let git = crate::store::open_git(paths).ok()?;
+    let last = crate::ledger::log(&git, Some(1)).ok()?;
+    Some(last.first().and_then(|e| seq_of(&e.message)).unwrap_or(0))
+}
+
+fn seq_of(message: &str) -> Option<u64> {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix("Nightshift-Seq: "))
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// The events of the ledger commits after `before` (oldest first), and the spend after the
+/// newest. `changes` bounds the read: a tick commits once per change, plus at most one
+/// recovery commit per round.
+fn recorded_since(
+    paths: &Paths,
+    before: u64,
+    changes: usize,
+) -> (Vec<EventView>, Option<SpentView>) {
+    let Ok(git) = crate::store::open_git(paths) else {
+        return (Vec::new(), None);
+    };
+    let Ok(entries) = crate::ledger::log(&git, Some(changes * 2 + 2)) else {
+        return (Vec::new(), None);
+    };
+    let newer: Vec<_> = entries
+        .iter()
+        .filter(|e| seq_of(&e.message).is_some_and(|s| s > before))
+        .collect();
+    let spent = newer
+        .first()
+        .and_then(|e| crate::ledger_message::spent(&e.message));
+    let events = newer
+        .iter()
+        .rev()
+        .flat_map(|e| crate::ledger_message::structured_events(&e.message))
+        .collect();
+    (events, spent)
 }

@@ -123,24 +123,60 @@ pub struct Config {
 }
 
 impl Config {
+    /// One warning per agent of a paid kind whose model has no price (none set, or not in
+    /// the table nor under `pricing:`): its runs count $0.00 unless its CLI reports the cost
+    /// itself. Under a USD cap such an agent is a configuration error instead (see
+    /// `validate`); without one, `status` and `doctor` say this.
+    #[must_use]
+    pub fn unpriced_agents(&self) -> Vec<String> {
+        self.agents
+            .values()
+            .filter(|a| a.kind.vendor().is_paid())
+            .filter_map(|a| {
+                let what = match &a.model {
+                    Some(m) if self.prices.contains_key(m) => return None,
+                    Some(m) => format!("model `{m}` has no price"),
+                    None => "no `model:` is set, so it has no price".to_owned(),
+                };
+                Some(format!(
+                    "agent `{}`: {what}; its runs count $0.00 unless its CLI reports the cost (add the model under `pricing:` in nightshift.yaml)",
+                    a.name
+                ))
+            })
+            .collect()
+    }
+
     /// Reads, schema-validates and validates `nightshift.yaml`.
     ///
     /// # Errors
     /// When the file is missing, is not valid YAML, has unknown keys or wrong types (naming the
     /// line), or fails validation (naming the key).
     pub fn load(path: &Path) -> NsResult<Self> {
+        let root = path.parent().unwrap_or(path);
         let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                // The file is there, so `init` would keep it: say how to get a good one.
+                return NsError::failure(format!(
+                    "{} is not a text file (it is not valid UTF-8)",
+                    path.display()
+                ))
+                .hint(format!(
+                    "restore it with `git -C {} checkout -- nightshift.yaml`, or move it away and run `nightshift --repo {} init` to write a fresh one (`nightshift template config` prints the example)",
+                    root.display(),
+                    root.display()
+                ));
+            }
             NsError::new(
                 crate::error::EXIT_NOT_INIT,
                 format!("cannot read {}", path.display()),
             )
             .cause(e.to_string())
-            .hint("run `nightshift init` in the repository first")
+            .hint(format!("run `nightshift --repo {} init`", root.display()))
         })?;
         let raw: RawConfig = schema::parse_yaml(&text, "nightshift.yaml")?;
         Self::validate(raw).map_err(|m| {
             NsError::failure(format!("nightshift.yaml: {m}"))
-                .hint("fix nightshift.yaml; `templates/config.yaml` documents every key")
+                .hint("fix nightshift.yaml; `nightshift template config` prints an example that documents every key")
         })
     }
 

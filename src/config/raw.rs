@@ -84,7 +84,8 @@ impl ConfineMode {
 }
 
 /// `prompts:` paths relative to the repo root. Placeholders are `{{name}}`; an unknown or
-/// unfilled one fails the attempt before any agent starts (see templates/*.md for the names).
+/// unfilled one fails the attempt before any agent starts (`nightshift template worker-prompt`
+/// and `nightshift template verifier-prompt` print the built-in ones with every name).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrompts {

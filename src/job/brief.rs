@@ -117,7 +117,8 @@ pub fn worker(
     )
 }
 
-/// The verifier's prompt for one attempt.
+/// The verifier's prompt for one attempt. `card` is the card's body (objective, deliverables,
+/// criteria), not its front matter: a script agent's recipe is the worker's business.
 ///
 /// # Errors
 /// As [`worker`].
@@ -139,20 +140,29 @@ pub fn verifier(
     let attempt_s = attempt.to_string();
     let diff = bounded_diff(diff);
     let schema = schema_text::<crate::envelope::Verdict>();
-    render(
-        template,
-        &[
-            ("stage", stage.id.as_str()),
-            ("attempt", &attempt_s),
-            ("title", &stage.title),
-            ("worker", &stage.worker),
-            ("card", card),
-            ("acceptance_results", acceptance),
-            ("diff", &diff),
-            ("verdict_example", &example),
-            ("verdict_schema", &schema),
-        ],
-    )
+    let protected = bullets(&stage.protected, "(only the defaults)");
+    let mut vars = vec![
+        ("stage", stage.id.as_str()),
+        ("attempt", &attempt_s),
+        ("title", &stage.title),
+        ("worker", &stage.worker),
+        ("card", card),
+        ("acceptance_results", acceptance),
+        ("diff", &diff),
+        ("verdict_example", &example),
+        ("verdict_schema", &schema),
+    ];
+    // `{{protected}}` came after `prompts.verifier:` overrides were written: an override that
+    // does not use it still renders (every other variable stays strict).
+    if uses(template, "protected") {
+        vars.push(("protected", &protected));
+    }
+    render(template, &vars)
+}
+
+/// Whether `template` has the placeholder `name` (`{{name}}` or `{{ name }}`).
+fn uses(template: &str, name: &str) -> bool {
+    template.contains(&format!("{{{{{name}}}}}")) || template.contains(&format!("{{{{ {name} }}}}"))
 }
 
 #[cfg(test)]

@@ -163,7 +163,7 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         &template,
         &s.stage,
         cx.args.job.attempt,
-        &s.card.text,
+        &s.card.body,
         &acceptance,
         &diff,
     )?;

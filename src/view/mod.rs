@@ -8,6 +8,7 @@ mod agents;
 mod needs;
 
 use jiff::Timestamp;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -21,11 +22,13 @@ use crate::paths::Paths;
 pub use agents::{AgentView, agents};
 pub use needs::{NeedsKind, NeedsYou};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct StatusView {
     pub version: u32,
     pub seq: u64,
     pub halted: Option<serde_json::Value>,
+    /// Jobs actually running (worker, acceptance or verifier); a stage in `retry`, `paused`
+    /// or `integrating` has none.
     pub in_flight: usize,
     pub lanes: u32,
     pub stages: Vec<StageView>,
@@ -40,11 +43,14 @@ pub struct StatusView {
     pub sleeps: Vec<crate::awake::Sleep>,
     /// The confinement in force: `{mode, confined, detail}`.
     pub confinement: ConfinementView,
+    /// Configuration warnings that do not stop a night, e.g. an agent whose model has no
+    /// price (its runs count $0.00 unless its CLI reports the cost).
+    pub warnings: Vec<String>,
     /// The time this view was built for.
     pub now: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct StageView {
     pub id: String,
     pub title: String,
@@ -74,7 +80,7 @@ pub struct StageView {
     pub log_path: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct AttemptView {
     pub attempt: u32,
     /// `passed`, `failed`, `cancelled` or `in_flight`.
@@ -85,7 +91,7 @@ pub struct AttemptView {
     pub runs: Vec<RunView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct RunView {
     pub role: String,
     pub agent: String,
@@ -97,7 +103,7 @@ pub struct RunView {
     pub failure: Option<crate::agent::failure::AgentFailure>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct BudgetView {
     pub tokens: u64,
     pub usd: f64,
@@ -112,7 +118,7 @@ pub struct BudgetView {
 }
 
 /// The confinement in force, as `status` and `doctor` say it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ConfinementView {
     /// `confine:` of nightshift.yaml.
     pub mode: &'static str,
@@ -166,7 +172,7 @@ pub fn build(
         halted: state.halted.as_ref().map(
             |h| serde_json::json!({ "reason": h.reason.to_string(), "cap": h.reason, "at": h.at }),
         ),
-        in_flight: state.in_flight(),
+        in_flight: jobs_running(state),
         lanes: config.lanes,
         stages,
         paused: serde_json::to_value(&state.paused).unwrap_or_default(),
@@ -186,8 +192,19 @@ pub fn build(
         scheduler,
         sleeps,
         confinement,
+        warnings: config.unpriced_agents(),
         now,
     }
+}
+
+/// Jobs actually running: stages waiting on a worker, acceptance or verifier job. A stage in
+/// `retry`, `paused` or `integrating` has no job, so it is not in flight.
+fn jobs_running(state: &State) -> usize {
+    state
+        .stages
+        .iter()
+        .filter(|s| s.status.waiting_on().is_some())
+        .count()
 }
 
 /// Elapsed and remaining awake time of the job a status waits on.

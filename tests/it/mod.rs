@@ -23,5 +23,6 @@ mod real_harness;
 mod real_night;
 mod report;
 mod state_files;
+mod truth;
 mod views;
 mod watchdog;

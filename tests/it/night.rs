@@ -329,7 +329,8 @@ impl Night {
         let mut out: Vec<String> = Vec::new();
         for e in log["entries"].as_array().unwrap().iter().rev() {
             for ev in e["events"].as_array().unwrap() {
-                out.push(ev.as_str().unwrap().to_owned());
+                let who = ev["stage"].as_str().unwrap_or("repo");
+                out.push(format!("{who}: {}", ev["text"].as_str().unwrap()));
             }
         }
         out

@@ -166,16 +166,22 @@ fn log_shows_events_and_spend() {
         log.contains("s1: added") && log.contains("repo: initialised"),
         "{log}"
     );
-    assert!(log.contains("spent so far: wall=0s tokens=0"), "{log}");
+    assert!(
+        log.starts_with("spent so far: 0s agent wall time, 0 tokens, $0.00\n"),
+        "{log}"
+    );
+    assert_eq!(log.matches("spent so far").count(), 1, "{log}");
     let json: serde_json::Value =
         serde_json::from_str(&n.ok(&["log", "--json", "-n", "1"])).unwrap();
     assert_eq!(json["entries"].as_array().unwrap().len(), 1);
-    assert!(
-        json["entries"][0]["events"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("s1: added")
+    let ev = &json["entries"][0]["events"][0];
+    assert_eq!(
+        (&ev["stage"], &ev["kind"]),
+        (&"s1".into(), &"added".into()),
+        "{ev}"
     );
+    assert!(ev["text"].as_str().unwrap().starts_with("added"), "{ev}");
+    assert_eq!(json["entries"][0]["spent"]["tokens"], 0, "{json}");
 }
 
 /// Git plumbing never runs `gc --auto`: every N ledger commits a detached `git repack -d`
