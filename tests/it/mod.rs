@@ -24,3 +24,4 @@ mod report;
 mod state_files;
 mod views;
 mod watchdog;
+mod week;
