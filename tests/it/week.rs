@@ -12,11 +12,16 @@
 //! * no attempt dispatched twice, never more jobs than lanes, no attempt number skipped;
 //! * no verified work lost: an attempt whose acceptance and verifier passed is the one `done`,
 //!   and its deliverable (exactly that attempt's) is on the integration branch, once;
-//! * `git fsck` clean, no git lock file left anywhere, no process of the night left alive.
+//! * `git fsck` clean; no lock file left anywhere (git's, or the liveness lock of a job that
+//!   ended); no process of the night left alive (by working directory, command line or
+//!   environment naming the night's temp dir).
 //!
 //! Seeds: `NIGHTSHIFT_WEEK_SEEDS` (comma-separated; default [`DEFAULT_SEEDS`]); stages per
 //! seed: `NIGHTSHIFT_WEEK_STAGES` (default 60). A failure names the seed, the stage, the
-//! attempt and the invariant, and prints the command that replays that seed alone.
+//! attempt and the invariant, and prints the command that replays that seed alone. A seed
+//! fixes the plan exactly and the sequence of injected faults; where they land against the
+//! running jobs is the machine's timing. The clock moves only when no job holds it (a job
+//! starting, or running and not a planned hang), so a slow machine never becomes a timeout.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -251,6 +256,8 @@ struct Week {
     rng: Rng,
     injected: Injected,
     log: Vec<String>,
+    /// Plain ticks that failed in a row (a wedged repository).
+    failing_ticks: usize,
 }
 
 fn terminal(status: &str) -> bool {
@@ -288,6 +295,11 @@ impl Week {
         self.injected.ticks += 1;
         let out = self.tick_command().output().unwrap();
         self.record_failure("tick", &out);
+        if out.status.success() {
+            self.failing_ticks = 0;
+        } else {
+            self.failing_ticks += 1;
+        }
     }
 
     /// A tick whose whole process group gets SIGKILL after a random delay (what `timeout`,
@@ -460,7 +472,11 @@ impl Week {
             if seen.all_terminal && registrations(&self.n.repo).is_empty() {
                 return Vec::new();
             }
-            if self.n.minute > WEEK_MINUTES || started.elapsed() > Duration::from_secs(1200) {
+            let wedged = self.failing_ticks >= 15;
+            if wedged
+                || self.n.minute > WEEK_MINUTES
+                || started.elapsed() > Duration::from_secs(3600)
+            {
                 let mut v: Vec<String> = seen
                     .stages
                     .iter()
@@ -476,6 +492,13 @@ impl Week {
                     v.push(format!(
                         "stuck: registration {}/a{}/{} still there",
                         r["stage"], r["attempt"], r["role"]
+                    ));
+                }
+                if wedged {
+                    v.push(format!(
+                        "wedged: the last {} ticks failed; the last: {:?}",
+                        self.failing_ticks,
+                        self.injected.command_failures.last()
                     ));
                 }
                 return v;
@@ -531,7 +554,7 @@ impl Week {
             let in_flight = seen.stages.iter().any(|s| s.3.is_some());
             let step = if self.rng.chance(3) {
                 // The machine sleeps: a jump far past twice the scheduler interval.
-                let hours = 1 + i64::try_from(self.rng.below(10)).unwrap();
+                let hours = 1 + i64::try_from(self.rng.below(16)).unwrap();
                 self.injected.sleeps += 1;
                 self.note(format!("machine slept {hours} h"));
                 hours * 60
@@ -1066,6 +1089,7 @@ fn week(seed: u64, count: usize) -> (Vec<String>, String) {
         rng: Rng(seed ^ 0x5EED_FA17_0000_0000),
         injected: Injected::default(),
         log: Vec::new(),
+        failing_ticks: 0,
     };
     let started = Instant::now();
     let mut violations = w.run();
