@@ -26,3 +26,4 @@ mod state_files;
 mod truth;
 mod views;
 mod watchdog;
+mod week;
