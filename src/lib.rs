@@ -17,6 +17,7 @@ pub mod envelope;
 pub mod error;
 pub mod failpoint;
 pub mod git;
+pub mod gitlocks;
 pub mod glob;
 pub mod host;
 pub mod hostreg;

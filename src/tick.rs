@@ -68,6 +68,9 @@ fn once(paths: &Paths) -> NsResult<bool> {
     crate::confine::check_dispatch(paths, &config)?;
     crate::redact::install(&config);
     let git = LazyGit::new(paths);
+    // Under the tick lock a lock file on a ref only nightshift writes is a killed git's
+    // leftover: clear it before anything writes the ledger.
+    let cleared = clear_stale_locks(paths, &git, &config);
     let (state, budget) = store::load_reconciled(paths, || git.get())?;
     let mut seen = crate::observe::observe(paths, &state);
     let host_caps = config.money.host_max_tokens.is_some() || config.money.host_max_usd.is_some();
@@ -78,10 +81,11 @@ fn once(paths: &Paths) -> NsResult<bool> {
     seen.sleeps = crate::awake::sleeps();
     let slept = crate::awake::unrecorded(paths, now);
     let step = engine::step(&state, &budget, &config.limits(), &seen, now);
-    if step.is_idle(&state, &budget) && slept.is_empty() {
+    if step.is_idle(&state, &budget) && slept.is_empty() && cleared.is_empty() {
         return Ok(false);
     }
     let mut events = step.events.clone();
+    events.extend(cleared.iter().map(|l| Event::repo(l.removed_text())));
     events.extend(
         slept
             .iter()
@@ -116,6 +120,32 @@ fn once(paths: &Paths) -> NsResult<bool> {
         let _ = std::fs::write(paths.poke_file(), b"");
     }
     Ok(changed)
+}
+
+/// Removes the stale git locks ([`crate::gitlocks`]) and says so on stderr; returns them so
+/// the round records them in the ledger. A failure to look is only reported.
+fn clear_stale_locks(
+    paths: &Paths,
+    git: &LazyGit<'_>,
+    config: &Config,
+) -> Vec<crate::gitlocks::StaleLock> {
+    let git = match git.get() {
+        Ok(g) => g,
+        Err(_) => return Vec::new(),
+    };
+    let paths = paths.clone().with_workspaces(config.workspaces.as_deref());
+    match crate::gitlocks::clear(&paths, git, &config.integration_branch) {
+        Ok(removed) => {
+            for l in &removed {
+                eprintln!("nightshift: {}", l.removed_text());
+            }
+            removed
+        }
+        Err(e) => {
+            eprintln!("nightshift: cannot look for stale git locks: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// The repository's git, opened on first use.

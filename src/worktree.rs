@@ -64,6 +64,7 @@ pub fn prepare(
         git.run_in(&dir, &["clean", "-f", "-d", "-q"], &[], None)?;
         return Ok(dir);
     }
+    let _admin = admin_lock(paths)?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
     }
@@ -148,6 +149,7 @@ pub fn commit_deliverable(
 /// when pruning fails.
 pub fn remove(git: &Git, paths: &Paths, stage: &StageId) -> Result<(), WorktreeError> {
     let dir = absolute(git, &paths.worktree(stage));
+    let _admin = admin_lock(paths)?;
     if dir.exists() {
         let dir_str = dir.to_string_lossy();
         let args = ["worktree", "remove", "--force", "--force", &dir_str];
@@ -158,6 +160,20 @@ pub fn remove(git: &Git, paths: &Paths, stage: &StageId) -> Result<(), WorktreeE
     }
     git.run(&["worktree", "prune"])?;
     Ok(())
+}
+
+/// Takes the repository's worktree-admin lock ([`Paths::worktrees_lock`]), waiting for it:
+/// every `worktree add`/`prune`/`remove` of nightshift runs under it, so parallel lanes never
+/// delete or half-read each other's `.git/worktrees/<id>/`.
+///
+/// # Errors
+/// [`WorktreeError::Io`] when the lock file cannot be created or locked.
+pub fn admin_lock(paths: &Paths) -> Result<crate::lock::FileLock, WorktreeError> {
+    let file = paths.worktrees_lock();
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+    }
+    crate::lock::lock(&file).map_err(|e| io_error(&file, e))
 }
 
 /// The commit at the tip of branch `branch`, `None` when it does not exist.
