@@ -105,7 +105,7 @@ fn output_compiles<T: schemars::JsonSchema>() -> bool {
 }
 
 /// Every document type with a schema under `schemas/`.
-pub const ALL: [Registered; 17] = [
+pub const ALL: [Registered; 18] = [
     entry::<crate::config::RawConfig>(),
     entry::<crate::card::FrontMatter>(),
     entry::<crate::engine::state::State>(),
@@ -123,6 +123,7 @@ pub const ALL: [Registered; 17] = [
     entry::<crate::hostreg::passes::PassRecord>(),
     entry::<crate::install::record::SchedulerRecord>(),
     output::<crate::report::Report>("report.schema.json"),
+    output::<crate::gc::GcReport>("gc.schema.json"),
 ];
 
 /// Renders every schema as pretty JSON, for `schemas/` (see the `schemas_in_step` test).

@@ -211,7 +211,7 @@ fn lock_of(path: &Path) -> PathBuf {
 }
 
 /// True when some job of `stage` still has a process (its liveness lock is held).
-fn stage_alive(paths: &Paths, stage: &str) -> bool {
+pub(crate) fn stage_alive(paths: &Paths, stage: &str) -> bool {
     std::fs::read_dir(paths.agents_dir())
         .into_iter()
         .flatten()

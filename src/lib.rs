@@ -16,6 +16,7 @@ pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod failpoint;
+pub mod gc;
 pub mod git;
 pub mod gitlocks;
 pub mod glob;

@@ -99,6 +99,16 @@ fn once(paths: &Paths) -> NsResult<bool> {
         .stages
         .iter()
         .any(|s| matches!(s.status, Status::Retry { .. }));
+    // Stages done or cancelled in this step: their workspaces go once the effects ran (the
+    // branch stays). An escalated stage keeps its workspace for the person it waits for.
+    let ended: Vec<crate::ids::StageId> = step
+        .state
+        .stages
+        .iter()
+        .filter(|s| matches!(s.status, Status::Done { .. } | Status::Cancelled { .. }))
+        .filter(|s| state.stage(&s.id).is_none_or(|o| o.status != s.status))
+        .map(|s| s.id.clone())
+        .collect();
     if changed {
         if host_caps && step.budget != budget {
             crate::host::record(&paths.root, &step.budget)?;
@@ -110,6 +120,7 @@ fn once(paths: &Paths) -> NsResult<bool> {
     }
     execute(paths, git.get()?, &config, &step.effects);
     failpoint::hit("after-effects");
+    remove_workspaces(paths, git.get()?, &config, &ended);
     // An integration finishes inside this tick: observe its outcome in another round, as a
     // finished job's poke would; likewise dispatch a retry.
     let integrating = step
@@ -120,6 +131,16 @@ fn once(paths: &Paths) -> NsResult<bool> {
         let _ = std::fs::write(paths.poke_file(), b"");
     }
     Ok(changed)
+}
+
+/// Removes the workspaces of stages that ended done or cancelled; their branches stay. A failure is only reported: `nightshift gc` removes what is left.
+fn remove_workspaces(paths: &Paths, git: &Git, config: &Config, ended: &[crate::ids::StageId]) {
+    let paths = paths.clone().with_workspaces(config.workspaces.as_deref());
+    for id in ended {
+        if let Err(e) = crate::worktree::remove(git, &paths, id) {
+            eprintln!("nightshift: cannot remove the workspace of {id}: {e}");
+        }
+    }
 }
 
 /// Removes the stale git locks ([`crate::gitlocks`]) and says so on stderr; returns them so

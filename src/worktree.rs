@@ -142,7 +142,8 @@ pub fn commit_deliverable(
     Ok(commit)
 }
 
-/// Removes the stage's worktree (forcefully; a missing one is fine) and prunes git's record.
+/// Removes the stage's worktree (forcefully; a missing one is fine), prunes git's record and
+/// removes the agent's own git view of it; the stage branch stays.
 ///
 /// # Errors
 /// [`WorktreeError::Io`] when a leftover directory cannot be deleted, [`WorktreeError::Git`]
@@ -159,6 +160,10 @@ pub fn remove(git: &Git, paths: &Paths, stage: &StageId) -> Result<(), WorktreeE
         }
     }
     git.run(&["worktree", "prune"])?;
+    let own = crate::workspace::agent_git_dir(paths, stage);
+    if own.exists() {
+        std::fs::remove_dir_all(&own).map_err(|e| io_error(&own, e))?;
+    }
     Ok(())
 }
 

@@ -133,6 +133,7 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         None => (None, Some("the agent produced no final message".into())),
     };
     let mut run = run;
+    bound_final_message(&mut run, &cx.paths.rel(&cx.paths.log_file(&cx.args.job)));
     run.failure = agent::failure::refused_tools(
         run.failure.take(),
         run.permission_denials,
@@ -193,6 +194,7 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         None => (None, Some("the verifier produced no final message".into())),
     };
     let mut run = run;
+    bound_final_message(&mut run, &cx.paths.rel(&cx.paths.log_file(&cx.args.job)));
     run.failure = agent::failure::refused_tools(
         run.failure.take(),
         run.permission_denials,
@@ -308,6 +310,30 @@ fn run_agent(
     };
     let res = start_child(cx, &spec, Duration::from_secs(cx.args.timeout_secs))?;
     read_run(agent, &res)
+}
+
+/// The most bytes of an agent's final message kept in its outcome (and so in the ledger).
+pub const MAX_FINAL_MESSAGE: usize = 64 * 1024;
+
+/// Cuts a final message longer than [`MAX_FINAL_MESSAGE`] (after the envelope or verdict was
+/// read from the whole text) and says where the full text is: the attempt's log, which holds
+/// the agent's whole output and never enters the ledger.
+fn bound_final_message(run: &mut AgentRun, log: &str) {
+    let Some(m) = run.final_message.as_mut() else {
+        return;
+    };
+    if m.len() <= MAX_FINAL_MESSAGE {
+        return;
+    }
+    let total = m.len();
+    let mut cut = MAX_FINAL_MESSAGE;
+    while !m.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    m.truncate(cut);
+    m.push_str(&format!(
+        "\n[… cut at {cut} of {total} bytes; the full text is in {log}]"
+    ));
 }
 
 /// Checks that the agent's program exists before anything runs: a command that is not on PATH,
