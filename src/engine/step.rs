@@ -594,6 +594,7 @@ fn infrastructure(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: Fai
         })
         .count();
     let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+    stage.attempt_floor += 1;
     if failures >= MAX_SETUP_FAILURES {
         escalate(
             stage,
@@ -605,7 +606,6 @@ fn infrastructure(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: Fai
         );
         return;
     }
-    stage.attempt_floor += 1;
     cx.events.push(Event::stage(
         &stage.id,
         format!("a{attempt} failed: {reason}; will retry (not counted)"),
