@@ -5,7 +5,7 @@
 //! count against a stage, and what nightshift leaves behind is bounded (workspaces of finished
 //! stages, `gc`, refused commands, huge final messages).
 //!
-//! Sizes: `NIGHTSHIFT_INFRA_NIGHTS` (lanes nights, default 2) and `NIGHTSHIFT_INFRA_KILLS`
+//! Sizes: `NIGHTSHIFT_INFRA_NIGHTS` (lanes nights, default 8) and `NIGHTSHIFT_INFRA_KILLS`
 //! (tick kills, default 12); `NIGHTSHIFT_INFRA_SEED` replays a kill run (the seed is printed in
 //! every failure).
 
@@ -57,7 +57,7 @@ fn lock_files(n: &Night) -> Vec<String> {
 // stage and recorded as an `ok` run.
 #[test]
 fn regression_six_lanes_never_lose_an_attempt_to_each_other() {
-    let nights = env_count("NIGHTSHIFT_INFRA_NIGHTS", 2);
+    let nights = env_count("NIGHTSHIFT_INFRA_NIGHTS", 8);
     for night in 0..nights {
         let mut n = Night::with_config(&lanes_config(6, 3));
         n.init();
@@ -207,11 +207,14 @@ fn admin_of_s1(n: &Night) -> std::path::PathBuf {
     std::path::PathBuf::from(gitfile.trim_end().strip_prefix("gitdir: ").unwrap())
 }
 
+/// Where a planted lock goes, given the night.
+type LockAt = fn(&Night) -> std::path::PathBuf;
+
 // Each lock a killed git leaves, planted where it stops the next step: the night drains, the
 // verified work lands, the lock is gone and the removal is in the ledger's journal.
 #[test]
 fn regression_planted_git_locks_are_cleared_and_never_escalate_verified_work() {
-    let cases: [(&str, fn(&Night) -> std::path::PathBuf); 6] = [
+    let cases: [(&str, LockAt); 6] = [
         ("ledger ref", |n| {
             n.path(".git/refs/heads/nightshift/ledger.lock")
         }),
