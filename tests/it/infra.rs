@@ -6,7 +6,7 @@
 //! stages, `gc`, refused commands, huge final messages).
 //!
 //! Sizes: `NIGHTSHIFT_INFRA_NIGHTS` (lanes nights, default 8) and `NIGHTSHIFT_INFRA_KILLS`
-//! (tick kills, default 12); `NIGHTSHIFT_INFRA_SEED` replays a kill run (the seed is printed in
+//! (tick kills, default 30); `NIGHTSHIFT_INFRA_SEED` replays a kill run (the seed is printed in
 //! every failure).
 
 use std::os::unix::process::CommandExt;
@@ -120,7 +120,7 @@ impl Rng {
 // or worktree lock escalated work that had already passed verification.
 #[test]
 fn regression_ticks_killed_at_random_points_never_wedge_or_escalate_verified_work() {
-    let kills = env_count("NIGHTSHIFT_INFRA_KILLS", 12);
+    let kills = env_count("NIGHTSHIFT_INFRA_KILLS", 30);
     let seed = std::env::var("NIGHTSHIFT_INFRA_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
