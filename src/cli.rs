@@ -77,6 +77,9 @@ pub enum Command {
     Resume(cmd::ops::NoArgs),
     /// Restore a deleted or corrupt state/state.yaml or state/budget.json from the ledger.
     Repair(cmd::repair::Args),
+    /// Remove the workspaces of done, cancelled or removed stages (branches stay), attempt
+    /// logs older than a retention, and pack the ledger.
+    Gc(cmd::gc::Args),
     /// Check, without spending tokens, that agents' CLIs and auth routes, git and the
     /// scheduler are ready. Exits 1 if any check fails.
     Doctor(cmd::doctor::Args),
@@ -144,6 +147,7 @@ pub fn main() -> i32 {
         Command::Cancel(a) => cmd::ops::cancel(&repo, &a),
         Command::Resume(a) => cmd::ops::resume(&repo, &a),
         Command::Repair(a) => cmd::repair::run(&repo, &a),
+        Command::Gc(a) => cmd::gc::run(&repo, &a),
         Command::Doctor(a) => cmd::doctor::run(&repo, &a),
         Command::Demo(a) => cmd::demo::run(&a),
         Command::Subscribe(a) => cmd::subscribe::subscribe(&repo, &a),

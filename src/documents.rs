@@ -105,7 +105,7 @@ fn output_compiles<T: schemars::JsonSchema>() -> bool {
 }
 
 /// Every document type with a schema under `schemas/`.
-pub const ALL: [Registered; 22] = [
+pub const ALL: [Registered; 23] = [
     entry::<crate::config::RawConfig>(),
     entry::<crate::card::FrontMatter>(),
     entry::<crate::engine::state::State>(),
@@ -128,6 +128,7 @@ pub const ALL: [Registered; 22] = [
     output::<crate::cmd::log::LogOutput>("log-output.schema.json"),
     output::<crate::cmd::agents::AgentsOutput>("agents-output.schema.json"),
     output::<crate::cmd::doctor::DoctorOutput>("doctor-output.schema.json"),
+    output::<crate::gc::GcReport>("gc.schema.json"),
 ];
 
 /// Renders every schema as pretty JSON, for `schemas/` (see the `schemas_in_step` test).

@@ -109,6 +109,24 @@ impl From<crate::git::GitError> for NsError {
     }
 }
 
+impl From<crate::worktree::WorktreeError> for NsError {
+    fn from(e: crate::worktree::WorktreeError) -> Self {
+        use crate::worktree::WorktreeError;
+        match e {
+            WorktreeError::Git(g) => Self::from(g),
+            WorktreeError::Io { .. } => lower(
+                &e,
+                Some(
+                    "check that the workspace directory is yours and writable (`workspaces:` in nightshift.yaml)",
+                ),
+            ),
+            WorktreeError::UnknownRevision { .. } | WorktreeError::NotAWorktree { .. } => {
+                lower(&e, None)
+            }
+        }
+    }
+}
+
 impl fmt::Display for NsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "error: {}", self.message)?;

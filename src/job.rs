@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::observe::{OUTCOME_VERSION, Outcome, OutcomeResult};
+use crate::engine::observe::{OUTCOME_VERSION, Outcome, OutcomeResult, SetupError};
 use crate::error::{NsError, NsResult};
 use crate::ids::{JobKey, Role};
 use crate::paths::Paths;
@@ -204,16 +204,23 @@ pub fn read_registration(path: &Path) -> Option<Registration> {
     serde_json::from_str(&text).ok()
 }
 
-/// An outcome result for a role whose job could not start its work at all.
+/// An outcome result for a role whose job could not start its work at all. `agent` is the
+/// agent the role would have run (so the run record names it, failed, never an `ok` run).
 #[must_use]
-pub fn setup_failure(role: Role, detail: String) -> OutcomeResult {
+pub fn setup_failure(role: Role, error: SetupError, agent: Option<String>) -> OutcomeResult {
+    let run = crate::engine::observe::AgentRun {
+        agent: agent.unwrap_or_default(),
+        is_error: true,
+        error_detail: Some(error.detail.clone()),
+        ..Default::default()
+    };
     match role {
         Role::Worker => OutcomeResult::Worker {
-            run: crate::engine::observe::AgentRun::default(),
+            run,
             envelope: None,
             envelope_error: None,
             protected_changed: Vec::new(),
-            setup_error: Some(detail),
+            setup_error: Some(error),
             base: None,
             snapshot: None,
             escaped: Vec::new(),
@@ -221,19 +228,16 @@ pub fn setup_failure(role: Role, detail: String) -> OutcomeResult {
         },
         Role::Acceptance => OutcomeResult::Acceptance {
             commands: Vec::new(),
-            setup_error: Some(detail),
+            setup_error: Some(error),
             snapshot: None,
             changed_files: Vec::new(),
             escaped: Vec::new(),
         },
         Role::Verifier => OutcomeResult::Verifier {
-            run: crate::engine::observe::AgentRun {
-                error_detail: Some(detail.clone()),
-                is_error: true,
-                ..Default::default()
-            },
             verdict: None,
-            verdict_error: Some(detail),
+            verdict_error: Some(error.detail.clone()),
+            run,
+            setup_error: Some(error),
             wrote: Vec::new(),
             escaped: Vec::new(),
         },

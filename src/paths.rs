@@ -57,6 +57,13 @@ impl Paths {
     pub fn lock_file(&self) -> PathBuf {
         self.state_dir().join(".lock")
     }
+    /// Serialises git's worktree admin (`worktree add`/`prune`/`remove` write and delete
+    /// `.git/worktrees/<id>/`): lanes that create or prune workspaces at once would otherwise
+    /// lose each other's admin files.
+    #[must_use]
+    pub fn worktrees_lock(&self) -> PathBuf {
+        self.state_dir().join(".worktrees.lock")
+    }
     /// Left by a finished job whose chained tick found the lock busy.
     #[must_use]
     pub fn poke_file(&self) -> PathBuf {

@@ -68,6 +68,9 @@ fn once(paths: &Paths) -> NsResult<bool> {
     crate::confine::check_dispatch(paths, &config)?;
     crate::redact::install(&config);
     let git = LazyGit::new(paths);
+    // Under the tick lock a lock file on a ref only nightshift writes is a killed git's
+    // leftover: clear it before anything writes the ledger.
+    let cleared = clear_stale_locks(paths, &git, &config);
     let (state, budget) = store::load_reconciled(paths, || git.get())?;
     let mut seen = crate::observe::observe(paths, &state);
     let host_caps = config.money.host_max_tokens.is_some() || config.money.host_max_usd.is_some();
@@ -78,10 +81,11 @@ fn once(paths: &Paths) -> NsResult<bool> {
     seen.sleeps = crate::awake::sleeps();
     let slept = crate::awake::unrecorded(paths, now);
     let step = engine::step(&state, &budget, &config.limits(), &seen, now);
-    if step.is_idle(&state, &budget) && slept.is_empty() {
+    if step.is_idle(&state, &budget) && slept.is_empty() && cleared.is_empty() {
         return Ok(false);
     }
     let mut events = step.events.clone();
+    events.extend(cleared.iter().map(|l| Event::repo(l.removed_text())));
     events.extend(
         slept
             .iter()
@@ -95,6 +99,16 @@ fn once(paths: &Paths) -> NsResult<bool> {
         .stages
         .iter()
         .any(|s| matches!(s.status, Status::Retry { .. }));
+    // Stages done or cancelled in this step: their workspaces go once the effects ran (the
+    // branch stays). An escalated stage keeps its workspace for the person it waits for.
+    let ended: Vec<crate::ids::StageId> = step
+        .state
+        .stages
+        .iter()
+        .filter(|s| matches!(s.status, Status::Done { .. } | Status::Cancelled { .. }))
+        .filter(|s| state.stage(&s.id).is_none_or(|o| o.status != s.status))
+        .map(|s| s.id.clone())
+        .collect();
     if changed {
         if host_caps && step.budget != budget {
             crate::host::record(&paths.root, &step.budget)?;
@@ -106,6 +120,7 @@ fn once(paths: &Paths) -> NsResult<bool> {
     }
     execute(paths, git.get()?, &config, &step.effects);
     failpoint::hit("after-effects");
+    remove_workspaces(paths, git.get()?, &config, &ended);
     // An integration finishes inside this tick: observe its outcome in another round, as a
     // finished job's poke would; likewise dispatch a retry.
     let integrating = step
@@ -116,6 +131,42 @@ fn once(paths: &Paths) -> NsResult<bool> {
         let _ = std::fs::write(paths.poke_file(), b"");
     }
     Ok(changed)
+}
+
+/// Removes the workspaces of stages that ended done or cancelled; their branches stay. A failure is only reported: `nightshift gc` removes what is left.
+fn remove_workspaces(paths: &Paths, git: &Git, config: &Config, ended: &[crate::ids::StageId]) {
+    let paths = paths.clone().with_workspaces(config.workspaces.as_deref());
+    for id in ended {
+        if let Err(e) = crate::worktree::remove(git, &paths, id) {
+            eprintln!("nightshift: cannot remove the workspace of {id}: {e}");
+        }
+    }
+}
+
+/// Removes the stale git locks ([`crate::gitlocks`]) and says so on stderr; returns them so
+/// the round records them in the ledger. A failure to look is only reported.
+fn clear_stale_locks(
+    paths: &Paths,
+    git: &LazyGit<'_>,
+    config: &Config,
+) -> Vec<crate::gitlocks::StaleLock> {
+    let git = match git.get() {
+        Ok(g) => g,
+        Err(_) => return Vec::new(),
+    };
+    let paths = paths.clone().with_workspaces(config.workspaces.as_deref());
+    match crate::gitlocks::clear(&paths, git, &config.integration_branch) {
+        Ok(removed) => {
+            for l in &removed {
+                eprintln!("nightshift: {}", l.removed_text());
+            }
+            removed
+        }
+        Err(e) => {
+            eprintln!("nightshift: cannot look for stale git locks: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// The repository's git, opened on first use.

@@ -64,6 +64,7 @@ pub fn prepare(
         git.run_in(&dir, &["clean", "-f", "-d", "-q"], &[], None)?;
         return Ok(dir);
     }
+    let _admin = admin_lock(paths)?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
     }
@@ -141,13 +142,15 @@ pub fn commit_deliverable(
     Ok(commit)
 }
 
-/// Removes the stage's worktree (forcefully; a missing one is fine) and prunes git's record.
+/// Removes the stage's worktree (forcefully; a missing one is fine), prunes git's record and
+/// removes the agent's own git view of it; the stage branch stays.
 ///
 /// # Errors
 /// [`WorktreeError::Io`] when a leftover directory cannot be deleted, [`WorktreeError::Git`]
 /// when pruning fails.
 pub fn remove(git: &Git, paths: &Paths, stage: &StageId) -> Result<(), WorktreeError> {
     let dir = absolute(git, &paths.worktree(stage));
+    let _admin = admin_lock(paths)?;
     if dir.exists() {
         let dir_str = dir.to_string_lossy();
         let args = ["worktree", "remove", "--force", "--force", &dir_str];
@@ -157,7 +160,25 @@ pub fn remove(git: &Git, paths: &Paths, stage: &StageId) -> Result<(), WorktreeE
         }
     }
     git.run(&["worktree", "prune"])?;
+    let own = crate::workspace::agent_git_dir(paths, stage);
+    if own.exists() {
+        std::fs::remove_dir_all(&own).map_err(|e| io_error(&own, e))?;
+    }
     Ok(())
+}
+
+/// Takes the repository's worktree-admin lock ([`Paths::worktrees_lock`]), waiting for it:
+/// every `worktree add`/`prune`/`remove` of nightshift runs under it, so parallel lanes never
+/// delete or half-read each other's `.git/worktrees/<id>/`.
+///
+/// # Errors
+/// [`WorktreeError::Io`] when the lock file cannot be created or locked.
+pub fn admin_lock(paths: &Paths) -> Result<crate::lock::FileLock, WorktreeError> {
+    let file = paths.worktrees_lock();
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+    }
+    crate::lock::lock(&file).map_err(|e| io_error(&file, e))
 }
 
 /// The commit at the tip of branch `branch`, `None` when it does not exist.

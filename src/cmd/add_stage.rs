@@ -48,6 +48,9 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         cards.push((card, stage));
     }
     let mut events = Vec::new();
+    // The card copies are written only once every card is accepted, and taken back if the
+    // state cannot be persisted: a refused command leaves nothing behind.
+    let mut copies = Vec::new();
     let mut pending: Vec<(Card, Stage)> = cards;
     while !pending.is_empty() {
         let before = pending.len();
@@ -64,7 +67,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
             let id = stage.id.clone();
             let card_file = stage.card_path.clone();
             events.extend(ops::add_stage(&mut state, stage).map_err(|e| refused(&card_file, &e))?);
-            store::write_atomic(&paths.card_copy(&id), card.text.as_bytes())?;
+            copies.push((paths.card_copy(&id), card.text));
         }
         if rest.len() == before {
             let (card_file, e) = unresolved(&rest, &state);
@@ -76,7 +79,16 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         .iter()
         .filter_map(|e| e.stage.as_ref().map(ToString::to_string))
         .collect();
-    let state = store::persist(&paths, &git, state, budget, &events)?;
+    let written = write_copies(&copies);
+    let state = match written.and_then(|()| store::persist(&paths, &git, state, budget, &events)) {
+        Ok(state) => state,
+        Err(e) => {
+            for (path, _) in &copies {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
     if args.json {
         let stages: Vec<_> = state.stages.iter().filter(|s| added.contains(&s.id.to_string())).map(|s| serde_json::json!({"id": s.id, "worker": s.worker, "verifier": s.verifier, "card_hash": s.card_hash, "branch": stage_branch(&s.id)})).collect();
         super::print_json(&serde_json::json!({ "version": 1, "added": stages }))?;
@@ -92,6 +104,13 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         println!("the next `nightshift tick` dispatches what is ready");
     }
     Ok(0)
+}
+
+fn write_copies(copies: &[(std::path::PathBuf, String)]) -> NsResult<()> {
+    for (path, text) in copies {
+        store::write_atomic(path, text.as_bytes())?;
+    }
+    Ok(())
 }
 
 fn label_of(paths: &Paths, file: &Path) -> String {

@@ -66,6 +66,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let mut checks = vec![git_check(&paths.root)];
     checks.push(identity_check(&paths.root));
     checks.push(confine_check(&config));
+    checks.push(locks_check(&paths, &config));
     for agent in config.agents.values() {
         checks.extend(agent_checks(agent));
         if let Some(c) = shared_state_check(agent) {
@@ -167,6 +168,34 @@ fn identity_check(root: &Path) -> Check {
     }
 }
 
+/// Stale git lock files ([`crate::gitlocks`]); the ref locks only when no tick is running
+/// (a running tick holds them for a moment).
+fn locks_check(paths: &crate::paths::Paths, config: &Config) -> Check {
+    let name = "git locks";
+    let Ok(git) = crate::git::Git::open(&paths.root) else {
+        return check(name, true, "not checked (git does not work here)", None);
+    };
+    let tick = crate::lock::try_lock(&paths.lock_file()).ok().flatten();
+    let ws = paths.clone().with_workspaces(config.workspaces.as_deref());
+    match crate::gitlocks::find(&ws, &git, &config.integration_branch, tick.is_some()) {
+        Ok(found) if found.is_empty() => check(name, true, "no stale lock files", None),
+        Ok(found) => check(
+            name,
+            false,
+            format!(
+                "stale: {}",
+                found
+                    .iter()
+                    .map(|l| format!("{} ({})", l.shown, l.what))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some("`nightshift repair` removes them (the next tick does too)".into()),
+        ),
+        Err(e) => check(name, false, e.to_string(), None),
+    }
+}
+
 fn confine_check(config: &Config) -> Check {
     let (ok, detail) = crate::confine::describe(config.confine, &crate::confine::support());
     check("confinement", ok, detail, Some(crate::confine::HINT.into()))
@@ -208,7 +237,19 @@ fn agent_checks(agent: &Agent) -> Vec<Check> {
         .as_deref()
         .or(vendor.default_command())
         .unwrap_or("");
-    let Some(path) = crate::proc::which(program) else {
+    let found = crate::proc::which(program).filter(|p| crate::proc::is_executable(p));
+    let Some(path) = found else {
+        if program.contains('/') {
+            return vec![check(
+                name,
+                false,
+                format!("`{program}` does not exist or is not an executable file"),
+                Some(format!(
+                    "fix `agents.{}.command` in nightshift.yaml ({install_hint})",
+                    agent.name
+                )),
+            )];
+        }
         return vec![check(
             name,
             false,

@@ -9,6 +9,7 @@ pub mod attach;
 pub mod completions;
 pub mod demo;
 pub mod doctor;
+pub mod gc;
 pub mod heartbeat;
 pub mod init;
 pub mod install;

@@ -1,6 +1,7 @@
 //! `nightshift repair`: restores a deleted or corrupt `state/state.yaml` or `state/budget.json`
-//! from the ledger head, or commits a valid state the ledger is missing. Says exactly what it
-//! restored and from which commit.
+//! from the ledger head, or commits a valid state the ledger is missing; first removes stale git
+//! locks a killed git left ([`crate::gitlocks`]). Says exactly what it removed and restored, and
+//! from which commit.
 
 use std::path::Path;
 
@@ -17,6 +18,14 @@ pub fn run(repo: &Path, _args: &Args) -> NsResult<i32> {
     let _lock = lock::lock(&paths.lock_file())
         .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
     let git = store::open_git(&paths)?;
+    if let Ok(config) = crate::config::Config::load(&paths.config()) {
+        let ws = paths.clone().with_workspaces(config.workspaces.as_deref());
+        let removed = crate::gitlocks::clear(&ws, &git, &config.integration_branch)
+            .map_err(|e| NsError::from(e).within("cannot look for stale git locks"))?;
+        for l in &removed {
+            println!("{}", l.removed_text());
+        }
+    }
     let state = store::read_state_file(&paths);
     let budget = store::read_budget_file(&paths);
     if state.is_ok() && budget.is_ok() && store::load_reconciled(&paths, || Ok(&git)).is_ok() {

@@ -24,10 +24,8 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
             secret,
             ..
         } => {
-            if let Some(detail) = setup_error {
-                return Err(FailReason::Worktree {
-                    detail: detail.clone(),
-                });
+            if let Some(e) = setup_error {
+                return Err(setup(role, e));
             }
             agent_ok(run, role, stage)?;
             if let Some(path) = protected_changed.first() {
@@ -64,10 +62,8 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
             setup_error,
             ..
         } => {
-            if let Some(detail) = setup_error {
-                return Err(FailReason::Worktree {
-                    detail: detail.clone(),
-                });
+            if let Some(e) = setup_error {
+                return Err(setup(role, e));
             }
             match commands.iter().find(|c| !c.passed()) {
                 Some(c) => Err(FailReason::AcceptanceFailed {
@@ -86,8 +82,12 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
             run,
             verdict,
             verdict_error,
+            setup_error,
             ..
         } => {
+            if let Some(e) = setup_error {
+                return Err(setup(role, e));
+            }
             agent_ok(run, role, stage)?;
             let Some(v) = verdict else {
                 let detail = verdict_error
@@ -106,6 +106,14 @@ pub fn judge(result: &OutcomeResult, role: Role, stage: &Stage) -> Result<(), Fa
             }
         }
         OutcomeResult::Integration { .. } => Err(FailReason::Crashed { role }),
+    }
+}
+
+fn setup(role: Role, e: &crate::engine::observe::SetupError) -> FailReason {
+    FailReason::Setup {
+        role,
+        cause: e.cause,
+        detail: e.detail.clone(),
     }
 }
 

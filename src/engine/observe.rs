@@ -91,7 +91,7 @@ pub enum OutcomeResult {
         envelope_error: Option<String>,
         /// Protected paths whose bytes changed during the attempt.
         protected_changed: Vec<String>,
-        setup_error: Option<String>,
+        setup_error: Option<SetupError>,
         /// The commit the workspace started from (the deliverable's parent).
         #[serde(default)]
         base: Option<String>,
@@ -107,7 +107,7 @@ pub enum OutcomeResult {
     },
     Acceptance {
         commands: Vec<CommandResult>,
-        setup_error: Option<String>,
+        setup_error: Option<SetupError>,
         /// The snapshot the commands ran on.
         #[serde(default)]
         snapshot: Option<String>,
@@ -122,6 +122,8 @@ pub enum OutcomeResult {
         run: AgentRun,
         verdict: Option<Verdict>,
         verdict_error: Option<String>,
+        #[serde(default)]
+        setup_error: Option<SetupError>,
         /// Files the verifier changed in the workspace (its verdict is void).
         #[serde(default)]
         wrote: Vec<String>,
@@ -133,6 +135,14 @@ pub enum OutcomeResult {
         error: Option<String>,
         detail: String,
     },
+}
+
+/// Why a job could not set its role up: the typed cause and the error's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetupError {
+    pub cause: crate::engine::state::SetupCause,
+    pub detail: String,
 }
 
 /// How an agent process ended, read from its exit status and structured output.

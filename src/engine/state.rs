@@ -400,8 +400,17 @@ pub enum FailReason {
     Revise { findings: Vec<String> },
     /// The verifier said `fail`.
     Rejected { findings: Vec<String> },
-    /// The stage worktree could not be prepared.
+    /// The stage worktree could not be prepared (recorded by earlier versions; a job's setup
+    /// failures are now [`FailReason::Setup`]).
     Worktree { detail: String },
+    /// The job could not set its role up (typed by `cause`): an infrastructure failure, not a
+    /// verdict on the work. Retried without counting against the stage's attempts or the
+    /// consecutive-failure cap; [`MAX_SETUP_FAILURES`] in a row escalate.
+    Setup {
+        role: Role,
+        cause: SetupCause,
+        detail: String,
+    },
     /// A job's processes wrote a file outside its own workspace (named).
     Escaped { role: Role, path: String },
     /// The verifier changed the workspace it reviews; its verdict is void.
@@ -452,6 +461,11 @@ impl std::fmt::Display for FailReason {
             Self::Worktree { detail } => {
                 write!(f, "the stage worktree could not be prepared: {detail}")
             }
+            Self::Setup {
+                role,
+                cause,
+                detail,
+            } => write!(f, "the {role} job could not be set up ({cause}): {detail}"),
             Self::Escaped { role, path } => {
                 write!(f, "the {role} wrote outside its workspace: `{path}`")
             }
@@ -467,6 +481,75 @@ impl std::fmt::Display for FailReason {
                 write!(f, "refused `{path}`: not written by its own job")
             }
         }
+    }
+}
+
+/// Setup failures in a row (of one stage) after which it escalates: a missing agent command or
+/// a broken workspace does not mend itself.
+pub const MAX_SETUP_FAILURES: u32 = 3;
+
+/// Why a job could not set its role up, one cause per variant of the job wrapper's `JobError`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupCause {
+    /// `nightshift.yaml`, `state.yaml`, the card copy or the clock could not be read.
+    Config,
+    /// The stage is gone from `state.yaml`.
+    StageGone,
+    /// The card copy no longer matches the hash taken at `add-stage`.
+    CardChanged,
+    /// No agent of that name in `nightshift.yaml`.
+    UnknownAgent,
+    /// A git step failed.
+    Git,
+    /// The stage's workspace could not be prepared.
+    Workspace,
+    /// The workspace a later role runs in is missing.
+    WorkspaceMissing,
+    /// The worker's sealed snapshot is missing or forged.
+    NoSnapshot,
+    /// A prompt template could not be read.
+    Template,
+    /// A prompt could not be rendered.
+    Prompt,
+    /// The agent's command line could not be built (e.g. its recipe is missing).
+    Invocation,
+    /// The agent's command is not on PATH, or its absolute path does not exist.
+    AgentMissing,
+    /// The agent's program could not be started.
+    Start,
+    /// A file of the job could not be written or read.
+    Io,
+}
+
+impl SetupCause {
+    /// The snake_case name (as serialised).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::StageGone => "stage_gone",
+            Self::CardChanged => "card_changed",
+            Self::UnknownAgent => "unknown_agent",
+            Self::Git => "git",
+            Self::Workspace => "workspace",
+            Self::WorkspaceMissing => "workspace_missing",
+            Self::NoSnapshot => "no_snapshot",
+            Self::Template => "template",
+            Self::Prompt => "prompt",
+            Self::Invocation => "invocation",
+            Self::AgentMissing => "agent_missing",
+            Self::Start => "start",
+            Self::Io => "io",
+        }
+    }
+}
+
+impl std::fmt::Display for SetupCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -497,6 +580,11 @@ pub enum Escalation {
         agent: String,
         detail: String,
     },
+    /// The stage's jobs could not be set up this many times in a row (typed in `last`).
+    SetupFailed {
+        failures: u32,
+        last: FailReason,
+    },
 }
 
 impl std::fmt::Display for Escalation {
@@ -512,6 +600,12 @@ impl std::fmt::Display for Escalation {
             Self::StageBudget { detail } => write!(f, "stage cap: {detail}"),
             Self::Auth { agent, detail } => {
                 write!(f, "agent `{agent}` could not authenticate: {detail}")
+            }
+            Self::SetupFailed { failures, last } => {
+                write!(
+                    f,
+                    "could not be set up {failures} times in a row; last: {last}"
+                )
             }
             Self::StageWallTime {
                 spent_secs,

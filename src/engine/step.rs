@@ -26,7 +26,8 @@ use crate::engine::budget::{
 use crate::engine::effect::{Effect, Event, SpawnPlan};
 use crate::engine::observe::{JobSeen, Observations, Outcome, OutcomeResult};
 use crate::engine::state::{
-    AttemptRecord, AttemptResult, Escalation, FailReason, HaltReason, Stage, State, Status,
+    AttemptRecord, AttemptResult, Escalation, FailReason, HaltReason, MAX_SETUP_FAILURES, Stage,
+    State, Status,
 };
 use crate::ids::{JobKey, Role};
 
@@ -525,6 +526,10 @@ pub(super) fn fail(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: Fa
             reason: reason.clone(),
         },
     });
+    if matches!(reason, FailReason::Setup { .. }) {
+        infrastructure(stage, cx, attempt, reason.clone());
+        return;
+    }
     if let FailReason::Agent { role, failure } = &reason {
         let agent = if *role == Role::Verifier {
             stage.verifier.clone()
@@ -569,6 +574,43 @@ pub(super) fn fail(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: Fa
         ));
         stage.status = Status::Retry { attempt, reason };
     }
+}
+
+/// A setup failure (already in the stage's history): the attempt does not count against the
+/// stage or the consecutive-failure cap and the stage retries, unless its last
+/// [`MAX_SETUP_FAILURES`] attempts all failed to set up, which escalates with the typed reason.
+fn infrastructure(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: FailReason) {
+    let failures = stage
+        .history
+        .iter()
+        .rev()
+        .take_while(|r| {
+            matches!(
+                &r.result,
+                AttemptResult::Failed {
+                    reason: FailReason::Setup { .. }
+                }
+            )
+        })
+        .count();
+    let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+    stage.attempt_floor += 1;
+    if failures >= MAX_SETUP_FAILURES {
+        escalate(
+            stage,
+            cx,
+            Escalation::SetupFailed {
+                failures,
+                last: reason,
+            },
+        );
+        return;
+    }
+    cx.events.push(Event::stage(
+        &stage.id,
+        format!("a{attempt} failed: {reason}; will retry (not counted)"),
+    ));
+    stage.status = Status::Retry { attempt, reason };
 }
 
 pub(super) fn findings_of(reason: &FailReason) -> Vec<String> {

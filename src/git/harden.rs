@@ -6,8 +6,10 @@
 //! It must never return a value that lets git run a program named by the repository.
 
 /// Config passed to every invocation, before the caller's arguments: nothing the repository
-/// (or an agent writing into it) configures may make git run a program.
-pub(super) const FIXED_CONFIG: [&str; 11] = [
+/// (or an agent writing into it) configures may make git run a program; and no automatic
+/// maintenance or gc: a tick killed mid-maintenance would leave `objects/maintenance.lock`
+/// behind, after which git silently skips maintenance in the user's repository.
+pub(super) const FIXED_CONFIG: [&str; 13] = [
     "core.hooksPath=/dev/null",
     "core.fsmonitor=false",
     "commit.gpgsign=false",
@@ -19,6 +21,8 @@ pub(super) const FIXED_CONFIG: [&str; 11] = [
     "sequence.editor=:",
     "core.pager=cat",
     "core.attributesFile=/dev/null",
+    "maintenance.auto=false",
+    "gc.auto=0",
 ];
 
 /// Variables set on every invocation: no system config, no system attributes file.

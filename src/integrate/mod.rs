@@ -20,9 +20,32 @@ use crate::{store, worktree};
 
 /// Commits the attempt's deliverable on the stage branch (authored by the worker), applies
 /// the integration policy, and records the result for the next tick. Idempotent.
+///
+/// A failure on a git lock (a killed git's leftover, or a lock held for a moment) is no verdict
+/// on the work: the stale locks are cleared (the caller holds the tick lock) and the
+/// integration tried once more; if the lock is still there no outcome is recorded, so the next
+/// tick asks for the integration again. Verified work is never escalated for a lock.
 pub fn run(paths: &Paths, git: &Git, config: &Config, stage: &StageId, attempt: u32) {
-    let (commit, error, detail) = match integrate_inner(paths, git, config, stage, attempt) {
+    let mut result = integrate_inner(paths, git, config, stage, attempt);
+    if let Err(e) = &result
+        && crate::gitlocks::is_lock_failure(e)
+    {
+        let ws_paths = paths.clone().with_workspaces(config.workspaces.as_deref());
+        if let Ok(removed) = crate::gitlocks::clear(&ws_paths, git, &config.integration_branch) {
+            for l in &removed {
+                eprintln!("nightshift: {}", l.removed_text());
+            }
+        }
+        result = integrate_inner(paths, git, config, stage, attempt);
+    }
+    let (commit, error, detail) = match result {
         Ok((c, d)) => (Some(c), None, d),
+        Err(e) if crate::gitlocks::is_lock_failure(&e) => {
+            eprintln!(
+                "nightshift: the integration of {stage} a{attempt} waits for a git lock: {e}"
+            );
+            return;
+        }
         Err(e) => (None, Some(e.clone()), e),
     };
     let outcome = Outcome {

@@ -1,9 +1,12 @@
 //! Why a job could not do its role's work at all (as opposed to an agent or a command that ran
-//! and failed, which is data in the outcome). The wrapper records the message as the outcome's
-//! `setup_error`; it never panics or exits early on these.
+//! and failed, which is data in the outcome). The wrapper records it as the outcome's typed
+//! `setup_error` ([`JobError::cause`] maps each variant to one [`SetupCause`], which the engine
+//! judges as an infrastructure failure); it never panics or exits early on these.
 
 use std::path::PathBuf;
 
+use crate::engine::observe::SetupError;
+use crate::engine::state::SetupCause;
 use crate::error::NsError;
 use crate::git::GitError;
 use crate::ids::StageId;
@@ -38,9 +41,14 @@ pub enum JobError {
     },
     #[error(transparent)]
     Prompt(#[from] RenderError),
-    /// The agent's command line could not be built (its CLI or recipe is missing).
+    /// The agent's command line could not be built (e.g. its recipe is missing).
     #[error("{0}")]
     Invocation(String),
+    /// The agent's command is not on PATH, or is a path that is not an executable file.
+    #[error(
+        "agent `{agent}`: `{program}` is not on PATH or not an executable file (set `command:` in nightshift.yaml to its absolute path; `nightshift doctor` checks it)"
+    )]
+    AgentMissing { agent: String, program: String },
     #[error("cannot start `{}`: {source}", .program.display())]
     Start {
         program: PathBuf,
@@ -49,4 +57,36 @@ pub enum JobError {
     },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+impl JobError {
+    /// The typed cause this failure is recorded and judged as (one per variant).
+    #[must_use]
+    pub fn cause(&self) -> SetupCause {
+        match self {
+            Self::Load(_) => SetupCause::Config,
+            Self::StageGone(_) => SetupCause::StageGone,
+            Self::CardChanged(_) => SetupCause::CardChanged,
+            Self::UnknownAgent(_) => SetupCause::UnknownAgent,
+            Self::Git(_) => SetupCause::Git,
+            Self::Worktree(_) => SetupCause::Workspace,
+            Self::NoSnapshot(_) => SetupCause::NoSnapshot,
+            Self::WorktreeMissing(_) => SetupCause::WorkspaceMissing,
+            Self::Template { .. } => SetupCause::Template,
+            Self::Prompt(_) => SetupCause::Prompt,
+            Self::Invocation(_) => SetupCause::Invocation,
+            Self::AgentMissing { .. } => SetupCause::AgentMissing,
+            Self::Start { .. } => SetupCause::Start,
+            Self::Io(_) => SetupCause::Io,
+        }
+    }
+}
+
+impl From<&JobError> for SetupError {
+    fn from(e: &JobError) -> Self {
+        Self {
+            cause: e.cause(),
+            detail: e.to_string(),
+        }
+    }
 }

@@ -37,7 +37,19 @@ pub fn run_role(mut cx: RoleCtx<'_>) -> OutcomeResult {
         Role::Acceptance => acceptance(&mut cx),
         Role::Verifier => verifier(&mut cx),
     };
-    result.unwrap_or_else(|e| setup_failure(role, e.to_string()))
+    result.unwrap_or_else(|e| setup_failure(role, (&e).into(), role_agent(cx.paths, cx.args)))
+}
+
+/// The agent the job's role runs, read from `state.yaml` (for the run record of a job that
+/// could not set up; `None` for acceptance or when it cannot be read).
+fn role_agent(paths: &Paths, args: &JobArgs) -> Option<String> {
+    let state = store::read_state_file(paths).ok()?;
+    let stage = state.stage(&args.job.stage)?;
+    match args.job.role {
+        Role::Worker => Some(stage.worker.clone()),
+        Role::Verifier => Some(stage.verifier.clone()),
+        Role::Acceptance => None,
+    }
 }
 
 struct Setup {
@@ -121,6 +133,7 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         None => (None, Some("the agent produced no final message".into())),
     };
     let mut run = run;
+    bound_final_message(&mut run, &cx.paths.rel(&cx.paths.log_file(&cx.args.job)));
     run.failure = agent::failure::refused_tools(
         run.failure.take(),
         run.permission_denials,
@@ -181,6 +194,7 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         None => (None, Some("the verifier produced no final message".into())),
     };
     let mut run = run;
+    bound_final_message(&mut run, &cx.paths.rel(&cx.paths.log_file(&cx.args.job)));
     run.failure = agent::failure::refused_tools(
         run.failure.take(),
         run.permission_denials,
@@ -188,6 +202,7 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     );
     Ok(OutcomeResult::Verifier {
         run,
+        setup_error: None,
         verdict,
         verdict_error,
         wrote,
@@ -269,6 +284,7 @@ fn run_agent(
         recipe_file: recipe_file.as_deref(),
         self_exe: &self_exe,
     };
+    present(agent)?;
     let inv = agent::invocation(agent, job.role, &ictx).map_err(JobError::Invocation)?;
     let secret = match agent::auth::secret(agent) {
         Ok(s) => s,
@@ -295,6 +311,49 @@ fn run_agent(
     };
     let res = start_child(cx, &spec, Duration::from_secs(cx.args.timeout_secs))?;
     read_run(agent, &res, &attempt_dir)
+}
+
+/// The most bytes of an agent's final message kept in its outcome (and so in the ledger).
+pub const MAX_FINAL_MESSAGE: usize = 64 * 1024;
+
+/// Cuts a final message longer than [`MAX_FINAL_MESSAGE`] (after the envelope or verdict was
+/// read from the whole text) and says where the full text is: the attempt's log, which holds
+/// the agent's whole output and never enters the ledger.
+fn bound_final_message(run: &mut AgentRun, log: &str) {
+    let Some(m) = run.final_message.as_mut() else {
+        return;
+    };
+    if m.len() <= MAX_FINAL_MESSAGE {
+        return;
+    }
+    let total = m.len();
+    let mut cut = MAX_FINAL_MESSAGE;
+    while !m.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    m.truncate(cut);
+    m.push_str(&format!(
+        "\n[… cut at {cut} of {total} bytes; the full text is in {log}]"
+    ));
+}
+
+/// Checks that the agent's program exists before anything runs: a command that is not on PATH,
+/// or an absolute path that is not an executable file, is [`JobError::AgentMissing`].
+fn present(agent: &Agent) -> Result<(), JobError> {
+    let vendor = agent.kind.vendor();
+    if matches!(vendor.doctor(), agent::Doctor::BuiltIn(_)) {
+        return Ok(());
+    }
+    let Some(program) = agent.command.as_deref().or(vendor.default_command()) else {
+        return Ok(()); // the kind's own invocation names what is missing
+    };
+    match crate::proc::which(program) {
+        Some(p) if crate::proc::is_executable(&p) => Ok(()),
+        _ => Err(JobError::AgentMissing {
+            agent: agent.name.clone(),
+            program: program.to_owned(),
+        }),
+    }
 }
 
 /// The agent's structured output, read into the run record.

@@ -348,12 +348,19 @@ fn run_view(
         attempt,
         role,
     }))?;
-    let run = match o.result {
-        OutcomeResult::Worker { run, .. } | OutcomeResult::Verifier { run, .. } => run,
+    let (run, setup) = match o.result {
+        OutcomeResult::Worker {
+            run, setup_error, ..
+        }
+        | OutcomeResult::Verifier {
+            run, setup_error, ..
+        } => (run, setup_error),
         OutcomeResult::Acceptance { .. } | OutcomeResult::Integration { .. } => return None,
     };
     let charge = crate::engine::step::charge_of(&run, o.wall_secs, &run.agent, limits);
+    // A job that could not set up ran nothing: its outcome is the typed cause, never `ok`.
     let outcome = match (&run.failure, run.timed_out) {
+        _ if setup.is_some() => setup.map(|e| e.cause.to_string()).unwrap_or_default(),
         (_, true) => "timeout".to_owned(),
         (Some(f), false) => serde_json::to_value(f)
             .ok()

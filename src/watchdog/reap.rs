@@ -220,6 +220,7 @@ fn result_for(a: &Act<'_>, verdict: Verdict, tail: String) -> OutcomeResult {
         },
         Role::Verifier => OutcomeResult::Verifier {
             run,
+            setup_error: None,
             verdict: None,
             verdict_error: Some(what.to_owned()),
             wrote: Vec::new(),

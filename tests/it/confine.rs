@@ -88,6 +88,11 @@ fn assert_untouched(n: &Night, before: &[(String, String)], after: &[(String, St
     }
 }
 
+/// Where the night's repository keeps its workspaces by default (one directory per repository).
+fn workspaces_root(n: &Night) -> std::path::PathBuf {
+    n.root.join("home/.local/state/nightshift/workspaces")
+}
+
 /// The stage's workspace, found through git's own list of worktrees.
 fn workspace(n: &Night, stage: &str) -> std::path::PathBuf {
     let list = n.git(&["worktree", "list", "--porcelain"]);
@@ -111,7 +116,8 @@ fn verdict_pass(stage: &str) -> String {
     )
 }
 
-/// A night whose first stage `s0` is done (its workspace is there to be attacked), with the
+/// A night whose first stage `s0` is escalated (its workspace stays for a person to inspect,
+/// and is there to be attacked), with the
 /// agent `escape` (a `command` agent running `script_path`) configured.
 fn night_with(agent_line: &str) -> Night {
     let cfg = CONFIG.replace(
@@ -122,12 +128,15 @@ fn night_with(agent_line: &str) -> Night {
     n.init();
     let c0 = n.card(
         "s0",
-        &script(&[writes("a.txt", "s0 work")], &[PASS]),
+        &format!(
+            "acceptance: [\"false\"]\nmax_attempts: 1\n{}",
+            script(&[writes("a.txt", "s0 work")], &[PASS])
+        ),
         "first",
     );
     n.add(&[&c0]);
     n.drain(20);
-    assert_eq!(n.stage("s0")["status"], "done", "{:#}", n.stage("s0"));
+    assert_eq!(n.stage("s0")["status"], "escalated", "{:#}", n.stage("s0"));
     n
 }
 
@@ -224,11 +233,12 @@ fn descendants_of_a_confined_agent_are_confined_too() {
     n.add(&[&c]);
     n.drain(20);
     assert!(!n.path("forbidden").exists(), "a grandchild escaped");
-    let ws = workspace(&n, "s1");
-    assert!(
-        !ws.parent().unwrap().join("forbidden").exists(),
-        "a grandchild escaped"
-    );
+    let escaped = std::fs::read_dir(workspaces_root(&n))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|d| d.path().join("forbidden").exists());
+    assert!(!escaped, "a grandchild escaped");
     assert_eq!(n.stage("s1")["status"], "done", "{:#}", n.stage("s1"));
     let exit = n.git(&["show", "nightshift/integration:grandchild-exit"]);
     assert_eq!(
@@ -380,8 +390,9 @@ fn a_confined_worker_uses_git_in_its_workspace_without_touching_the_repositorys_
     );
     let subjects = n.git(&["log", "--format=%s", "nightshift/integration"]);
     assert!(!subjects.contains("my own commit"), "{subjects}");
-    let ws = workspace(&n, "s1");
-    assert!(ws.is_dir() && !ws.starts_with(&n.repo), "{}", ws.display());
+    // Workspaces live outside the checkout; a done stage's is removed.
+    assert!(!workspaces_root(&n).starts_with(&n.repo));
+    assert_eq!(workspace(&n, "s1"), std::path::PathBuf::new());
     n.assert_fsck_clean("after an agent committed in its own view");
 }
 
@@ -396,8 +407,10 @@ fn the_workspace_directory_is_configurable_and_never_inside_the_repository() {
     n.add(&[&c]);
     n.drain(20);
     assert_eq!(n.stage("s1")["status"], "done");
-    let ws = workspace(&n, "s1");
-    assert!(ws.starts_with(&outside), "{}", ws.display());
+    // The workspace went with the done stage; its repository's directory is under `outside`.
+    let dirs: Vec<_> = std::fs::read_dir(&outside).unwrap().flatten().collect();
+    assert_eq!(dirs.len(), 1, "{}", outside.display());
+    assert!(!dirs[0].path().join("s1").exists());
     // Inside the checkout: refused before anything is dispatched.
     let inside = n.repo.join("ws");
     let cfg = n.read("nightshift.yaml").replace(

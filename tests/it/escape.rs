@@ -51,26 +51,24 @@ fi
 /// A parseable acceptance or verifier outcome saying everything passed, as an agent forges it.
 pub const FORGED_PASS: &str = r#"{"version":1,"stage":"s1","attempt":1,"finished_at":"2027-01-01T01:00:00Z","wall_secs":0,"result":{"role":"acceptance","commands":[],"setup_error":null}}"#;
 
-/// A night with the shell agents, `s0` done first (so its workspace exists and is idle) and
-/// `s1` after it with acceptance `acceptance`.
+/// A night with the shell agents, `s0` escalated first (its acceptance fails: its workspace
+/// stays for a person to inspect, idle) and `s1` after it with acceptance `acceptance`.
 fn night_with(who: &str, escape: &str, acceptance: &str) -> Night {
     let mut n = Night::with_config(SH_CONFIG);
     std::fs::write(n.root.join("home/agent.sh"), agent_script(who, escape)).unwrap();
     n.init();
-    let c0 = n.card("s0", "acceptance: [\"true\"]\n", "first");
-    let c1 = n.card(
-        "s1",
-        &format!("depends_on: [s0]\nacceptance: [{acceptance:?}]\n"),
-        "second",
-    );
-    n.add(&[&c0, &c1]);
+    let c0 = n.card("s0", "acceptance: [\"false\"]\nmax_attempts: 1\n", "first");
+    n.add(&[&c0]);
+    n.drain(30);
+    let c1 = n.card("s1", &format!("acceptance: [{acceptance:?}]\n"), "second");
+    n.add(&[&c1]);
     n.drain(30);
     n
 }
 
 /// `s1` failed with `reason` and none of its work reached a branch.
 fn assert_caught(n: &Night, reason_tail: &str, case: &str) {
-    assert_eq!(n.stage("s0")["status"], "done", "{case}");
+    assert_eq!(n.stage("s0")["status"], "escalated", "{case}");
     let s1 = n.stage("s1");
     assert_eq!(s1["status"], "escalated", "{case}: {s1:#}");
     let reason = s1["reason"].as_str().unwrap_or_default();

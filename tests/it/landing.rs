@@ -30,7 +30,7 @@ fn outcome(n: &Night, stage: &str, role: &str) -> Value {
 #[test]
 fn regression_acceptance_artefacts_never_land_and_the_snapshot_is_the_commit() {
     let mut n = Night::with_config(SH_CONFIG);
-    let worker = "echo 'def f():\n    return 1' > mod.py; git add mod.py; git -c user.name=a -c user.email=a@example.invalid commit -q -m \"agent's own commit\"";
+    let worker = "echo 'def f():\n    return 1' > mod.py; git add mod.py; git -c user.name=a -c user.email=a@example.invalid commit -q -m \"agent's own commit\"; git log -1 --format=own:%s";
     std::fs::write(n.root.join("home/agent.sh"), agent_script("worker", worker)).unwrap();
     n.init();
     let acceptance = "python3 -c 'import sys; sys.path.insert(0, \".\"); import mod; assert mod.f() == 1' && echo touched >> work-s1.txt";
@@ -86,19 +86,18 @@ fn regression_acceptance_artefacts_never_land_and_the_snapshot_is_the_commit() {
     assert!(prompt.contains("not part of the deliverable"), "{prompt}");
     let subjects = git_ok(&n, &["log", "--format=%s", "main..nightshift/stage/s1"]).unwrap();
     assert_eq!(subjects, "s1: Stage s1", "one commit, base → snapshot");
-    // The agent did commit, in its own git view of the workspace (outside the repository).
-    let view = n.workspace(".agent-git").join("s1");
-    let own = std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(&view)
-        .args(["log", "--format=%s", "-1"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&own.stdout).trim(),
-        "agent's own commit",
-        "the agent did commit"
+    // The agent did commit, in its own git view of the workspace (outside the repository),
+    // which went with the workspace once the stage was done.
+    let log = n.read("state/logs/s1/a1-worker.log");
+    assert!(
+        log.contains("own:agent's own commit"),
+        "the agent did commit: {log}"
     );
+    let views = std::fs::read_dir(n.root.join("home/.local/state/nightshift/workspaces"))
+        .unwrap()
+        .flatten()
+        .any(|d| d.path().join(".agent-git/s1").exists());
+    assert!(!views, "the agent's own view is removed with the workspace");
     let msg = git_ok(&n, &["log", "-1", "--format=%B", "nightshift/stage/s1"]).unwrap();
     assert!(
         msg.contains(&format!("Nightshift-Tree: {snapshot}")),

@@ -81,7 +81,10 @@ pub(super) fn worker_result(id: &str, attempt: u32, work: Work) -> OutcomeResult
             None,
             None,
             vec![],
-            Some("worktree add failed".to_owned()),
+            Some(crate::engine::observe::SetupError {
+                cause: crate::engine::state::SetupCause::Workspace,
+                detail: "worktree add failed".to_owned(),
+            }),
         ),
     };
     OutcomeResult::Worker {
@@ -132,6 +135,7 @@ pub(super) fn acceptance_result(commands: &[String], pass: bool) -> OutcomeResul
 /// A verifier outcome; `None` is a run without a valid verdict.
 pub(super) fn verifier_result(id: &str, attempt: u32, kind: Option<VerdictKind>) -> OutcomeResult {
     OutcomeResult::Verifier {
+        setup_error: None,
         run: agent_run("codex", true),
         verdict: kind.map(|verdict| Verdict {
             version: VERDICT_VERSION,
