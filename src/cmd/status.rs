@@ -77,8 +77,19 @@ fn print_table(s: &StatusView) {
             note(st)
         );
     }
+    print_kills(s);
     print_sleeps(s);
     print_spend(s);
+}
+
+/// Kills decided but not yet verified.
+fn print_kills(s: &StatusView) {
+    for k in &s.kills {
+        println!(
+            "killing {}@a{}-{} ({}, decided {}): its processes are not yet verified gone; every tick and heartbeat tries again",
+            k.stage, k.attempt, k.role, k.reason, k.decided_at
+        );
+    }
 }
 
 fn note(st: &crate::view::StageView) -> String {

@@ -40,6 +40,9 @@ pub struct StatusView {
     pub sleeps: Vec<crate::awake::Sleep>,
     /// The confinement in force: `{mode, confined, detail}`.
     pub confinement: ConfinementView,
+    /// Kills decided but not yet verified (re-executed by every tick, `cancel` and the
+    /// heartbeat until the job's processes are proven gone).
+    pub kills: Vec<crate::engine::state::KillIntent>,
     /// The time this view was built for.
     pub now: Timestamp,
 }
@@ -186,6 +189,7 @@ pub fn build(
         scheduler,
         sleeps,
         confinement,
+        kills: state.kills.clone(),
         now,
     }
 }

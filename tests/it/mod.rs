@@ -8,6 +8,7 @@ mod gates;
 mod host_tick;
 mod hostenv;
 mod install;
+mod kills;
 mod landing;
 mod lessons;
 mod lifecycle;
