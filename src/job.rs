@@ -47,6 +47,9 @@ pub struct Registration {
     /// The agent or acceptance command, once started (its own process group).
     pub child_pid: Option<u32>,
     pub child_pgid: Option<i32>,
+    /// Start time of the agent or acceptance command (clock ticks since boot).
+    #[serde(default)]
+    pub child_start_time: Option<u64>,
     pub command: Vec<String>,
     /// Log path relative to the repo root.
     pub log: String,
@@ -83,6 +86,9 @@ pub fn run_job(args: &JobArgs, poke: impl FnOnce(&Paths)) -> NsResult<i32> {
     let job = &args.job;
     std::fs::create_dir_all(paths.agents_dir())
         .map_err(|e| NsError::failure("cannot create state/active-agents").cause(e.to_string()))?;
+    // Daemons its agent starts in a session of their own are re-parented to this wrapper, so
+    // they die with the attempt.
+    crate::kill::become_subreaper();
     let alive = crate::lock::lock(&paths.alive_file(job)).map_err(|e| {
         NsError::failure(format!("cannot lock the registry of {job}")).cause(e.to_string())
     })?;
@@ -191,6 +197,7 @@ fn registration(paths: &Paths, job: &JobKey) -> NsResult<Registration> {
         start_time: crate::proc::start_time(pid),
         child_pid: None,
         child_pgid: None,
+        child_start_time: None,
         command: Vec::new(),
         log: paths.rel(&paths.log_file(job)),
         started_at: crate::now::now()?,

@@ -26,6 +26,7 @@ pub mod ids;
 pub mod install;
 pub mod integrate;
 pub mod job;
+pub mod kill;
 pub mod ledger;
 pub mod ledger_message;
 pub mod lock;

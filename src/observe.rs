@@ -1,6 +1,6 @@
 //! The shell's eyes: for each job the state waits on, is there an outcome, a live registered
-//! process (its lock is held, or pid + start time still match), or a registration whose
-//! processes are gone? Also integration outcomes. An outcome counts only with a valid seal
+//! wrapper (pid + start time still match), or a registration whose wrapper is gone (a crash,
+//! even when its agent lives on)? Also integration outcomes. An outcome counts only with a valid seal
 //! ([`crate::seal`]): one without is reported as forged, naming the file. Reads only; decides
 //! nothing.
 
@@ -78,7 +78,9 @@ pub fn job_seen(paths: &Paths, key: &JobKey) -> JobSeen {
     }
     let held = crate::lock::is_held(&paths.alive_file(key)).unwrap_or(false);
     match &reg {
-        Some(r) if held || crate::proc::alive(r.pid, r.start_time) => {
+        // The wrapper is the job: if it died, whatever it left holding the lock is headless
+        // (nobody will write its outcome). Without `/proc` (no start time) the lock decides.
+        Some(r) if crate::proc::alive(r.pid, r.start_time) || (held && r.start_time.is_none()) => {
             JobSeen::Running { pgids: r.pgids() }
         }
         None if held => JobSeen::Running { pgids: Vec::new() },

@@ -3,8 +3,6 @@
 //! any effect, then execute the effects. Results of effects are never fed back into the same
 //! step; a finished job pokes the repo to run the next tick at once (event chaining).
 
-use std::time::Duration;
-
 use crate::config::Config;
 use crate::engine::state::Status;
 use crate::engine::{self, Effect, Event};
@@ -72,7 +70,10 @@ fn once(paths: &Paths) -> NsResult<bool> {
     // leftover: clear it before anything writes the ledger.
     let cleared = clear_stale_locks(paths, &git, &config);
     let (state, budget) = store::load_reconciled(paths, || git.get())?;
+    // Kills decided earlier are durable: carry them out again before deciding anything.
+    let kills_done = crate::kill::pending(paths, &state, None);
     let mut seen = crate::observe::observe(paths, &state);
+    seen.kills_done = kills_done;
     let host_caps = config.money.host_max_tokens.is_some() || config.money.host_max_usd.is_some();
     if host_caps {
         seen.host_others = crate::host::others(&paths.root);
@@ -202,11 +203,12 @@ pub fn execute(paths: &Paths, git: &Git, config: &Config, effects: &[Effect]) {
                     eprintln!("nightshift: cannot start the {} job: {e}", plan.job);
                 }
             }
-            Effect::KillGroup { job, pgids } => {
-                for pgid in pgids {
-                    if !crate::proc::kill_group(*pgid, Duration::from_secs(3)) {
-                        eprintln!("nightshift: process group {pgid} of {job} survived KILL");
-                    }
+            Effect::Kill { job } => {
+                let report = crate::kill::kill_job(paths, job, crate::kill::GRACE);
+                eprintln!("nightshift: {}", report.describe(job));
+                // Verified: another round drops its intent (and may run the next attempt).
+                if report.verified() && chaining() {
+                    let _ = std::fs::write(paths.poke_file(), b"");
                 }
             }
             Effect::Integrate { stage, attempt } => {

@@ -17,7 +17,9 @@ pub struct StageArg {
 #[derive(Debug, clap::Args)]
 pub struct NoArgs {}
 
-fn with_state<F>(repo: &Path, f: F) -> NsResult<i32>
+/// Runs an operator action under the tick lock. `kills`: a stage whose pending kills are
+/// carried out again first (verified ones are then dropped by the action).
+fn with_state<F>(repo: &Path, kills: Option<&StageId>, f: F) -> NsResult<i32>
 where
     F: FnOnce(
         &mut crate::engine::state::State,
@@ -33,7 +35,10 @@ where
         budget,
         lock: _guard,
     } = super::locked(repo)?;
-    let seen = crate::observe::observe(&paths, &state);
+    let mut seen = crate::observe::observe(&paths, &state);
+    if let Some(stage) = kills {
+        seen.kills_done = crate::kill::pending(&paths, &state, Some(stage));
+    }
     let now = crate::now::now()?;
     let (events, effects) = f(&mut state, &seen, now).map_err(|e| {
         NsError::failure(e.to_string()).hint("`nightshift status` shows every stage and its status")
@@ -54,7 +59,7 @@ fn stage_id(s: &str) -> NsResult<StageId> {
 /// When the stage does not exist or is not escalated, cancelled or done.
 pub fn requeue(repo: &Path, a: &StageArg) -> NsResult<i32> {
     let id = stage_id(&a.stage)?;
-    with_state(repo, |s, _, _| {
+    with_state(repo, None, |s, _, _| {
         ops::requeue(s, &id).map(|e| (e, Vec::new()))
     })
 }
@@ -63,11 +68,15 @@ pub fn requeue(repo: &Path, a: &StageArg) -> NsResult<i32> {
 /// When the stage does not exist or is already finished.
 pub fn cancel(repo: &Path, a: &StageArg) -> NsResult<i32> {
     let id = stage_id(&a.stage)?;
-    with_state(repo, |s, seen, now| ops::cancel(s, seen, &id, now))
+    with_state(repo, Some(&id), |s, seen, now| {
+        ops::cancel(s, seen, &id, now)
+    })
 }
 
 /// # Errors
 /// When the repo is not halted.
 pub fn resume(repo: &Path, _a: &NoArgs) -> NsResult<i32> {
-    with_state(repo, |s, _, _| ops::resume(s).map(|e| (e, Vec::new())))
+    with_state(repo, None, |s, _, _| {
+        ops::resume(s).map(|e| (e, Vec::new()))
+    })
 }

@@ -79,6 +79,7 @@ fn print_table(s: &StatusView) {
             note(st)
         );
     }
+    print_kills(s);
     print_sleeps(s);
     print_spend(s);
 }
@@ -92,6 +93,16 @@ fn attempt_column(st: &crate::view::StageView) -> String {
         format!("{}/{}", st.attempt, st.max_attempts)
     } else {
         format!("{} ({}/{})", st.attempt, st.attempts_used, st.max_attempts)
+    }
+}
+
+/// Kills decided but not yet verified.
+fn print_kills(s: &StatusView) {
+    for k in &s.kills {
+        println!(
+            "killing {}@a{}-{} ({}, decided {}): its processes are not yet verified gone; every tick and heartbeat tries again",
+            k.stage, k.attempt, k.role, k.reason, k.decided_at
+        );
     }
 }
 

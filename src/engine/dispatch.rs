@@ -50,7 +50,10 @@ pub(super) fn dispatch(state: &mut State, moved: &[bool], cx: &mut Ctx<'_>) {
         if state.halted.is_some() {
             return;
         }
+        // A stage whose earlier job is not verified dead does not get another beside it.
+        let killing = state.kills.iter().any(|k| k.stage == state.stages[i].id);
         if moved[i]
+            || killing
             || !ready(state, i, cx.limits)
             || family_paused(cx, &state.stages[i].worker)
             || still_paused(cx, &state.stages[i].status)

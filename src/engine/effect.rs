@@ -8,8 +8,9 @@ use crate::ids::{JobKey, StageId};
 pub enum Effect {
     /// Start a detached job.
     Spawn(SpawnPlan),
-    /// TERM, grace, KILL, verify: the job's process groups.
-    KillGroup { job: JobKey, pgids: Vec<i32> },
+    /// Kill the job's processes (identity proven, TERM, grace, KILL, verified). Its
+    /// [`KillIntent`](crate::engine::state::KillIntent) is in the state already.
+    Kill { job: JobKey },
     /// Commit the attempt's deliverable on the stage branch and apply the integration policy.
     Integrate { stage: StageId, attempt: u32 },
 }

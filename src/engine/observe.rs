@@ -25,6 +25,8 @@ pub struct Observations {
     pub host_others: (u64, f64),
     /// When the machine slept (gaps in the host's awake record): not counted against deadlines.
     pub sleeps: Vec<Sleep>,
+    /// Jobs with a pending kill intent whose processes are verified gone.
+    pub kills_done: std::collections::BTreeSet<JobKey>,
 }
 
 /// A stretch of time the machine slept: neither deadlines nor silence windows count it.

@@ -5,8 +5,10 @@
 use jiff::Timestamp;
 
 use crate::engine::effect::{Effect, Event};
-use crate::engine::observe::{JobSeen, Observations};
-use crate::engine::state::{AttemptRecord, AttemptResult, Stage, State, Status};
+use crate::engine::observe::Observations;
+use crate::engine::state::{
+    AttemptRecord, AttemptResult, KillIntent, KillReason, Stage, State, Status,
+};
 use crate::ids::{JobKey, StageId};
 
 /// Why an operator action was refused.
@@ -89,33 +91,64 @@ pub fn requeue(state: &mut State, id: &StageId) -> Result<Vec<Event>, OpError> {
     )])
 }
 
-/// Cancels a stage; if a job of it is running, its process groups are killed.
+/// Cancels a stage; if a job of it is waited on, its processes are killed (an intent, kept
+/// until they are verified gone). A finished stage with kills still pending is not refused:
+/// its verified kills are dropped and the rest executed again.
 ///
 /// # Errors
-/// [`OpError::NoSuchStage`] or [`OpError::AlreadyTerminal`].
+/// [`OpError::NoSuchStage`] or [`OpError::AlreadyTerminal`] (with no kill pending).
 pub fn cancel(
     state: &mut State,
     seen: &Observations,
     id: &StageId,
     now: Timestamp,
 ) -> Result<(Vec<Event>, Vec<Effect>), OpError> {
+    let mut events = Vec::new();
+    let mut effects = Vec::new();
+    let pending: Vec<KillIntent> = state
+        .kills
+        .iter()
+        .filter(|k| &k.stage == id)
+        .cloned()
+        .collect();
+    state
+        .kills
+        .retain(|k| &k.stage != id || !seen.kills_done.contains(&k.job()));
+    for k in &pending {
+        if seen.kills_done.contains(&k.job()) {
+            events.push(Event::stage(
+                id,
+                format!(
+                    "a{} {}: its processes are gone (kill verified)",
+                    k.attempt, k.role
+                ),
+            ));
+        } else {
+            effects.push(Effect::Kill { job: k.job() });
+        }
+    }
     let stage = find(state, id)?;
     if stage.status.terminal() {
-        return Err(OpError::AlreadyTerminal(id.clone(), stage.status.name()));
+        if pending.is_empty() {
+            return Err(OpError::AlreadyTerminal(id.clone(), stage.status.name()));
+        }
+        return Ok((events, effects));
     }
-    let mut effects = Vec::new();
+    let mut intent = None;
     if let Some((role, attempt)) = stage.status.waiting_on() {
         let job = JobKey {
             stage: id.clone(),
             attempt,
             role,
         };
-        if let Some(JobSeen::Running { pgids }) = seen.jobs.get(&job) {
-            effects.push(Effect::KillGroup {
-                job,
-                pgids: pgids.clone(),
-            });
-        }
+        intent = Some(KillIntent {
+            stage: id.clone(),
+            attempt,
+            role,
+            reason: KillReason::Cancelled,
+            decided_at: now,
+        });
+        effects.push(Effect::Kill { job });
         stage.history.push(AttemptRecord {
             attempt,
             ended: now,
@@ -124,13 +157,16 @@ pub fn cancel(
     }
     let from = stage.status.name();
     stage.status = Status::Cancelled { at: now };
-    Ok((
-        vec![Event::stage(
-            id,
-            format!("cancelled by operator (was {from})"),
-        )],
-        effects,
-    ))
+    events.push(Event::stage(
+        id,
+        format!("cancelled by operator (was {from})"),
+    ));
+    if let Some(k) = intent
+        && !state.kills.iter().any(|o| o.job() == k.job())
+    {
+        state.kills.push(k);
+    }
+    Ok((events, effects))
 }
 
 /// Clears a halt and the counters that caused it (a reset that kept the counters would halt

@@ -25,8 +25,60 @@ pub struct State {
     /// Model families paused by a usage limit, until their reset time.
     #[serde(default)]
     pub paused: std::collections::BTreeMap<String, FamilyPause>,
+    /// Kills decided but not yet verified: re-executed by every tick, `cancel` and the
+    /// heartbeat until the job's processes are proven gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kills: Vec<KillIntent>,
     /// The events of the change that produced this `seq` (the ledger commit's message).
     pub journal: Vec<String>,
+}
+
+/// A decided kill of one job's processes, recorded like a dispatch: committed first, then
+/// executed, and kept until the processes are verified gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KillIntent {
+    pub stage: StageId,
+    pub attempt: u32,
+    pub role: Role,
+    pub reason: KillReason,
+    pub decided_at: Timestamp,
+}
+
+impl KillIntent {
+    #[must_use]
+    pub fn job(&self) -> crate::ids::JobKey {
+        crate::ids::JobKey {
+            stage: self.stage.clone(),
+            attempt: self.attempt,
+            role: self.role,
+        }
+    }
+}
+
+/// Why a job is to be killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KillReason {
+    /// Past its deadline.
+    Timeout,
+    /// Its stage was cancelled.
+    Cancelled,
+    /// Its wrapper died: whatever it left behind.
+    Crashed,
+    /// It wrote an outcome without a valid seal.
+    Forged,
+}
+
+impl std::fmt::Display for KillReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Timeout => "timeout",
+            Self::Cancelled => "cancelled",
+            Self::Crashed => "crashed",
+            Self::Forged => "forged",
+        })
+    }
 }
 
 /// A family paused by a usage limit.
@@ -48,6 +100,7 @@ impl State {
             consecutive_failures: 0,
             stages: Vec::new(),
             paused: std::collections::BTreeMap::new(),
+            kills: Vec::new(),
             journal: Vec::new(),
         }
     }

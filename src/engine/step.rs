@@ -26,8 +26,8 @@ use crate::engine::budget::{
 use crate::engine::effect::{Effect, Event, SpawnPlan};
 use crate::engine::observe::{JobSeen, Observations, Outcome, OutcomeResult};
 use crate::engine::state::{
-    AttemptRecord, AttemptResult, Escalation, FailReason, HaltReason, MAX_SETUP_FAILURES, Stage,
-    State, Status,
+    AttemptRecord, AttemptResult, Escalation, FailReason, HaltReason, KillIntent, KillReason,
+    MAX_SETUP_FAILURES, Stage, State, Status,
 };
 use crate::ids::{JobKey, Role};
 
@@ -145,6 +145,23 @@ pub(super) struct Ctx<'a> {
     pub(super) reserved: u64,
     /// Agent jobs in flight, kept current as stages move.
     pub(super) jobs: u64,
+    /// Kills decided in this step (each also an [`Effect::Kill`]).
+    pub(super) kills: Vec<KillIntent>,
+}
+
+impl Ctx<'_> {
+    /// Decides to kill `job`'s processes: an intent in the state (so a later tick re-executes
+    /// it if this one dies first) and the effect that carries it out now.
+    pub(super) fn kill(&mut self, job: JobKey, reason: KillReason) {
+        self.kills.push(KillIntent {
+            stage: job.stage.clone(),
+            attempt: job.attempt,
+            role: job.role,
+            reason,
+            decided_at: self.now,
+        });
+        self.effects.push(Effect::Kill { job });
+    }
 }
 
 impl Ctx<'_> {
@@ -194,7 +211,22 @@ pub fn step(
         consecutive: state.consecutive_failures,
         reserved: reserved_secs(state),
         jobs: state.stages.iter().map(|s| agent_job(&s.status)).sum(),
+        kills: Vec::new(),
     };
+    let mut kills = state.kills.clone();
+    kills.retain(|k| {
+        let gone = seen.kills_done.contains(&k.job());
+        if gone {
+            cx.events.push(Event::stage(
+                &k.stage,
+                format!(
+                    "a{} {}: its processes are gone (kill verified)",
+                    k.attempt, k.role
+                ),
+            ));
+        }
+        !gone
+    });
     for (family, p) in &state.paused {
         if p.until <= now {
             cx.paused.remove(family);
@@ -224,8 +256,14 @@ pub fn step(
         stages,
         consecutive_failures: cx.consecutive,
         paused: cx.paused.clone(),
+        kills,
         ..state.clone()
     };
+    for k in std::mem::take(&mut cx.kills) {
+        if !next.kills.iter().any(|o| o.job() == k.job()) {
+            next.kills.push(k);
+        }
+    }
     for reason in std::mem::take(&mut cx.halted_now) {
         halt(&mut next, reason, &mut cx);
     }
@@ -298,14 +336,11 @@ pub(super) fn waiting(
             }
             false
         }
-        JobSeen::Running { pgids } => {
+        JobSeen::Running { .. } => {
             // Deadlines are in awake time: a sleep of the machine does not count.
             let slept = crate::engine::observe::slept_secs(&cx.seen.sleeps, since, cx.now);
             if secs_between(deadline, cx.now) - slept > KILL_GRACE_SECS {
-                cx.effects.push(Effect::KillGroup {
-                    job,
-                    pgids: pgids.clone(),
-                });
+                cx.kill(job, KillReason::Timeout);
                 let after_secs = u64::try_from(secs_between(since, deadline)).unwrap_or(0);
                 fail(
                     stage,
@@ -318,16 +353,13 @@ pub(super) fn waiting(
             false
         }
         JobSeen::Vanished => {
+            // Its wrapper is gone; what it started may not be.
+            cx.kill(job, KillReason::Crashed);
             fail(stage, cx, attempt, FailReason::Crashed { role });
             true
         }
-        JobSeen::Forged { path, pgids } => {
-            if !pgids.is_empty() {
-                cx.effects.push(Effect::KillGroup {
-                    job,
-                    pgids: pgids.clone(),
-                });
-            }
+        JobSeen::Forged { path, .. } => {
+            cx.kill(job, KillReason::Forged);
             let reason = FailReason::ForgedOutcome { path: path.clone() };
             fail(stage, cx, attempt, reason);
             true

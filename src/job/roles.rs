@@ -426,6 +426,7 @@ fn start_child(
     let mut on_start = |pid: u32, pgid: i32| {
         reg.child_pid = Some(pid);
         reg.child_pgid = Some(pgid);
+        reg.child_start_time = crate::proc::start_time(pid);
         let _ = store::write_json(&paths.registry_file(&job), &*reg);
     };
     let res = run_child(spec, &log, timeout, cx.alive, &mut on_start).map_err(|source| {

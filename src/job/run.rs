@@ -119,8 +119,16 @@ pub fn run_child(
         }
         std::thread::sleep(Duration::from_millis(25));
     };
-    // Whatever the child left running in its group dies with the attempt.
+    // Whatever the child left running dies with the attempt: its group, then every other
+    // descendant (daemons in sessions of their own are re-parented to this subreaper).
     crate::proc::kill_group(pgid, Duration::from_secs(1));
+    let daemons = crate::kill::kill_descendants(Duration::from_secs(1));
+    if !daemons.is_empty() {
+        eprintln!(
+            "nightshift: killed {} process(es) the child left behind: {daemons:?}",
+            daemons.len()
+        );
+    }
     let _ = rx.recv_timeout(Duration::from_secs(5));
     let stdout = kept.lock().map(|k| k.clone()).unwrap_or_default();
     Ok(ChildResult {

@@ -46,6 +46,9 @@ pub struct StatusView {
     /// Configuration warnings that do not stop a night, e.g. an agent whose model has no
     /// price (its runs count $0.00 unless its CLI reports the cost).
     pub warnings: Vec<String>,
+    /// Kills decided but not yet verified (re-executed by every tick, `cancel` and the
+    /// heartbeat until the job's processes are proven gone).
+    pub kills: Vec<crate::engine::state::KillIntent>,
     /// The time this view was built for.
     pub now: Timestamp,
 }
@@ -193,6 +196,7 @@ pub fn build(
         sleeps,
         confinement,
         warnings: config.unpriced_agents(),
+        kills: state.kills.clone(),
         now,
     }
 }

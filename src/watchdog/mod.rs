@@ -2,10 +2,12 @@
 //! minute. For each registered attempt: is it alive (wrapper pid + start time, liveness lock),
 //! did it make progress within its agent's silence window, is it past its deadline in awake
 //! time (sleeps of the machine do not count)? Over its deadline or silent too long → its
-//! process groups are killed (TERM, grace, KILL, verified empty) and a typed outcome
+//! processes are killed (identity proven, TERM, grace, KILL, verified gone) and a typed outcome
 //! (`timeout`, `stalled`) is written for the next tick to judge; registered but gone with no
-//! outcome → `crashed`. Orphans are reported, and reaped when their identity is proven. Writes
-//! the volatile `state/heartbeat.json`. It never dispatches and never writes `state.yaml`:
+//! outcome (its wrapper dead, even while its agent lives) → `crashed`, and what is left killed.
+//! Kill intents a tick recorded and could not verify are carried out again. Orphans are
+//! reported, and reaped when their identity is proven. Writes the volatile
+//! `state/heartbeat.json`. It never dispatches and never writes `state.yaml`:
 //! after acting it only pokes the tick.
 
 mod check;
@@ -154,10 +156,14 @@ pub fn run(paths: &Paths) -> NsResult<HeartbeatDoc> {
     };
     let attempts: Vec<AttemptCheck> = regs.iter().map(|r| check::one(&cx, r)).collect();
     let orphans = reap::scan(paths, &state, &attempts);
+    // Kills a tick or `cancel` decided and could not verify: carried out again; the tick this
+    // pokes drops the verified ones.
+    let kills_done = crate::kill::pending(paths, &state, None);
     let acted = attempts
         .iter()
         .any(|a| a.verdict != Verdict::Ok && a.action.is_some())
-        || orphans.iter().any(|o| o.reaped);
+        || orphans.iter().any(|o| o.reaped)
+        || !kills_done.is_empty();
     let scheduler = crate::awake::scheduler_view(now);
     let last = scheduler
         .last_tick

@@ -1,11 +1,9 @@
-//! Carrying out the heartbeat's verdicts: killing an attempt's process groups (only when
-//! their identity is proven: the wrapper's pid + start time match, or a member of the group
-//! holds the attempt's liveness lock), writing the typed outcome the dead job could not, and
+//! Carrying out the heartbeat's verdicts: killing an attempt's processes (only those whose
+//! identity [`crate::kill`] proves against the registration), writing the typed outcome the dead job could not, and
 //! finding orphan processes (Linux `/proc`: a process whose environment names this repository
 //! and an attempt that has ended; a process working in a stage worktree). Never signals a
 //! process whose identity is not proven.
 
-use std::path::Path;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -40,23 +38,28 @@ pub fn carry_out(a: &Act<'_>, verdict: Verdict) -> Option<String> {
     match verdict {
         Verdict::Ok => None,
         Verdict::Timeout | Verdict::Stalled | Verdict::Crashed => {
-            let killed = kill_proven(a);
-            let wrote = write_outcome(a, verdict);
-            Some(match (killed.is_empty(), wrote) {
+            let (killed, verified, note) = kill_proven(a);
+            let wrote = write_outcome(a, verdict, verified);
+            let mut did = match (killed.is_empty(), wrote) {
                 (true, true) => "outcome written".to_owned(),
                 (true, false) => "the job had already written its outcome".to_owned(),
                 (false, w) => format!(
-                    "killed process group(s) {}{}",
+                    "killed pid(s) {}{}",
                     join(&killed),
                     if w { "; outcome written" } else { "" }
                 ),
-            })
+            };
+            if let Some(n) = note {
+                did.push_str("; ");
+                did.push_str(&n);
+            }
+            Some(did)
         }
         Verdict::Orphan => {
-            let killed = kill_proven(a);
+            let (killed, verified, _) = kill_proven(a);
             let lives = crate::lock::is_held(&a.paths.alive_file(a.key)).unwrap_or(false)
                 || crate::proc::alive(a.reg.pid, a.reg.start_time);
-            if lives {
+            if lives || !verified {
                 return Some(format!(
                     "reported: its processes live but their identity is not proven (killed: {})",
                     join(&killed)
@@ -67,59 +70,35 @@ pub fn carry_out(a: &Act<'_>, verdict: Verdict) -> Option<String> {
             Some(if killed.is_empty() {
                 "stale registration removed".to_owned()
             } else {
-                format!("reaped process group(s) {}", join(&killed))
+                format!("reaped pid(s) {}", join(&killed))
             })
         }
     }
 }
 
-fn join(groups: &[i32]) -> String {
-    groups
-        .iter()
+fn join(pids: &[u32]) -> String {
+    pids.iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Kills the wrapper's group first (so it cannot write a misleading outcome), then the
-/// child's, each only when proven to be this attempt's. Returns the groups killed.
-fn kill_proven(a: &Act<'_>) -> Vec<i32> {
-    let wrapper = a.seen.wrapper_alive && crate::proc::alive(a.reg.pid, a.reg.start_time);
-    let lock = a.paths.alive_file(a.key);
-    let mut killed = Vec::new();
-    for pgid in a.reg.pgids() {
-        let proven = wrapper || group_holds(pgid, &lock);
-        if proven && crate::proc::group_alive(pgid) {
-            // A stopped process only dies of KILL, or of TERM once continued.
-            if let Some(p) = rustix::process::Pid::from_raw(pgid) {
-                let _ = rustix::process::kill_process_group(p, rustix::process::Signal::CONT);
-            }
-            if !crate::proc::kill_group(pgid, GRACE) {
-                eprintln!(
-                    "nightshift: process group {pgid} of {} survived KILL",
-                    a.key
-                );
-            }
-            killed.push(pgid);
-        }
+/// Kills the attempt's processes through [`crate::kill`] (each one's identity proven against
+/// the registration; what is not proven is left alone and reported). Returns the pids killed,
+/// whether the kill is verified, and a note on what was left alone.
+fn kill_proven(a: &Act<'_>) -> (Vec<u32>, bool, Option<String>) {
+    let report = crate::kill::kill_job(a.paths, a.key, GRACE);
+    if !report.verified() {
+        eprintln!("nightshift: {}", report.describe(a.key));
     }
-    killed
-}
-
-/// True when a live member of `pgid` has `lock` open (Linux `/proc`).
-fn group_holds(pgid: i32, lock: &Path) -> bool {
-    let want = std::fs::canonicalize(lock).unwrap_or_else(|_| lock.to_path_buf());
-    procs()
-        .filter(|p| p.pgid == pgid)
-        .any(|p| holds(p.pid, &want))
-}
-
-fn holds(pid: u32, file: &Path) -> bool {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == file))
+    let note = (!report.unproven.is_empty()).then(|| {
+        let pids: Vec<u32> = report.unproven.iter().map(|u| u.pid).collect();
+        format!(
+            "left alone (not proven to be the attempt's): {}",
+            join(&pids)
+        )
+    });
+    (report.killed.clone(), report.verified(), note)
 }
 
 /// A live process as `/proc` shows it.
@@ -129,22 +108,10 @@ struct Proc {
 }
 
 fn procs() -> impl Iterator<Item = Proc> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let f: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-            if f.first().is_some_and(|s| *s == "Z" || *s == "X") {
-                return None;
-            }
-            Some(Proc {
-                pid,
-                pgid: f.get(2)?.parse().ok()?,
-            })
-        })
+    crate::kill::procs().into_iter().map(|p| Proc {
+        pid: p.pid,
+        pgid: p.pgid,
+    })
 }
 
 /// The last lines of the attempt's log, rendered for a person.
@@ -154,8 +121,9 @@ fn last_lines(paths: &Paths, key: &JobKey) -> String {
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
 }
 
-/// Writes the outcome a killed or dead job could not, unless it wrote one itself.
-fn write_outcome(a: &Act<'_>, verdict: Verdict) -> bool {
+/// Writes the outcome a killed or dead job could not, unless it wrote one itself. The
+/// registration stays while a kill is not verified (it is what proves the processes' identity).
+fn write_outcome(a: &Act<'_>, verdict: Verdict, verified: bool) -> bool {
     let path = a.paths.outcome_file(a.key);
     if path.exists() {
         return false;
@@ -172,7 +140,9 @@ fn write_outcome(a: &Act<'_>, verdict: Verdict) -> bool {
     };
     match crate::job::write_outcome(a.paths, a.key, &outcome) {
         Ok(()) => {
-            let _ = std::fs::remove_file(a.paths.registry_file(a.key));
+            if verified {
+                let _ = std::fs::remove_file(a.paths.registry_file(a.key));
+            }
             true
         }
         Err(e) => {

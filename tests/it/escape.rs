@@ -161,9 +161,11 @@ fn every_escape_caught(role: &str) {
     }
 }
 
-// A forged gate outcome left behind by a process that outlives the worker (it leaves the
-// worker's process group) and writes after the handoff: the acceptance command is `false`, the
-// forged acceptance and verdict say pass, and the attempt fails naming the forged file.
+// A forged gate outcome written after the handoff. A daemon the worker starts to do it (it
+// leaves the worker's process group and session) dies with the attempt: the job wrapper
+// adopts it. A process outside nightshift's reach that writes the same forgery (here: the
+// test itself) is refused: the acceptance command is `false`, the forged acceptance says
+// pass, and the attempt fails naming the forged file.
 #[test]
 fn forged_outcomes_written_after_handoff_never_pass() {
     let late = format!(
@@ -178,10 +180,17 @@ fn forged_outcomes_written_after_handoff_never_pass() {
     n.settle();
     let forged = n.path("state/handoffs/s1/a1/acceptance.json");
     let start = Instant::now();
-    while !forged.exists() {
-        assert!(start.elapsed() < Duration::from_secs(20), "never forged");
+    while !n.path("state/handoffs/s1/a1/worker.json").exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no handoff");
         std::thread::sleep(Duration::from_millis(50));
     }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !forged.exists(),
+        "the worker's daemon outlived its attempt and forged"
+    );
+    assert!(!n.workspace("s1").join("late.txt").exists());
+    std::fs::write(&forged, FORGED_PASS).unwrap();
     n.drain(20);
     let s1 = n.stage("s1");
     assert_eq!(s1["status"], "escalated", "{s1:#}");

@@ -9,6 +9,7 @@ mod host_tick;
 mod hostenv;
 mod infra;
 mod install;
+mod kills;
 mod landing;
 mod lessons;
 mod lifecycle;

@@ -260,15 +260,29 @@ fn orphans_are_reaped_when_proven_and_reported_otherwise() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let escaped: u32 = std::fs::read_to_string(&pidfile)
+    let daemon: u32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
         .parse()
         .unwrap();
+    // The job wrapper adopts daemons (it is their subreaper) and kills them as it ends.
     assert!(
-        pid_alive(escaped),
-        "the escaped grandchild outlived its attempt"
+        !pid_alive(daemon),
+        "the daemon in a session of its own died with its attempt"
     );
+    // A process of the ended attempt that escaped anyway (started outside the wrapper's
+    // tree, carrying the attempt's tag): the heartbeat reaps it.
+    let repo = n.repo.canonicalize().unwrap();
+    let mut escaped_child = Command::new("sleep")
+        .arg("600")
+        .env_clear()
+        .env("NIGHTSHIFT_REPO", &repo)
+        .env("NIGHTSHIFT_STAGE", "s1")
+        .env("NIGHTSHIFT_ATTEMPT", "1")
+        .env("NIGHTSHIFT_ROLE", "worker")
+        .spawn()
+        .unwrap();
+    let escaped = escaped_child.id();
     // A process working in the stage worktree that is nobody's attempt (maybe a person's shell).
     let mut shell = Command::new("sleep")
         .arg("600")
@@ -300,6 +314,7 @@ fn orphans_are_reaped_when_proven_and_reported_otherwise() {
     assert!(!n.path("state/active-agents/s1@a9-verifier.json").exists());
     let _ = shell.kill();
     let _ = shell.wait();
+    let _ = escaped_child.wait();
 }
 
 // Lesson: laptops sleep; budgets and heartbeats measured in wall time go wrong across a sleep.

@@ -3,7 +3,7 @@
 //! crash, and a cancel kills the running job. Each asserts one scenario's effects.
 
 use super::outcomes::{integration_result, show, worker_result};
-use super::sim::{PGID, Sim, TIMEOUTS, Work, at_secs, sid};
+use super::sim::{Sim, TIMEOUTS, Work, at_secs, sid};
 use crate::engine::observe::JobSeen;
 use crate::engine::ops;
 use crate::engine::state::{AttemptResult, Escalation, FailReason, Status};
@@ -105,7 +105,7 @@ fn running_past_deadline_is_killed_and_timed_out() {
     );
     sim.at(deadline + KILL_GRACE_SECS + 1);
     let fx = sim.tick();
-    assert_eq!(show(&fx), [format!("kill a@a1-worker [{PGID}]")]);
+    assert_eq!(show(&fx), ["kill a@a1-worker".to_owned()]);
     assert_eq!(
         sim.stage("a").status,
         Status::Retry {
@@ -131,7 +131,7 @@ fn a_sleep_of_the_machine_does_not_count_against_the_deadline() {
     sim.running("a").at(deadline + 3 * 3600 + KILL_GRACE_SECS);
     assert!(sim.tick().is_empty(), "slept time is not awake time");
     sim.at(deadline + 3 * 3600 + KILL_GRACE_SECS + 1);
-    assert_eq!(show(&sim.tick()), [format!("kill a@a1-worker [{PGID}]")]);
+    assert_eq!(show(&sim.tick()), ["kill a@a1-worker".to_owned()]);
 }
 
 #[test]
@@ -139,7 +139,11 @@ fn vanished_job_is_a_crash() {
     let mut sim = Sim::new().card("a");
     let _ = sim.tick();
     sim.advance(5).vanished("a");
-    assert!(sim.tick().is_empty());
+    assert_eq!(
+        show(&sim.tick()),
+        ["kill a@a1-worker"],
+        "what it left is killed"
+    );
     assert_eq!(
         sim.stage("a").status,
         Status::Retry {
@@ -172,7 +176,7 @@ fn cancel_of_running_stage_kills_its_job() {
     sim.advance(60).running("a");
     let (events, effects) =
         ops::cancel(&mut sim.state, &sim.seen, &sid("a"), sim.now).expect("cancellable");
-    assert_eq!(show(&effects), [format!("kill a@a1-worker [{PGID}]")]);
+    assert_eq!(show(&effects), ["kill a@a1-worker".to_owned()]);
     assert_eq!(events[0].line(), "a: cancelled by operator (was working)");
     assert_eq!(sim.stage("a").status, Status::Cancelled { at: sim.now });
     assert_eq!(
@@ -200,5 +204,41 @@ fn cancel_of_running_stage_kills_its_job() {
     assert_eq!(
         ops::cancel(&mut sim.state, &sim.seen, &sid("q"), sim.now).map(|_| ()),
         Err(ops::OpError::AlreadyTerminal(sid("q"), "cancelled"))
+    );
+}
+
+#[test]
+fn a_kill_not_verified_blocks_the_next_attempt_and_is_kept() {
+    let mut sim = Sim::new().card("a");
+    let _ = sim.tick();
+    let deadline = i64::try_from(TIMEOUTS.worker).expect("small");
+    sim.running("a").at(deadline + KILL_GRACE_SECS + 1);
+    sim.hold_kills = true;
+    assert_eq!(show(&sim.tick()), ["kill a@a1-worker"]);
+    assert_eq!(sim.state.kills.len(), 1, "the intent is in the state");
+    assert_eq!(
+        sim.state.kills[0].reason,
+        crate::engine::state::KillReason::Timeout
+    );
+    sim.advance(60);
+    assert!(
+        sim.tick().is_empty(),
+        "no retry beside a job whose kill is not verified"
+    );
+    assert_eq!(sim.state.kills.len(), 1);
+    sim.hold_kills = false;
+    sim.seen.kills_done.insert(sim.state.kills[0].job());
+    let fx = show(&sim.tick());
+    assert!(sim.state.kills.is_empty(), "dropped once verified");
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| e == "a: a1 worker: its processes are gone (kill verified)"),
+        "{:?}",
+        sim.events
+    );
+    assert!(
+        fx.iter().any(|f| f.starts_with("spawn a@a2-worker")),
+        "{fx:?}"
     );
 }

@@ -247,7 +247,11 @@ fn lanes_limit_parallel_dispatch() {
 
     // A retrying stage keeps its lane: c still waits, and a's retry goes first.
     sim.advance(10).vanished("a");
-    assert!(sim.tick().is_empty());
+    assert_eq!(
+        show(&sim.tick()),
+        ["kill a@a1-worker"],
+        "what it left is killed"
+    );
     assert_eq!(sim.status("a"), "retry");
     assert_eq!(show(&sim.tick()), ["spawn a@a2-worker"]);
     assert_eq!(sim.status("c"), "queued");

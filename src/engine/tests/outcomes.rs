@@ -174,7 +174,7 @@ pub(super) fn integration_result(attempt: u32, ok: bool) -> OutcomeResult {
 pub(super) fn spawns(effects: &[Effect]) -> impl Iterator<Item = &SpawnPlan> {
     effects.iter().filter_map(|e| match e {
         Effect::Spawn(plan) => Some(plan),
-        Effect::KillGroup { .. } | Effect::Integrate { .. } => None,
+        Effect::Kill { .. } | Effect::Integrate { .. } => None,
     })
 }
 
@@ -184,7 +184,7 @@ pub(super) fn show(effects: &[Effect]) -> Vec<String> {
         .iter()
         .map(|e| match e {
             Effect::Spawn(p) => format!("spawn {}", p.job.stem()),
-            Effect::KillGroup { job, pgids } => format!("kill {} {pgids:?}", job.stem()),
+            Effect::Kill { job } => format!("kill {}", job.stem()),
             Effect::Integrate { stage, attempt } => format!("integrate {stage}@a{attempt}"),
         })
         .collect()

@@ -14,7 +14,7 @@ use crate::engine::budget::Budget;
 use crate::engine::effect::Effect;
 use crate::engine::observe::{JobSeen, OUTCOME_VERSION, Observations, Outcome, OutcomeResult};
 use crate::engine::ops;
-use crate::engine::state::{HaltReason, Stage, State, Status};
+use crate::engine::state::{HaltReason, KillIntent, Stage, State, Status};
 use crate::engine::step::{Limits, step};
 use crate::envelope::VerdictKind;
 use crate::ids::{JobKey, Role, StageId};
@@ -78,6 +78,8 @@ pub(super) struct Sim {
     /// Whether the last tick was idle.
     pub(super) idle: bool,
     pub(super) ticks: usize,
+    /// Kills stay unverified (the shell could not prove the processes gone).
+    pub(super) hold_kills: bool,
 }
 
 impl Sim {
@@ -112,6 +114,7 @@ impl Sim {
             events: Vec::new(),
             idle: false,
             ticks: 0,
+            hold_kills: false,
         }
     }
 
@@ -367,6 +370,11 @@ impl Sim {
         self.events = next.events.iter().map(crate::engine::Event::line).collect();
         self.state = next.state;
         self.budget = next.budget;
+        // The shell carries out each kill and, unless a test holds them, verifies it.
+        self.seen.kills_done.clear();
+        if !self.hold_kills {
+            self.seen.kills_done = self.state.kills.iter().map(KillIntent::job).collect();
+        }
         next.effects
     }
 
