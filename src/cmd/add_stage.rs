@@ -48,6 +48,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         cards.push((card, stage));
     }
     let mut events = Vec::new();
+    let mut copies = Vec::new();
     let mut pending: Vec<(Card, Stage)> = cards;
     while !pending.is_empty() {
         let before = pending.len();
@@ -63,7 +64,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
             }
             let id = stage.id.clone();
             events.extend(ops::add_stage(&mut state, stage).map_err(|e| refused(&e))?);
-            store::write_atomic(&paths.card_copy(&id), card.text.as_bytes())?;
+            copies.push((paths.card_copy(&id), card.text.into_bytes()));
         }
         if rest.len() == before {
             return Err(refused(&unresolved(&rest, &state)));
@@ -74,6 +75,8 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         .iter()
         .filter_map(|e| e.stage.as_ref().map(ToString::to_string))
         .collect();
+    // Every copy is durable (one flush for the batch) before the state that refers to them.
+    store::write_batch(&copies)?;
     let state = store::persist(&paths, &git, state, budget, &events)?;
     if args.json {
         let stages: Vec<_> = state.stages.iter().filter(|s| added.contains(&s.id.to_string())).map(|s| serde_json::json!({"id": s.id, "worker": s.worker, "verifier": s.verifier, "card_hash": s.card_hash, "branch": stage_branch(&s.id)})).collect();

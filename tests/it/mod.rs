@@ -9,6 +9,7 @@ mod host_tick;
 mod hostenv;
 mod install;
 mod landing;
+mod ledger;
 mod lessons;
 mod lifecycle;
 mod money;
