@@ -225,11 +225,6 @@ def main():
     g = Goals()
     try:
         small, _ = g.make_repo("small", 10)
-        g.add("add-stage of one card into 10 / --version + commit-tree + update-ref",
-              lambda: ratio_row("add-stage of one card into 10 / --version + commit-tree + "
-                                "update-ref", lambda: g.timed(
-                                    [nb.BIN, "--repo", small, "add-stage", g.one_card(small)])[0],
-                                g.commit_floor(small), PAIRS))
         g.scenario(small, 10)
         g.batch(N)
         large, _ = g.make_repo("large", N)
