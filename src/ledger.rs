@@ -2,8 +2,10 @@
 //! `state/` (`state.yaml`, `budget.json`, `cards/**`, `handoffs/**`). Each tick that changes
 //! state commits it here, so the branch's history is the audit trail and its head is the truth.
 //!
-//! Trees are built with plumbing and a private index (`state/.ledger-index`); the ref moves
-//! by compare-and-swap. This module must never touch the user's HEAD, index (`.git/index`),
+//! Each commit is one `git fast-import` run (module `write`): the changed files, the trees,
+//! the commit and a compare-and-swap of the ref, guided by a stat cache
+//! (`state/.ledger-index`). Card copies are sharded in the ledger's tree
+//! (`state/cards/<xx>/<file>`); [`read_file`] maps paths to that layout. This module must never touch the user's HEAD, index (`.git/index`),
 //! working tree or current branch — not with a detached HEAD, a dirty tree or a rebase in
 //! progress — and never commits logs, active-agent registrations, worktrees or dot-files.
 
@@ -11,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crate::git::{Git, GitError};
 use crate::paths::{LEDGER_REF, Paths};
+
+mod write;
 
 /// The committer of every commit nightshift makes (cron and launchd have no identity).
 pub(crate) const NIGHTSHIFT_COMMITTER: [(&str, &str); 2] = [
@@ -25,9 +29,6 @@ pub(crate) const NIGHTSHIFT_IDENTITY: [(&str, &str); 4] = [
     NIGHTSHIFT_COMMITTER[0],
     NIGHTSHIFT_COMMITTER[1],
 ];
-
-/// The reflog message of every ledger ref update.
-const REFLOG_MESSAGE: &str = "nightshift ledger";
 
 /// One commit on the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,155 +53,45 @@ pub fn head(git: &Git) -> Result<Option<String>, GitError> {
     ])
 }
 
-/// Commits the durable part of `state/` to the ledger and returns the new commit id.
+/// Commits the durable part of `state/` to the ledger and returns the new commit id: one
+/// `git fast-import` that writes only the files changed since the last commit (see
+/// [`write`]) and moves the ref by compare-and-swap.
 ///
-/// The caller must hold the tick lock: a leftover `.ledger-index.lock` is taken to be from a
-/// crashed tick and removed.
+/// The parent is the commit the stat cache describes, without asking git for the head. When
+/// the ledger has moved since (a crash between a commit and its cache, a `repair`, another
+/// writer), that commit is refused and nothing moves; the head is then read and the whole tree
+/// committed on top of it, compare-and-swapped again.
 ///
 /// # Errors
-/// [`GitError`] when a git step fails, including [`GitError::Failed`] from `update-ref` when the
-/// ledger moved while this commit was being built (a concurrent writer).
+/// [`GitError`] when a git step fails, including [`GitError::Failed`] when the ledger moved
+/// while this commit was being built (a concurrent writer).
 pub fn commit(git: &Git, paths: &Paths, message: &str) -> Result<String, GitError> {
+    let cache_path = absolute(git, &paths.ledger_index());
+    let message = crate::redact::apply(message);
+    if let Some(cache) = write::Cache::load(&cache_path) {
+        let parent = cache.commit.clone();
+        if let Ok(id) = write::commit(git, &cache_path, &message, Some(&parent), Some(&cache)) {
+            return Ok(id);
+        }
+    }
     let old = head(git)?;
-    commit_expecting(git, paths, message, old.as_deref())
+    write::commit(git, &cache_path, &message, old.as_deref(), None)
 }
 
 /// [`commit`] with the expected current head given: the new commit's parent, and the value the
 /// ref must still hold for the compare-and-swap to succeed (`None`: the ref must not exist).
+#[cfg(test)]
 pub(crate) fn commit_expecting(
     git: &Git,
     paths: &Paths,
     message: &str,
     expected_old: Option<&str>,
 ) -> Result<String, GitError> {
-    let index = absolute(git, &paths.ledger_index());
-    let index_str = index.to_string_lossy().into_owned();
-    let root = git.root().to_string_lossy().into_owned();
-    let env = [
-        ("GIT_INDEX_FILE", index_str.as_str()),
-        ("GIT_WORK_TREE", root.as_str()),
-    ];
-    prepare_index(git, &index, &env, expected_old)?;
-    stage_durable(git, paths, &env)?;
-    let tree = stdout(&git.run_in(git.root(), &["write-tree"], &env, None)?);
+    let cache_path = absolute(git, &paths.ledger_index());
     let message = crate::redact::apply(message);
-    let new = commit_tree(git, &tree, expected_old, &message)?;
-    git.run(&[
-        "update-ref",
-        "-m",
-        REFLOG_MESSAGE,
-        LEDGER_REF,
-        &new,
-        expected_old.unwrap_or(""),
-    ])?;
-    Ok(new)
-}
-
-/// Removes a stale lock and seeds a missing private index from the ledger head (or empty).
-fn prepare_index(
-    git: &Git,
-    index: &Path,
-    env: &[(&str, &str)],
-    base: Option<&str>,
-) -> Result<(), GitError> {
-    let mut lock = index.as_os_str().to_owned();
-    lock.push(".lock");
-    match std::fs::remove_file(&lock) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(GitError::Io(e)),
-        _ => {}
-    }
-    if index.exists() {
-        return Ok(());
-    }
-    if let Some(parent) = index.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let args = match base {
-        Some(commit) => vec!["read-tree", commit],
-        None => vec!["read-tree", "--empty"],
-    };
-    git.run_in(git.root(), &args, env, None)?;
-    Ok(())
-}
-
-/// The durable paths, relative to the repo root, in the order they are staged.
-fn durable_paths(paths: &Paths) -> [String; 4] {
-    let state = paths.state_dir();
-    [
-        paths.rel(&paths.state_file()),
-        paths.rel(&paths.budget_file()),
-        paths.rel(&state.join("cards")),
-        paths.rel(&state.join("handoffs")),
-    ]
-}
-
-/// Stages every durable path into the private index: present ones with `add -f -A` (which
-/// also records deletions inside them), absent ones dropped from the index.
-fn stage_durable(git: &Git, paths: &Paths, env: &[(&str, &str)]) -> Result<(), GitError> {
-    let (present, absent): (Vec<String>, Vec<String>) = durable_paths(paths)
-        .into_iter()
-        .partition(|rel| git.root().join(rel).exists());
-    if !present.is_empty() {
-        let mut args = vec!["add", "--sparse", "-f", "-A", "--"];
-        args.extend(present.iter().map(String::as_str));
-        // Job wrappers write handoffs without the tick lock (atomically, through `.tmp-*`
-        // files that live for microseconds): never take those, and if one vanishes between
-        // git's directory scan and its stat, look again.
-        args.push(":(exclude,glob)state/**/.tmp-*");
-        add_retrying(git, &args, env)?;
-    }
-    if !absent.is_empty() {
-        let mut args = vec![
-            "rm",
-            "--sparse",
-            "-r",
-            "-q",
-            "--cached",
-            "--ignore-unmatch",
-            "--",
-        ];
-        args.extend(absent.iter().map(String::as_str));
-        git.run_in(git.root(), &args, env, None)?;
-    }
-    Ok(())
-}
-
-/// `git add`, retried when a file vanished under it ("unable to stat", "No such file").
-fn add_retrying(git: &Git, args: &[&str], env: &[(&str, &str)]) -> Result<(), GitError> {
-    let mut tries = 0;
-    loop {
-        match git.run_in(git.root(), args, env, None) {
-            Ok(_) => return Ok(()),
-            Err(GitError::Failed { stderr, .. })
-                if tries < 4
-                    && (stderr.contains("unable to stat") || stderr.contains("No such file")) =>
-            {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn commit_tree(
-    git: &Git,
-    tree: &str,
-    parent: Option<&str>,
-    message: &str,
-) -> Result<String, GitError> {
-    let mut args = vec!["commit-tree", tree];
-    if let Some(p) = parent {
-        args.extend(["-p", p]);
-    }
-    args.extend(["-F", "-"]);
-    let out = git.run_in(
-        git.root(),
-        &args,
-        &NIGHTSHIFT_IDENTITY,
-        Some(message.as_bytes()),
-    )?;
-    Ok(stdout(&out))
+    let cache =
+        write::Cache::load(&cache_path).filter(|c| expected_old.is_some_and(|e| e == c.commit));
+    write::commit(git, &cache_path, &message, expected_old, cache.as_ref())
 }
 
 /// The bytes of `rel_path` (e.g. `state/state.yaml`) at the ledger head; `None` when there is
@@ -209,7 +100,7 @@ fn commit_tree(
 /// # Errors
 /// [`GitError`] when git cannot be run or fails reading an object that exists.
 pub fn read_file(git: &Git, rel_path: &str) -> Result<Option<Vec<u8>>, GitError> {
-    let spec = format!("{LEDGER_REF}:{rel_path}");
+    let spec = format!("{LEDGER_REF}:{}", write::ledger_path(rel_path));
     let Some(id) = git.try_run(&["rev-parse", "--verify", "-q", &spec])? else {
         return Ok(None);
     };
@@ -269,10 +160,6 @@ fn bad_log(text: &str) -> GitError {
         code: Some(0),
         stderr: format!("unparseable output: {head:?}"),
     }
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn absolute(git: &Git, p: &Path) -> PathBuf {
@@ -399,7 +286,7 @@ mod tests {
             tree_files(&r, &c),
             [
                 "state/budget.json",
-                "state/cards/s1.md",
+                write::ledger_path("state/cards/s1.md").as_str(),
                 "state/handoffs/s1/a1/worker.json",
                 "state/state.yaml",
             ]
@@ -484,19 +371,170 @@ mod tests {
     }
 
     #[test]
-    fn stale_index_lock_is_removed() {
+    fn corrupt_or_foreign_cache_only_costs_a_full_tree() {
         let r = repo();
         write_state(&r, 1);
         commit(&r.git, &paths(&r), "one").unwrap();
-        let lock = r.root().join("state/.ledger-index.lock");
-        std::fs::write(&lock, "junk").unwrap();
+        let cache = paths(&r).ledger_index();
+        std::fs::write(&cache, "junk").unwrap();
         r.write("state/state.yaml", "seq: 2\n");
-        commit(&r.git, &paths(&r), "two").unwrap();
-        assert!(!lock.exists());
+        let c = commit(&r.git, &paths(&r), "two").unwrap();
+        assert_eq!(write::SENT.with(std::cell::Cell::get), 4);
+        assert_eq!(tree_files(&r, &c).len(), 4);
         assert_eq!(
             read_file(&r.git, "state/state.yaml").unwrap().unwrap(),
             b"seq: 2\n"
         );
+        // A cache of an older commit (a crash between a commit and its cache): the ledger has
+        // moved, so the cached parent is refused and the head is used instead.
+        let stale = std::fs::read(&cache).unwrap();
+        r.write("state/state.yaml", "seq: 3\n");
+        let three = commit(&r.git, &paths(&r), "three").unwrap();
+        std::fs::write(&cache, stale).unwrap();
+        r.write("state/state.yaml", "seq: 4\n");
+        let four = commit(&r.git, &paths(&r), "four").unwrap();
+        let parent = r.git.run(&["rev-parse", &format!("{four}^")]).unwrap();
+        assert_eq!(parent, three);
+        assert_eq!(
+            read_file(&r.git, "state/state.yaml").unwrap().unwrap(),
+            b"seq: 4\n"
+        );
+    }
+
+    /// Backdates every durable file so that none counts as racily clean.
+    fn age(r: &TestRepo) {
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for rel in [
+            "state/state.yaml",
+            "state/budget.json",
+            "state/cards/s1.md",
+            "state/handoffs/s1/a1/worker.json",
+        ] {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(r.root().join(rel))
+                .unwrap();
+            f.set_modified(old).unwrap();
+        }
+    }
+
+    /// A commit sends only the files whose stat changed; the others keep their blobs from the
+    /// parent's tree, and a deleted file is dropped.
+    #[test]
+    fn unchanged_files_reuse_their_blobs() {
+        let r = repo();
+        write_state(&r, 1);
+        age(&r);
+        let one = commit(&r.git, &paths(&r), "one").unwrap();
+        assert_eq!(write::SENT.with(std::cell::Cell::get), 4);
+        let two = commit(&r.git, &paths(&r), "two").unwrap();
+        assert_eq!(write::SENT.with(std::cell::Cell::get), 0);
+        r.write("state/state.yaml", "seq: 3\n");
+        std::fs::remove_file(r.root().join("state/handoffs/s1/a1/worker.json")).unwrap();
+        let three = commit(&r.git, &paths(&r), "three").unwrap();
+        assert_eq!(write::SENT.with(std::cell::Cell::get), 1);
+        let blob = |c: &str, p: &str| r.git.run(&["rev-parse", &format!("{c}:{p}")]).unwrap();
+        let card = write::ledger_path("state/cards/s1.md");
+        assert_eq!(blob(&one, &card), blob(&three, &card));
+        assert_eq!(
+            blob(&one, "state/state.yaml"),
+            blob(&two, "state/state.yaml")
+        );
+        assert_eq!(
+            tree_files(&r, &three),
+            ["state/budget.json", card.as_str(), "state/state.yaml"]
+        );
+        assert_eq!(
+            read_file(&r.git, "state/state.yaml").unwrap().unwrap(),
+            b"seq: 3\n"
+        );
+    }
+
+    /// Card copies are sharded by a hash prefix; `read_file` finds them by their `state/` path.
+    #[test]
+    fn cards_are_sharded_in_the_ledger() {
+        let r = repo();
+        write_state(&r, 1);
+        for i in 0..300 {
+            r.write(&format!("state/cards/stage-{i}.md"), &format!("card {i}\n"));
+        }
+        let c = commit(&r.git, &paths(&r), "many").unwrap();
+        let top = r
+            .git
+            .run(&["ls-tree", "--name-only", &format!("{c}:state/cards")])
+            .unwrap();
+        assert!(top.lines().count() <= 256, "{top}");
+        assert!(top.lines().all(|l| l.len() == 2), "{top}");
+        assert_eq!(
+            read_file(&r.git, "state/cards/stage-7.md")
+                .unwrap()
+                .unwrap(),
+            b"card 7\n"
+        );
+        assert_eq!(tree_files(&r, &c).len(), 304);
+    }
+
+    /// Dot-files and directories (`state/.cache/`, temp files) never enter the ledger.
+    #[test]
+    fn dot_files_and_caches_stay_out() {
+        let r = repo();
+        write_state(&r, 1);
+        r.write("state/.cache/state.bin", "derived");
+        r.write("state/cards/.cache/x", "derived");
+        r.write("state/handoffs/.tmp-1", "partial");
+        let c = commit(&r.git, &paths(&r), "one").unwrap();
+        let files = tree_files(&r, &c);
+        assert_eq!(files.len(), 4, "{files:?}");
+        assert!(!files.iter().any(|f| f.contains("/.")), "{files:?}");
+    }
+
+    /// A repository initialised with `args` (object or ref format), hermetic like [`repo`].
+    fn repo_with(args: &[&str]) -> TestRepo {
+        let r = repo();
+        let root = r.root();
+        std::fs::remove_dir_all(root.join(".git")).unwrap();
+        let mut init = vec!["init", "-q", "-b", "main"];
+        init.extend(args);
+        r.git.run_in(&root, &init, &[], None).unwrap();
+        let home = r.dir.path().join("home");
+        let git = Git::open(&root)
+            .unwrap()
+            .with_env("HOME", home.to_str().unwrap())
+            .with_env(
+                "GIT_CONFIG_GLOBAL",
+                home.join(".gitconfig").to_str().unwrap(),
+            );
+        TestRepo { dir: r.dir, git }
+    }
+
+    fn commits_and_swaps(r: &TestRepo) {
+        write_state(r, 1);
+        let one = commit(&r.git, &paths(r), "one").unwrap();
+        r.write("state/state.yaml", "seq: 2\n");
+        let two = commit(&r.git, &paths(r), "two").unwrap();
+        assert_eq!(r.git.run(&["rev-parse", &format!("{two}^")]).unwrap(), one);
+        assert_eq!(head(&r.git).unwrap().as_deref(), Some(two.as_str()));
+        assert_eq!(
+            read_file(&r.git, "state/state.yaml").unwrap().unwrap(),
+            b"seq: 2\n"
+        );
+        assert!(commit_expecting(&r.git, &paths(r), "late", Some(&one)).is_err());
+        assert_eq!(head(&r.git).unwrap().as_deref(), Some(two.as_str()));
+        r.git.run(&["fsck", "--no-progress", "--strict"]).unwrap();
+    }
+
+    #[test]
+    fn sha256_repository() {
+        let r = repo_with(&["--object-format=sha256"]);
+        commits_and_swaps(&r);
+        assert_eq!(head(&r.git).unwrap().unwrap().len(), 64);
+    }
+
+    #[test]
+    fn reftable_repository() {
+        let r = repo_with(&["--ref-format=reftable"]);
+        commits_and_swaps(&r);
+        assert!(r.root().join(".git/reftable").is_dir());
     }
 
     #[test]

@@ -48,6 +48,66 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> NsResult<()> {
     Ok(())
 }
 
+/// Writes many files atomically (temp file, rename) and makes them durable together with one
+/// flush of their filesystem (`syncfs`; elsewhere than Linux, one fsync per file) and one fsync
+/// of each directory: `add-stage` of N cards costs one flush, not 2N fsyncs. Nothing that
+/// refers to these files may be written before this returns.
+///
+/// # Errors
+/// When a write, rename or the flush fails; files renamed before the failure stay.
+pub fn write_batch(files: &[(std::path::PathBuf, Vec<u8>)]) -> NsResult<()> {
+    let mut dirs: Vec<&Path> = Vec::new();
+    for (path, bytes) in files {
+        let io = |e: std::io::Error| {
+            NsError::failure(format!("cannot write {}", path.display())).cause(e.to_string())
+        };
+        let dir = path
+            .parent()
+            .ok_or_else(|| NsError::bug(format!("{} has no parent directory", path.display())))?;
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(io)?;
+        tmp.write_all(&crate::redact::apply_bytes(bytes))
+            .map_err(io)?;
+        #[cfg(not(target_os = "linux"))]
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    for dir in dirs {
+        let io = |e: std::io::Error| {
+            NsError::failure(format!("cannot flush {}", dir.display())).cause(e.to_string())
+        };
+        let d = std::fs::File::open(dir).map_err(io)?;
+        #[cfg(target_os = "linux")]
+        rustix::fs::syncfs(&d).map_err(|e| io(e.into()))?;
+        d.sync_all().map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Writes a derived file (a cache that can be recomputed) by rename, without fsync: after a
+/// power loss it may be old or missing, never torn, and every reader checks it.
+fn write_derived(path: &Path, bytes: &[u8]) -> NsResult<()> {
+    let io = |e: std::io::Error| {
+        NsError::failure(format!("cannot write {}", path.display())).cause(e.to_string())
+    };
+    let dir = path
+        .parent()
+        .ok_or_else(|| NsError::bug(format!("{} has no parent directory", path.display())))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
 /// Writes a value as pretty JSON, atomically.
 ///
 /// # Errors
@@ -244,7 +304,9 @@ pub fn commit(
     let msg = crate::ledger_message::message(state, budget, recovered);
     let id = ledger::commit(git, paths, &msg)
         .map_err(|e| NsError::from(e).within("cannot commit to the ledger"))?;
-    write_atomic(&paths.ledger_seq_file(), state.seq.to_string().as_bytes())?;
+    // The seq cache only lets a later tick skip asking git; lost after a power failure, that
+    // tick asks git (see `load_reconciled`), so it needs no fsync.
+    write_derived(&paths.ledger_seq_file(), state.seq.to_string().as_bytes())?;
     Ok(id)
 }
 
@@ -292,15 +354,16 @@ fn pack_every() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
-        .unwrap_or(1000)
+        .unwrap_or(100)
 }
 
-/// Starts a detached `git repack -d -q`: git plumbing never runs `gc --auto`, so without this
-/// every ledger commit stays a handful of loose objects (10,000 commits left ~200 MiB). The
-/// repack is incremental (only loose objects), outlives the tick, and never blocks it; git
-/// keeps it safe beside later commits.
+/// Starts a detached `git repack -d -q --geometric=2`: git plumbing never runs `gc --auto`,
+/// and every ledger commit is one small pack (one `fast-import`), so without this the packs
+/// only pile up. The geometric roll-up merges the small packs (and any loose objects) into
+/// fewer, larger ones, deltified, at a cost that stays proportional to what is new. It
+/// outlives the tick and never blocks it; git keeps it safe beside later commits.
 fn pack_ledger(paths: &Paths, git: &Git) {
-    let cmd = git.command(&paths.root, &["repack", "-d", "-q"], &[]);
+    let cmd = git.command(&paths.root, &["repack", "-d", "-q", "--geometric=2"], &[]);
     if let Err(e) = crate::proc::spawn_detached(cmd, &paths.state_dir().join("logs/repack.log")) {
         eprintln!("nightshift: cannot start git repack: {e}");
     }

@@ -48,7 +48,10 @@ pub fn prepare_agent_git(
     }
     std::fs::create_dir_all(&dir).map_err(io)?;
     let d = dir.to_string_lossy().into_owned();
-    git.run(&["init", "-q", "--bare", &d])?;
+    // The same object format as the repository whose objects it borrows (sha256 or sha1).
+    let format = git.run(&["rev-parse", "--show-object-format"])?;
+    let format = format!("--object-format={format}");
+    git.run(&["init", "-q", "--bare", &format, &d])?;
     let common = git.run(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?;
     let alternates = dir.join("objects/info/alternates");
     std::fs::write(&alternates, format!("{common}/objects\n")).map_err(io)?;

@@ -67,7 +67,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
             let id = stage.id.clone();
             let card_file = stage.card_path.clone();
             events.extend(ops::add_stage(&mut state, stage).map_err(|e| refused(&card_file, &e))?);
-            copies.push((paths.card_copy(&id), card.text));
+            copies.push((paths.card_copy(&id), card.text.into_bytes()));
         }
         if rest.len() == before {
             let (card_file, e) = unresolved(&rest, &state);
@@ -79,7 +79,8 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         .iter()
         .filter_map(|e| e.stage.as_ref().map(ToString::to_string))
         .collect();
-    let written = write_copies(&copies);
+    // Every copy is durable (one flush for the batch) before the state that refers to them.
+    let written = store::write_batch(&copies);
     let state = match written.and_then(|()| store::persist(&paths, &git, state, budget, &events)) {
         Ok(state) => state,
         Err(e) => {
@@ -104,13 +105,6 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         println!("the next `nightshift tick` dispatches what is ready");
     }
     Ok(0)
-}
-
-fn write_copies(copies: &[(std::path::PathBuf, String)]) -> NsResult<()> {
-    for (path, text) in copies {
-        store::write_atomic(path, text.as_bytes())?;
-    }
-    Ok(())
 }
 
 fn label_of(paths: &Paths, file: &Path) -> String {

@@ -35,7 +35,8 @@ pub(super) const FIXED_ENV: [(&str, &str); 4] = [
 
 /// Subcommands that never convert content, check out or merge, so they need no scan of the
 /// repository's filter and merge drivers (everything else gets one).
-pub(super) const CONVERSION_FREE: [&str; 14] = [
+pub(super) const CONVERSION_FREE: [&str; 15] = [
+    "fast-import",
     "rev-parse",
     "ls-tree",
     "update-ref",

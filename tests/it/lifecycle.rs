@@ -71,10 +71,15 @@ fn full_lifecycle_ends_on_the_integration_branch() {
         "state/handoffs/s1/a1/worker.json",
         "state/handoffs/s1/a1/acceptance.json",
         "state/handoffs/s1/a1/verifier.json",
-        "state/cards/s1.md",
     ] {
         assert!(tree.contains(f), "{f} not in ledger:\n{tree}");
     }
+    // Card copies are sharded in the ledger's tree: state/cards/<xx>/s1.md.
+    assert!(
+        tree.lines()
+            .any(|l| l.starts_with("state/cards/") && l.ends_with("/s1.md")),
+        "no card copy in the ledger:\n{tree}"
+    );
     assert!(
         !tree.contains("active-agents") && !tree.contains("logs/"),
         "{tree}"

@@ -11,6 +11,7 @@ mod infra;
 mod install;
 mod kills;
 mod landing;
+mod ledger;
 mod lessons;
 mod lifecycle;
 mod money;

@@ -1,0 +1,309 @@
+//! One ledger commit as one `git fast-import` process: the changed files' blobs, the trees,
+//! the commit and the compare-and-swap of the ref, all in one stream.
+//!
+//! A stat cache (`state/.ledger-index`, derived, never committed) records the commit it
+//! describes and, for every file in that commit's tree, its mode, size, mtime, ctime and inode.
+//! A commit on top of that commit sends only the files whose stat differs (every nightshift
+//! writer replaces a file by rename, so a changed file always has a new inode) and deletes the
+//! ones that are gone; fast-import keeps every other entry of the parent's tree as it is. With
+//! no usable cache (first commit, after `repair`, a cache for another commit) the whole tree is
+//! sent once (`deleteall`), which also migrates an older ledger layout.
+//!
+//! Card copies are sharded in the ledger's tree (`state/cards/<xx>/<file>`, `xx` the first
+//! byte of the SHA-256 of the first path component, in hex) so that adding one card to ten
+//! thousand rewrites two small trees, not one of ten thousand entries.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::git::{Git, GitError};
+use crate::paths::{LEDGER_REF, STATE_DIR};
+
+/// The durable entries of `state/` (files or directories, walked recursively); everything else
+/// there (logs, registrations, caches, dot-files) stays out of the ledger.
+pub(super) const DURABLE: [&str; 4] = ["state.yaml", "budget.json", "cards", "handoffs"];
+
+/// The cache's format; a cache of another version is ignored (the whole tree is sent).
+const CACHE_VERSION: u32 = 1;
+
+/// A file written less than this long before the scan may still change within the same
+/// timestamp tick without its stat changing: it is recorded as racy and sent again next time.
+const RACY_NS: i128 = 1_000_000_000;
+
+/// The stat of one file: git mode, size, mtime and ctime (ns), inode. `None` in the cache
+/// means racy (always sent again).
+type Stat = [i128; 5];
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Cache {
+    version: u32,
+    /// The ledger commit whose tree these files are.
+    pub(super) commit: String,
+    files: BTreeMap<String, Option<Stat>>,
+}
+
+impl Cache {
+    /// The cache at `path`, `None` when missing, unreadable or of another version.
+    pub(super) fn load(path: &Path) -> Option<Self> {
+        let bytes = std::fs::read(path).ok()?;
+        let cache: Self = serde_json::from_slice(&bytes).ok()?;
+        (cache.version == CACHE_VERSION).then_some(cache)
+    }
+
+    /// Writes the cache by rename, without fsync: it is derived, and a lost or stale cache only
+    /// makes the next commit send the whole tree (see `ledger::commit`).
+    fn save(&self, path: &Path) -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+        serde_json::to_writer(&mut tmp, self).map_err(std::io::Error::other)?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// One durable file found on disk: its path relative to the repo root and its stat.
+struct Found {
+    abs: PathBuf,
+    stat: Stat,
+}
+
+/// Every durable file below `root`/state, keyed by its path relative to `root`.
+fn scan(root: &Path) -> Result<BTreeMap<String, Found>, GitError> {
+    let mut out = BTreeMap::new();
+    let state = root.join(STATE_DIR);
+    for name in DURABLE {
+        walk(&state.join(name), &format!("{STATE_DIR}/{name}"), &mut out)?;
+    }
+    Ok(out)
+}
+
+fn walk(abs: &Path, rel: &str, out: &mut BTreeMap<String, Found>) -> Result<(), GitError> {
+    let meta = match std::fs::symlink_metadata(abs) {
+        Ok(m) => m,
+        // Vanished between the listing and the stat (a job wrapper's rename): absent now.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_at(abs, &e)),
+    };
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        let entries = match std::fs::read_dir(abs) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_at(abs, &e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_at(abs, &e))?;
+            let name = entry.file_name();
+            if name.as_bytes().first() == Some(&b'.') {
+                continue; // dot-files: temp files of atomic writes, caches
+            }
+            let Some(name) = name.to_str() else {
+                return Err(GitError::Io(std::io::Error::other(format!(
+                    "{}: a file name that is not UTF-8 cannot enter the ledger; rename or remove it",
+                    entry.path().display()
+                ))));
+            };
+            walk(&entry.path(), &format!("{rel}/{name}"), out)?;
+        }
+        return Ok(());
+    }
+    let mode = if ft.is_symlink() {
+        0o120_000
+    } else if ft.is_file() {
+        if meta.mode() & 0o111 == 0 {
+            0o100_644
+        } else {
+            0o100_755
+        }
+    } else {
+        return Ok(()); // sockets, fifos: nothing to keep
+    };
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    let stat = [
+        mode,
+        i128::from(meta.size()),
+        ns(meta.mtime(), meta.mtime_nsec()),
+        ns(meta.ctime(), meta.ctime_nsec()),
+        i128::from(meta.ino()),
+    ];
+    out.insert(
+        rel.to_owned(),
+        Found {
+            abs: abs.to_path_buf(),
+            stat,
+        },
+    );
+    Ok(())
+}
+
+fn io_at(path: &Path, e: &std::io::Error) -> GitError {
+    GitError::Io(std::io::Error::new(
+        e.kind(),
+        format!("{}: {e}", path.display()),
+    ))
+}
+
+/// Where a file of `state/` lives in the ledger's tree: card copies are sharded.
+pub(super) fn ledger_path(rel: &str) -> String {
+    let cards = format!("{STATE_DIR}/cards/");
+    match rel.strip_prefix(&cards) {
+        Some(rest) if !rest.is_empty() => {
+            let first = rest.split('/').next().unwrap_or(rest);
+            let shard = Sha256::digest(first.as_bytes())[0];
+            format!("{cards}{shard:02x}/{rest}")
+        }
+        _ => rel.to_owned(),
+    }
+}
+
+/// A path as fast-import reads it: C-quoted when it holds a quote, backslash or control byte.
+fn quoted(path: &str) -> String {
+    if !path.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        return path.to_owned();
+    }
+    let mut q = String::from("\"");
+    for c in path.chars() {
+        match c {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            '\n' => q.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(q, "\\{:03o}", c as u32);
+            }
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
+/// Writes one commit of the durable files on top of `parent` (none: a root commit) and moves
+/// the ledger ref to it, in one `git fast-import`. With `cache` (which must describe `parent`)
+/// only the changed files are sent; without it the whole tree is. Returns the new commit.
+///
+/// fast-import moves the ref only if its current value is contained in the new commit (a
+/// fast-forward) and still holds what it read (a ref transaction): a ledger moved by a
+/// concurrent writer, or created meanwhile, is refused and nothing is moved.
+pub(super) fn commit(
+    git: &Git,
+    cache_path: &Path,
+    message: &str,
+    parent: Option<&str>,
+    cache: Option<&Cache>,
+) -> Result<String, GitError> {
+    #[cfg(test)]
+    SENT.with(|n| n.set(0));
+    let scan_start = now_ns();
+    let found = scan(git.root())?;
+    let mut stream = Vec::with_capacity(4096);
+    let secs = scan_start / 1_000_000_000;
+    let who = "nightshift <nightshift@localhost>";
+    let _ = write!(
+        stream,
+        "feature done\ncommit {LEDGER_REF}\nmark :1\nauthor {who} {secs} +0000\ncommitter {who} {secs} +0000\ndata {}\n{message}\n",
+        message.len()
+    );
+    if let Some(p) = parent {
+        let _ = writeln!(stream, "from {p}");
+    }
+    if cache.is_none() {
+        stream.extend_from_slice(b"deleteall\n");
+    }
+    let mut files = BTreeMap::new();
+    for (rel, f) in &found {
+        let unchanged = cache
+            .and_then(|c| c.files.get(rel))
+            .is_some_and(|old| old.as_ref() == Some(&f.stat));
+        if !unchanged {
+            let data = if f.stat[0] == 0o120_000 {
+                match std::fs::read_link(&f.abs) {
+                    Ok(t) => Some(t.as_os_str().as_bytes().to_vec()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(io_at(&f.abs, &e)),
+                }
+            } else {
+                match std::fs::read(&f.abs) {
+                    Ok(b) => Some(b),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(io_at(&f.abs, &e)),
+                }
+            };
+            let Some(data) = data else {
+                continue; // vanished after the scan: absent
+            };
+            let _ = writeln!(
+                stream,
+                "M {:o} inline {}\ndata {}",
+                f.stat[0],
+                quoted(&ledger_path(rel)),
+                data.len()
+            );
+            stream.extend_from_slice(&data);
+            stream.push(b'\n');
+            #[cfg(test)]
+            SENT.with(|n| n.set(n.get() + 1));
+        }
+        let racy = f.stat[2] + RACY_NS >= scan_start;
+        files.insert(rel.clone(), (!racy).then_some(f.stat));
+    }
+    if let Some(c) = cache {
+        for rel in c.files.keys().filter(|r| !files.contains_key(*r)) {
+            let _ = writeln!(stream, "D {}", quoted(&ledger_path(rel)));
+        }
+    }
+    stream.extend_from_slice(b"\nget-mark :1\ndone\n");
+    let out = git.run_in(
+        git.root(),
+        &[
+            "-c",
+            "fastimport.unpackLimit=0",
+            "fast-import",
+            "--quiet",
+            "--date-format=raw",
+        ],
+        &[],
+        Some(&stream),
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let id = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_owned())
+        .filter(|l| l.len() >= 40 && l.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| GitError::Failed {
+            args: "fast-import".into(),
+            code: Some(0),
+            stderr: format!("no commit id in its output: {text:?}"),
+        })?;
+    let cache = Cache {
+        version: CACHE_VERSION,
+        commit: id.clone(),
+        files,
+    };
+    // A cache that cannot be written costs the next commit a full tree, nothing else.
+    if cache.save(cache_path).is_err() {
+        let _ = std::fs::remove_file(cache_path);
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many files the last [`commit`] on this thread sent to git.
+    pub(super) static SENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+}

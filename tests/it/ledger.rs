@@ -1,0 +1,227 @@
+//! The ledger's write side through the real binary: one git process per commit, object and
+//! ref formats other than the defaults through a whole night, and `add-stage` batches.
+
+use std::path::{Path, PathBuf};
+
+use super::night::{Night, PASS, script, writes};
+
+/// A git wrapper that logs `<parent pid> <args>` of every call to `log`, then runs git.
+fn counting_git(n: &Night, log: &Path) -> PathBuf {
+    let wrapper = n.root.join("git-counter");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$PPID $*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            super::night::real_git().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    wrapper
+}
+
+/// The git subcommand of a logged argument list (global `-c k=v` and flags skipped).
+fn subcommand(args: &str) -> String {
+    let mut it = args.split(' ');
+    while let Some(a) = it.next() {
+        match a {
+            "-c" | "-C" => {
+                it.next();
+            }
+            a if a.starts_with('-') => {}
+            a => return a.to_owned(),
+        }
+    }
+    String::new()
+}
+
+/// Subcommands that write objects, an index or refs: how a ledger commit can be made.
+const WRITERS: [&str; 10] = [
+    "fast-import",
+    "add",
+    "rm",
+    "read-tree",
+    "write-tree",
+    "commit-tree",
+    "update-ref",
+    "hash-object",
+    "mktree",
+    "update-index",
+];
+
+fn card(n: &Night, id: &str, front: &str) -> String {
+    let f = format!(
+        "acceptance:\n  - test -f {id}.txt\n{front}{}",
+        script(&[writes(&format!("{id}.txt"), "done\n")], &[PASS])
+    );
+    n.card(id, &f, "# Objective\nWrite the file.")
+}
+
+/// A dispatch tick (state write, ledger commit, job spawn) writes the ledger with one git
+/// process: `git fast-import`, which writes the changed blobs, the trees, the commit and moves
+/// the ref by compare-and-swap.
+#[test]
+fn a_dispatch_tick_writes_the_ledger_with_one_git_process() {
+    let n = Night::new();
+    n.init();
+    let a = card(&n, "a", "");
+    n.add(&[&a]);
+    // The first commit after add-stage has a cache; a later one too: count a steady tick.
+    let log = n.root.join("git-calls.log");
+    let wrapper = counting_git(&n, &log);
+    let mut cmd = n.ns_command(&["tick"]);
+    cmd.env("NIGHTSHIFT_GIT", &wrapper);
+    let child = cmd.spawn().unwrap();
+    let pid = child.id().to_string();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(n.stage("a")["status"], "working");
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    let mine: Vec<String> = calls
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(ppid, _)| *ppid == pid)
+        .map(|(_, args)| subcommand(args))
+        .collect();
+    let writers: Vec<&String> = mine
+        .iter()
+        .filter(|s| WRITERS.contains(&s.as_str()))
+        .collect();
+    assert_eq!(writers, ["fast-import"], "the tick's git calls: {mine:?}");
+    n.settle();
+    n.assert_fsck_clean("after the dispatch");
+}
+
+/// Re-initialises the night's repository with `args` (`--object-format`, `--ref-format`).
+fn night_with(args: &[&str]) -> Night {
+    let n = Night::new();
+    std::fs::remove_dir_all(n.repo.join(".git")).unwrap();
+    let mut init = vec!["init", "-q", "-b", "main"];
+    init.extend(args);
+    n.git(&init);
+    n.commit_all("initial");
+    n
+}
+
+/// A whole night (two stages, one depending on the other) on a repository of the given format:
+/// every stage done, the ledger readable by `log` and `report`, fsck clean.
+fn whole_night(mut n: Night) -> Night {
+    n.init();
+    let a = card(&n, "a", "");
+    let b = card(&n, "b", "depends_on: [a]\n");
+    n.add(&[&a, &b]);
+    n.drain(30);
+    for id in ["a", "b"] {
+        assert_eq!(n.stage(id)["status"], "done", "{:#}", n.status());
+    }
+    assert_eq!(n.git(&["show", "nightshift/integration:b.txt"]), "done");
+    assert!(n.count_events("b: a1 done") >= 1, "{:#?}", n.events());
+    assert!(
+        n.git(&["rev-list", "--count", "nightshift/ledger"])
+            .parse::<u32>()
+            .unwrap()
+            > 5
+    );
+    let tree = n.git(&["ls-tree", "-r", "--name-only", "nightshift/ledger"]);
+    assert!(tree.contains("state/handoffs/b/a1/verifier.json"), "{tree}");
+    n.ok(&["report", "--json"]);
+    n.ok(&["repair"]);
+    n.assert_fsck_clean("after the night");
+    n
+}
+
+#[test]
+fn a_sha256_repository_runs_a_whole_night() {
+    let n = whole_night(night_with(&["--object-format=sha256"]));
+    assert_eq!(n.ledger_head().len(), 64);
+    assert_eq!(n.git(&["rev-parse", "--show-object-format"]), "sha256");
+}
+
+#[test]
+fn a_reftable_repository_runs_a_whole_night() {
+    let n = whole_night(night_with(&["--ref-format=reftable"]));
+    assert!(n.repo.join(".git/reftable").is_dir());
+    assert_eq!(n.git(&["rev-parse", "--show-ref-format"]), "reftable");
+}
+
+/// `add-stage` of many cards writes every copy, then makes them durable with one flush: the
+/// fsync-family calls of the process do not grow with the number of cards.
+#[test]
+fn add_stage_of_many_cards_flushes_once() {
+    let n = Night::new();
+    n.init();
+    let mut cards = Vec::new();
+    for i in 0..40 {
+        let id = format!("c{i:02}");
+        let rel = format!("stage-cards/{id}.md");
+        n.write(
+            &rel,
+            &format!("---\nid: {id}\ntitle: Stage {id}\nacceptance:\n  - \"true\"\n---\nbody\n"),
+        );
+        cards.push(rel);
+    }
+    n.commit_all("cards");
+    let strace = Path::new("/usr/bin/strace");
+    let counts = n.root.join("strace.txt");
+    let mut args: Vec<&str> = vec!["add-stage"];
+    args.extend(cards.iter().map(String::as_str));
+    let traced = strace.exists()
+        && std::process::Command::new(strace)
+            .args(["-o", "/dev/null", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if traced {
+        let ns = n.ns_command(&args);
+        let mut cmd = std::process::Command::new(strace);
+        cmd.args(["-c", "-e", "trace=fsync,fdatasync,syncfs", "-o"])
+            .arg(&counts)
+            .arg(ns.get_program())
+            .args(ns.get_args())
+            .current_dir(&n.repo)
+            .env_clear()
+            .envs(ns.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let table = std::fs::read_to_string(&counts).unwrap();
+        let calls: u64 = table
+            .lines()
+            .filter(|l| l.ends_with("fsync") || l.ends_with("fdatasync") || l.ends_with("syncfs"))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.get(3).and_then(|c| c.parse::<u64>().ok())
+            })
+            .sum();
+        assert!(calls <= 10, "40 cards took {calls} fsync calls:\n{table}");
+    } else {
+        eprintln!("strace is not usable here: the fsync count is not checked");
+        n.ok(&args);
+    }
+    let st = n.status();
+    assert_eq!(st["stages"].as_array().unwrap().len(), 40);
+    for i in [0, 39] {
+        let copy = n.read(&format!("state/cards/c{i:02}.md"));
+        assert!(copy.contains(&format!("id: c{i:02}")), "{copy}");
+    }
+    let tree = n.git(&["ls-tree", "-r", "--name-only", "nightshift/ledger"]);
+    assert_eq!(
+        tree.lines()
+            .filter(|l| l.starts_with("state/cards/"))
+            .count(),
+        40,
+        "{tree}"
+    );
+    assert!(!tree.contains(".tmp-"), "{tree}");
+}
