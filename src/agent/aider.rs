@@ -33,6 +33,9 @@ use crate::ids::Role;
 /// The one aider version this kind drives.
 pub const AIDER_VERSION: &str = "0.86.2";
 
+/// OpenAI's endpoint, put on argv when the agent names none.
+pub const OPENAI_API_BASE: &str = "https://api.openai.com/v1";
+
 /// Where a run's files go, under the attempt's own directory.
 pub const RUN_DIR: &str = "aider-run";
 /// The analytics log (JSON lines: one `message_send` per answered request).
@@ -188,6 +191,17 @@ impl Vendor for Aider {
                 args.extend(["--edit-format".into(), "diff".into()]);
             }
         }
+        // A repository's `.env` overrides aider's environment: an OpenAI endpoint taken from
+        // the environment could be redirected, key and all. argv is the one thing it cannot
+        // override, so the endpoint is always there (the agent's own in `args:` comes later
+        // and wins).
+        let base_given = agent
+            .args
+            .iter()
+            .any(|a| a == "--openai-api-base" || a.starts_with("--openai-api-base="));
+        if provider(model) == "openai" && !base_given {
+            args.extend(["--openai-api-base".into(), OPENAI_API_BASE.into()]);
+        }
         args.extend(agent.args.iter().cloned());
         Ok(Invocation {
             program: super::resolve(agent, "aider")?,
@@ -235,12 +249,17 @@ fn prepare_run_dir(run: &Path, model: &str) -> std::io::Result<()> {
     std::fs::write(run.join(METADATA_FILE), model_metadata(model))
 }
 
+/// litellm's provider of `model`: its prefix (`openai/gpt-4o`), `openai` without one.
+fn provider(model: &str) -> &str {
+    model.split_once('/').map_or("openai", |(p, _)| p)
+}
+
 /// litellm model metadata for `model`: a context window, no prices (nightshift prices the
 /// usage from its own table; priced metadata of the user's own, passed in `args:`, wins). With
 /// it aider never fetches litellm's price list from the network.
 #[must_use]
 pub fn model_metadata(model: &str) -> String {
-    let provider = model.split_once('/').map_or("openai", |(p, _)| p);
+    let provider = provider(model);
     serde_json::json!({
         model: {
             "max_input_tokens": 128_000,
@@ -319,6 +338,44 @@ mod tests {
         assert!(
             !inv.args.iter().any(|a| a == "P"),
             "the prompt never goes on argv"
+        );
+        assert!(
+            !inv.args.iter().any(|a| a == "--openai-api-base"),
+            "not an OpenAI model"
+        );
+    }
+
+    #[test]
+    fn an_openai_endpoint_is_always_on_argv() {
+        let dir = tempfile::tempdir().unwrap();
+        let prompt = dir.path().join("worker-prompt.md");
+        let cx = InvokeCtx {
+            prompt: "P",
+            prompt_file: &prompt,
+            worktree: dir.path(),
+            attempt_dir: dir.path(),
+            recipe_file: None,
+            self_exe: Path::new("/bin/nightshift"),
+            confined: true,
+        };
+        let bases = |a: &Agent| {
+            let inv = Aider.invocation(a, Role::Verifier, &cx).unwrap();
+            inv.args
+                .windows(2)
+                .filter(|w| w[0] == "--openai-api-base")
+                .map(|w| w[1].clone())
+                .collect::<Vec<_>>()
+        };
+        let mut a = agent();
+        for model in ["openai/gpt-4o", "gpt-4o"] {
+            a.model = Some(model.into());
+            assert_eq!(bases(&a), [OPENAI_API_BASE], "{model}");
+        }
+        a.args = vec!["--openai-api-base".into(), "http://127.0.0.1:9/v1".into()];
+        assert_eq!(
+            bases(&a),
+            ["http://127.0.0.1:9/v1"],
+            "the agent's own, once"
         );
     }
 

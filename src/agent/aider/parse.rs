@@ -32,7 +32,7 @@ pub struct AiderSummary {
     pub usage: Option<Usage>,
     /// Summed `cost`, when the model metadata had prices (`None` when zero).
     pub cost_usd: Option<f64>,
-    /// The `main_model` of the last answered request.
+    /// The `main_model` of the last answered request (`None` when aider redacted it).
     pub model: Option<String>,
     /// `Aider vX.Y.Z` on stdout.
     pub version: Option<String>,
@@ -96,7 +96,9 @@ pub fn read_events(bytes: &[u8]) -> AiderSummary {
                 s.last_unanswered = false;
                 if let Some(p) = props {
                     add_request(&mut usage, &mut cost, p);
-                    s.model = str_field(p, "main_model").or(s.model.take());
+                    // aider logs an unpriced model as `<provider>/REDACTED`.
+                    let model = str_field(p, "main_model").filter(|m| !m.ends_with("/REDACTED"));
+                    s.model = model.or(s.model.take());
                 }
             }
             Some("exit") => {
@@ -228,6 +230,12 @@ mod tests {
         assert_eq!((s.answered, s.usage, s.cost_usd), (1, None, None));
         assert!(!read_events(b"").logged);
         assert!(!read_events(b"not json\n").logged);
+        let redacted = br#"{"event": "message_send", "properties": {"main_model": "openai/REDACTED", "prompt_tokens": 5}}"#;
+        assert_eq!(
+            read_events(redacted).model,
+            None,
+            "a redacted name is no model"
+        );
     }
 
     #[test]
