@@ -117,7 +117,7 @@ fn yaml_cause(text: &str, label: &str) -> String {
         ),
     ] {
         if out.contains(parser) {
-            out = out.replacen(parser, words, 1);
+            out = out.replace(parser, words);
         }
     }
     out

@@ -35,10 +35,11 @@ pub struct ManArgs {
 }
 
 /// # Errors
-/// Never in practice (stdout closed aside).
+/// Never in practice: a closed stdout (`| head -1`) ends it quietly.
 pub fn completions(_repo: &Path, args: &CompletionsArgs) -> NsResult<i32> {
     let mut cmd = Cli::command();
-    let mut out = std::io::stdout();
+    // clap_complete panics on a failed write: render into memory, then print.
+    let mut out = Vec::new();
     match args.shell {
         Shell::Bash => {
             clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "nightshift", &mut out)
@@ -50,7 +51,18 @@ pub fn completions(_repo: &Path, args: &CompletionsArgs) -> NsResult<i32> {
             clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "nightshift", &mut out)
         }
     }
-    Ok(0)
+    print_bytes(&out, "the completion script")
+}
+
+/// Writes bytes to stdout; a reader that went away (`| head -1`) is not an error.
+fn print_bytes(bytes: &[u8], what: &str) -> NsResult<i32> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(NsError::failure(format!("cannot print {what}")).cause(e.to_string())),
+    }
 }
 
 fn render(cmd: clap::Command, title: &str) -> NsResult<Vec<u8>> {
@@ -67,12 +79,8 @@ fn render(cmd: clap::Command, title: &str) -> NsResult<Vec<u8>> {
 pub fn man(_repo: &Path, args: &ManArgs) -> NsResult<i32> {
     let cmd = Cli::command();
     let Some(dir) = &args.dir else {
-        use std::io::Write;
         let page = render(cmd, "nightshift")?;
-        std::io::stdout()
-            .write_all(&page)
-            .map_err(|e| NsError::failure("cannot print the man page").cause(e.to_string()))?;
-        return Ok(0);
+        return print_bytes(&page, "the man page");
     };
     let write = |name: String, page: Vec<u8>| {
         let path = dir.join(name);

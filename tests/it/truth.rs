@@ -179,3 +179,183 @@ fn an_unpriced_model_is_warned_about() {
         stderr(&out)
     );
 }
+
+/// Every error names the file (and line) at fault, once, in words a person reads.
+#[test]
+fn errors_name_the_file_and_say_what_is_wrong() {
+    let n = Night::new();
+    n.init();
+    let good = n.read("state/state.yaml");
+    n.write(
+        "state/state.yaml",
+        &good
+            .lines()
+            .map(|l| if l.starts_with("seq:") { "seq: [3]" } else { l })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let err = stderr(&n.ns(&["status"]));
+    assert!(
+        err.contains("--> state/state.yaml:") && !err.contains("<input>"),
+        "{err}"
+    );
+    assert!(
+        err.contains("expected a single value here") && !err.contains("string scalar"),
+        "{err}"
+    );
+    assert!(!err.contains("caused by: error:"), "{err}");
+    n.write("state/state.yaml", &good);
+    let budget = n.read("state/budget.json");
+    n.write("state/budget.json", "{\"version\": 1,");
+    let err = stderr(&n.ns(&["status"]));
+    assert!(err.contains("state/budget.json is not valid"), "{err}");
+    assert_eq!(err.matches(" line ").count(), 1, "{err}");
+    n.write("state/budget.json", &budget);
+
+    n.write(
+        "c/a.md",
+        "---\nid: a\ntitle: A\ndepends_on: [b]\n---\nbody\n",
+    );
+    n.write(
+        "c/b.md",
+        "---\nid: b\ntitle: B\ndepends_on: [a]\n---\nbody\n",
+    );
+    n.write(
+        "c/d.md",
+        "---\nid: d\ntitle: D\ndepends_on: [zz]\n---\nbody\n",
+    );
+    n.write("c/e.md", "---\nid: e\ntitle: E\n---\nbody\n");
+    let err = stderr(&n.ns(&["add-stage", "c/a.md", "c/b.md"]));
+    assert!(
+        err.contains("c/a.md, c/b.md: refused:") && err.contains("cycle"),
+        "{err}"
+    );
+    let err = stderr(&n.ns(&["add-stage", "c/d.md"]));
+    assert!(
+        err.contains("c/d.md: refused:") && err.contains("`zz`"),
+        "{err}"
+    );
+    n.ok(&["add-stage", "c/e.md"]);
+    let err = stderr(&n.ns(&["add-stage", "c/e.md"]));
+    assert!(err.contains("c/e.md: refused:"), "{err}");
+
+    std::fs::write(n.path("nightshift.yaml"), [0xff, 0xfe, 0x00, 0x80, 0x81]).unwrap();
+    let out = n.ns(&["status"]);
+    let err = stderr(&out);
+    assert!(err.contains("nightshift.yaml is not a text file"), "{err}");
+    assert!(
+        err.contains("checkout -- nightshift.yaml") && !err.contains("run `nightshift init`"),
+        "{err}"
+    );
+    // The hint works: restoring the file from git makes the repository usable again.
+    n.git(&["checkout", "--", "nightshift.yaml"]);
+    n.ok(&["status"]);
+}
+
+/// The templates built into the binary are reachable from the CLI, and neither `--help` nor
+/// an error points at a `templates/` file an installed binary does not have.
+#[test]
+fn templates_are_reachable_from_the_cli() {
+    let n = Night::new();
+    n.init();
+    let list = n.ok(&["template"]);
+    for name in ["card", "config", "worker-prompt", "verifier-prompt"] {
+        assert!(list.contains(name), "{list}");
+        assert!(!n.ok(&["template", name]).is_empty());
+    }
+    // The example card parses: add-stage gets as far as its agents, which it names after
+    // the example config's (this test's config has others).
+    n.write("c/example.md", &n.ok(&["template", "card"]));
+    let err = stderr(&n.ns(&["add-stage", "c/example.md"]));
+    assert!(err.contains("is not an agent in nightshift.yaml"), "{err}");
+    let cfg = n.ok(&["template", "config"]);
+    assert!(cfg.contains("agents:") && !cfg.contains("{{"), "{cfg}");
+    let bad = n.ns(&["template", "nope"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("one of: card, config"),
+        "{}",
+        stderr(&bad)
+    );
+    for args in [&["--help"][..], &["add-stage", "--help"]] {
+        let help = n.ok(args);
+        assert!(!help.contains("templates/"), "{args:?}: {help}");
+        assert!(
+            help.contains("nightshift template card"),
+            "{args:?}: {help}"
+        );
+    }
+    n.write("c/bad.md", "no front matter\n");
+    let err = stderr(&n.ns(&["add-stage", "c/bad.md"]));
+    assert!(
+        err.contains("nightshift template card") && !err.contains("templates/"),
+        "{err}"
+    );
+}
+
+/// `init` keeps an existing `.gitignore`'s mode and creates `nightshift.yaml` as an editor
+/// would (0666 less the umask), not 0600.
+#[test]
+fn init_keeps_modes_and_honours_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let n = Night::new();
+    std::fs::remove_file(n.path("nightshift.yaml")).unwrap();
+    n.write(".gitignore", "target/\n");
+    std::fs::set_permissions(n.path(".gitignore"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    // The umask of the test process (022 in CI) is what `init` inherits.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$@\"")
+        .arg("sh")
+        .arg(super::night::BIN)
+        .arg("--repo")
+        .arg(&n.repo)
+        .arg("init")
+        .env("HOME", n.root.join("home"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mode = |p: &str| std::fs::metadata(n.path(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(".gitignore"), 0o640);
+    assert!(n.read(".gitignore").contains("/state/"));
+    assert_eq!(mode("nightshift.yaml"), 0o644);
+}
+
+/// The verifier's prompt carries the card's protected globs, and not the card's front matter
+/// (a script agent's recipe is the worker's business).
+#[test]
+fn the_verifier_sees_the_protected_globs_not_the_recipe() {
+    let mut n = Night::new();
+    n.init();
+    let front = format!(
+        "protected: [\"docs/**/*.md\"]\n{}",
+        script(&[writes("a.txt", "a")], &["verdict: { verdict: pass }"])
+    );
+    let c = n.card("s1", &front, "The objective.");
+    n.add(&[&c]);
+    n.drain(20);
+    assert_eq!(n.stage("s1")["status"], "done");
+    let prompt = find_prompt(&n.path("state"), "verifier").expect("the verifier's prompt");
+    assert!(prompt.contains("- docs/**/*.md"), "{prompt}");
+    assert!(prompt.contains("The objective."), "{prompt}");
+    assert!(!prompt.contains("write: {"), "{prompt}");
+}
+
+/// The verifier's prompt as nightshift wrote it for the agent (under state/).
+fn find_prompt(dir: &std::path::Path, role: &str) -> Option<String> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(t) = find_prompt(&p, role) {
+                return Some(t);
+            }
+        } else if p.to_string_lossy().contains(role)
+            && let Ok(t) = std::fs::read_to_string(&p)
+            && t.contains("You are the verifier")
+        {
+            return Some(t);
+        }
+    }
+    None
+}
