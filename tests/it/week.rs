@@ -1166,7 +1166,10 @@ fn week(seed: u64, count: usize) -> (Vec<String>, String) {
     if !violations.is_empty() {
         let tail: Vec<&String> = w.log.iter().rev().take(15).collect();
         violations.push(format!("last injections (newest first): {tail:#?}"));
-        violations.push(format!("seed {} night kept? set KEEP_TEMP_DIR=1", w.seed));
+        violations.push(format!(
+            "seed {}: KEEP_TEMP_DIR=1 keeps the night's directory for a look",
+            w.seed
+        ));
     }
     (violations, summary)
 }
