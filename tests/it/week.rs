@@ -967,12 +967,44 @@ fn ledger_invariants(n: &Night) -> Vec<String> {
             ));
         }
     }
-    for ((id, k, a), sinces) in dispatches {
+    for ((id, k, a), sinces) in &dispatches {
         if sinces.len() > 1 {
             v.push(format!(
                 "{id}/a{a}: `{k}` dispatched {} times (at {sinces:?}): double dispatch",
                 sinces.len()
             ));
+        }
+    }
+    // Every job that left an outcome was dispatched through the ledger, and no handoff
+    // folder belongs to an attempt the state never reached.
+    let state = yaml(&n.read("state/state.yaml")).unwrap_or(Value::Null);
+    for s in state["stages"].as_array().into_iter().flatten() {
+        let id = s["id"].as_str().unwrap_or("");
+        let attempt = s["attempt"].as_u64().unwrap_or(0);
+        let dir = n.path(&format!("state/handoffs/{id}"));
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(a) = name.strip_prefix('a').and_then(|x| x.parse::<u64>().ok()) else {
+                continue;
+            };
+            if a > attempt {
+                v.push(format!(
+                    "{id}: handoff folder a{a} but the stage is at a{attempt}"
+                ));
+            }
+            for (role, k) in [
+                ("worker", "working"),
+                ("acceptance", "checking"),
+                ("verifier", "verifying"),
+            ] {
+                let key = (id.to_owned(), k.to_owned(), a);
+                if e.path().join(format!("{role}.json")).exists() && !dispatches.contains_key(&key)
+                {
+                    v.push(format!(
+                        "{id}/a{a}: a {role} outcome, but the ledger never recorded its dispatch"
+                    ));
+                }
+            }
         }
     }
     v
@@ -1134,7 +1166,10 @@ fn week(seed: u64, count: usize) -> (Vec<String>, String) {
     if !violations.is_empty() {
         let tail: Vec<&String> = w.log.iter().rev().take(15).collect();
         violations.push(format!("last injections (newest first): {tail:#?}"));
-        violations.push(format!("seed {} night kept? set KEEP_TEMP_DIR=1", w.seed));
+        violations.push(format!(
+            "seed {}: KEEP_TEMP_DIR=1 keeps the night's directory for a look",
+            w.seed
+        ));
     }
     (violations, summary)
 }
