@@ -54,6 +54,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         stage: id.clone(),
         attempt,
         role,
+        member: None,
     };
     let log = paths.log_file(&key);
     if !log.exists() {
@@ -88,6 +89,7 @@ fn default_role(
                     stage: stage.id.clone(),
                     attempt,
                     role: *r,
+                    member: None,
                 })
                 .exists()
         })

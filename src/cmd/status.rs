@@ -76,6 +76,14 @@ fn print_table(s: &StatusView) {
             format_duration(st.wall_secs),
             note(st)
         );
+        if !st.panel.is_empty() {
+            let votes: Vec<String> = st
+                .panel
+                .iter()
+                .map(|m| format!("{} {}", m.member, m.vote))
+                .collect();
+            println!("{:<w$}  panel: {}", "", votes.join(", "));
+        }
     }
     print_sleeps(s);
     print_spend(s);

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use crate::engine::effect::{Effect, Event};
 use crate::engine::observe::{JobSeen, Observations};
 use crate::engine::state::{AttemptRecord, AttemptResult, Stage, State, Status};
-use crate::ids::{JobKey, StageId};
+use crate::ids::StageId;
 
 /// Why an operator action was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,17 +104,26 @@ pub fn cancel(
         return Err(OpError::AlreadyTerminal(id.clone(), stage.status.name()));
     }
     let mut effects = Vec::new();
-    if let Some((role, attempt)) = stage.status.waiting_on() {
-        let job = JobKey {
-            stage: id.clone(),
-            attempt,
-            role,
-        };
-        if let Some(JobSeen::Running { pgids }) = seen.jobs.get(&job) {
-            effects.push(Effect::KillGroup {
-                job,
-                pgids: pgids.clone(),
-            });
+    if let Some((_, attempt)) = stage.status.waiting_on() {
+        for (job, ..) in stage.waiting_jobs() {
+            if let Some(JobSeen::Running { pgids }) = seen.jobs.get(&job) {
+                effects.push(Effect::KillGroup {
+                    job,
+                    pgids: pgids.clone(),
+                });
+            }
+        }
+        if let Some(round) = stage.panel_round_mut() {
+            for m in &mut round.members {
+                if matches!(
+                    m.state,
+                    crate::engine::state::MemberState::Pending
+                        | crate::engine::state::MemberState::Running { .. }
+                ) {
+                    m.state = crate::engine::state::MemberState::Cancelled;
+                }
+            }
+            round.decided = Some(crate::engine::state::PanelOutcome::Void);
         }
         stage.history.push(AttemptRecord {
             attempt,

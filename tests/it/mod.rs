@@ -14,6 +14,7 @@ mod lifecycle;
 mod money;
 mod night;
 mod operator;
+mod panel;
 mod pipes;
 mod real_claude;
 mod real_codex;

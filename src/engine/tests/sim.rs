@@ -186,6 +186,7 @@ impl Sim {
             findings: Vec::new(),
             history: Vec::new(),
             added_at: self.now,
+            panel: None,
         };
         ops::add_stage(&mut self.state, stage).expect("add_stage");
         self
@@ -239,6 +240,7 @@ impl Sim {
             stage: stage.id.clone(),
             attempt,
             role,
+            member: None,
         }
     }
 
@@ -402,6 +404,7 @@ impl Sim {
                     stage: s.id.clone(),
                     attempt,
                     role,
+                    member: None,
                 };
                 !matches!(
                     self.seen.jobs.get(&job),
