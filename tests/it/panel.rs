@@ -170,6 +170,12 @@ fn two_passes_decide_while_the_third_runs_and_it_is_cancelled_with_its_spend_kep
     assert!(n.count_events("panel passed (pa pass, pb pass, pc cancelled)") == 1);
     assert!(n.tick().status.success());
     assert_eq!(n.stage("s1")["status"], "done");
+    // The report shows each member's vote.
+    let md = n.ok(&["report", "--since", "2026-01-01T00:00:00Z"]);
+    assert!(
+        md.contains("pass (panel: pa pass, pb pass, pc cancelled)"),
+        "{md}"
+    );
 }
 
 #[test]
