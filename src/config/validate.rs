@@ -399,4 +399,53 @@ mod tests {
             assert!(agent(bad).is_err(), "{bad}");
         }
     }
+
+    fn panel(defaults: &str) -> Result<Config, String> {
+        let text = format!(
+            "version: 1\nagents:\n  w: {{ kind: claude }}\n  c: {{ kind: codex }}\n  g: {{ kind: gemini }}\n  w2: {{ kind: claude }}\ndefaults: {{ worker: w, {defaults} }}\n"
+        );
+        let raw: RawConfig = crate::schema::parse_yaml::<RawConfig>(&text, "nightshift.yaml")
+            .map_err(|e| e.to_string())?;
+        Config::validate(raw)
+    }
+
+    #[test]
+    fn panels_name_the_key_at_fault() {
+        let ok = panel("panel: { members: [c, g], quorum: 2 }").unwrap();
+        assert_eq!(ok.panel.map(|p| p.quorum), Some(2));
+        for (bad, key) in [
+            (
+                "panel: { members: [c, w2], quorum: 1 }",
+                "defaults.panel.members[1]: `w2` is of family `claude`",
+            ),
+            (
+                "panel: { members: [c, x], quorum: 1 }",
+                "defaults.panel.members[1]: no agent named `x`",
+            ),
+            (
+                "panel: { members: [c, c], quorum: 1 }",
+                "defaults.panel.members[1]: `c` is listed twice",
+            ),
+            (
+                "panel: { members: [c, g], quorum: 3 }",
+                "defaults.panel.quorum",
+            ),
+            (
+                "panel: { members: [c, g], quorum: 0 }",
+                "defaults.panel.quorum",
+            ),
+            (
+                "panel: { members: [], quorum: 1 }",
+                "defaults.panel.members:",
+            ),
+            (
+                "panel_when: { paths: [\"a/**\"] }",
+                "defaults.panel_when: there is no `defaults.panel`",
+            ),
+        ] {
+            let err = panel(bad).unwrap_err();
+            assert!(err.starts_with(key), "{bad}: {err}");
+        }
+        assert!(panel("panel: { members: [c, w2], quorum: 1, allow_same_family: true }").is_ok());
+    }
 }
