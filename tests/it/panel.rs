@@ -369,6 +369,10 @@ fn another_repos_tick_proceeds_while_a_panel_runs() {
     let again = a.tick();
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(a.stage("s1")["status"], "verifying");
+    // `logs` of a stage waiting on its panel follows a member's log.
+    let log = a.stage("s1")["log_path"].as_str().unwrap().to_owned();
+    assert!(log.ends_with("a1-verifier-pa-r1.log"), "{log}");
+    a.ok(&["logs", "s1", "--raw"]);
 
     let mut b = Night::new();
     b.init();
