@@ -391,14 +391,11 @@ fn cancel_running(round: &mut PanelRound, stage: &Stage, cx: &mut Ctx<'_>) {
 
 /// Phase 3, first: each panel's pending members are dispatched, one lane each while lanes
 /// are free (a panel with no member running always gets one: its stage holds a lane), within
-/// the budget.
+/// the budget. A halt does not stop them: they belong to an attempt already in flight.
 pub(super) fn dispatch_members(state: &mut State, cx: &mut Ctx<'_>) {
     let lanes = usize::try_from(cx.limits.lanes).unwrap_or(usize::MAX);
     for i in 0..state.stages.len() {
         loop {
-            if state.halted.is_some() {
-                return;
-            }
             let stage = &state.stages[i];
             let Some(round) = stage.panel_round() else {
                 break;
