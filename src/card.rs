@@ -46,6 +46,20 @@ pub struct FrontMatter {
     /// Recipes for the built-in `script` agent (demo and tests).
     #[serde(default)]
     pub script: Option<Recipe>,
+    /// This card's own verifier panel (instead of one verifier).
+    #[serde(default)]
+    pub panel: Option<crate::config::RawPanel>,
+    /// `panel`: judged by `defaults.panel` of nightshift.yaml.
+    #[serde(default)]
+    pub verify: Option<VerifyMode>,
+}
+
+/// `verify:` of a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyMode {
+    /// The defaults' panel (`defaults.panel` in nightshift.yaml).
+    Panel,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -50,10 +50,14 @@ pub fn watch(paths: &Paths, git: &Git, job: &JobKey, state: Option<&State>) -> W
         format!("{}-recipe.json", job.role),
         format!("{}-policy.toml", job.role),
     ];
-    for f in files_under(&paths.handoff_dir(&job.stage, job.attempt)) {
+    let attempt = paths.handoff_dir(&job.stage, job.attempt);
+    // A panel member's fellow members write their own folders under `panel/` meanwhile.
+    let fellows = job.member.as_ref().map(|_| attempt.join("panel"));
+    for f in files_under(&attempt) {
         if !f
             .file_name()
             .is_some_and(|n| own.iter().any(|o| n == o.as_str()))
+            && !fellows.as_ref().is_some_and(|p| f.starts_with(p))
         {
             hash(&f);
         }

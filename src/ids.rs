@@ -115,20 +115,50 @@ impl fmt::Display for Role {
     }
 }
 
-/// One detached job: a stage, an attempt number (1-based) and a role. Its file stem
-/// (`<stage>@a<n>-<role>`) names the registry entry and is unambiguous because `@` never
-/// appears in a stage id.
+/// One detached job: a stage, an attempt number (1-based), a role and, for a verifier panel,
+/// the member and its run. Its file stem (`<stage>@a<n>-<role>`, a member's
+/// `<stage>@a<n>-verifier+<member>+r<run>`) names the registry entry and is unambiguous
+/// because neither `@` nor `+` appears in a stage id or an agent name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JobKey {
     pub stage: StageId,
     pub attempt: u32,
     pub role: Role,
+    /// A panel member's verifier job; `None` for every other job.
+    pub member: Option<Member>,
+}
+
+/// One run of one panel member: the agent's name and its run (1-based) within the attempt.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub name: String,
+    pub run: u32,
 }
 
 impl JobKey {
+    /// The key of a stage's job that is not a panel member's.
+    #[must_use]
+    pub fn new(stage: StageId, attempt: u32, role: Role) -> Self {
+        Self {
+            stage,
+            attempt,
+            role,
+            member: None,
+        }
+    }
+
     #[must_use]
     pub fn stem(&self) -> String {
-        format!("{}@a{}-{}", self.stage, self.attempt, self.role)
+        match &self.member {
+            None => format!("{}@a{}-{}", self.stage, self.attempt, self.role),
+            Some(m) => format!(
+                "{}@a{}-{}+{}+r{}",
+                self.stage, self.attempt, self.role, m.name, m.run
+            ),
+        }
     }
 
     /// The inverse of [`JobKey::stem`].
@@ -136,18 +166,47 @@ impl JobKey {
     pub fn from_stem(stem: &str) -> Option<Self> {
         let (stage, rest) = stem.split_once('@')?;
         let rest = rest.strip_prefix('a')?;
-        let (n, role) = rest.split_once('-')?;
+        let (n, rest) = rest.split_once('-')?;
+        let (role, member) = match rest.split_once('+') {
+            None => (rest, None),
+            Some((role, m)) => {
+                let (name, run) = m.rsplit_once('+')?;
+                StageId::new(name).ok()?;
+                let run = run.strip_prefix('r')?.parse().ok()?;
+                (
+                    role,
+                    Some(Member {
+                        name: name.to_owned(),
+                        run,
+                    }),
+                )
+            }
+        };
         Some(Self {
             stage: StageId::new(stage).ok()?,
             attempt: n.parse().ok()?,
             role: Role::parse(role)?,
+            member,
         })
+    }
+
+    /// The job's own folder under `state/handoffs/<stage>/a<n>/`: the attempt's folder, or a
+    /// member's `panel/<member>/r<run>/`, relative to the attempt's.
+    #[must_use]
+    pub fn member_dir(&self) -> Option<String> {
+        self.member
+            .as_ref()
+            .map(|m| format!("panel/{}/r{}", m.name, m.run))
     }
 }
 
 impl fmt::Display for JobKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} a{} {}", self.stage, self.attempt, self.role)
+        write!(f, "{} a{} {}", self.stage, self.attempt, self.role)?;
+        if let Some(m) = &self.member {
+            write!(f, " {} r{}", m.name, m.run)?;
+        }
+        Ok(())
     }
 }
 
@@ -183,9 +242,20 @@ mod tests {
             stage: StageId::new("a-b.c").unwrap(),
             attempt: 12,
             role: Role::Verifier,
+            member: None,
         };
         assert_eq!(k.stem(), "a-b.c@a12-verifier");
-        assert_eq!(JobKey::from_stem(&k.stem()), Some(k));
+        assert_eq!(JobKey::from_stem(&k.stem()), Some(k.clone()));
         assert_eq!(JobKey::from_stem("x@a1-nobody"), None);
+        let m = JobKey {
+            member: Some(Member {
+                name: "codex.a-1".into(),
+                run: 2,
+            }),
+            ..k
+        };
+        assert_eq!(m.stem(), "a-b.c@a12-verifier+codex.a-1+r2");
+        assert_eq!(JobKey::from_stem(&m.stem()), Some(m));
+        assert_eq!(JobKey::from_stem("x@a1-verifier+y"), None);
     }
 }

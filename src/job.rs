@@ -38,6 +38,9 @@ pub struct Registration {
     pub stage: crate::ids::StageId,
     pub attempt: u32,
     pub role: Role,
+    /// A panel member's agent and run (`None` for every other job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<crate::ids::Member>,
     /// The wrapper (leader of its own session and process group).
     pub pid: u32,
     pub pgid: i32,
@@ -57,6 +60,17 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// The job this registration is of.
+    #[must_use]
+    pub fn key(&self) -> JobKey {
+        JobKey {
+            stage: self.stage.clone(),
+            attempt: self.attempt,
+            role: self.role,
+            member: self.member.clone(),
+        }
+    }
+
     /// Process groups to kill for this job.
     #[must_use]
     pub fn pgids(&self) -> Vec<i32> {
@@ -153,6 +167,9 @@ pub fn spawn(paths: &Paths, plan: &crate::engine::SpawnPlan) -> std::io::Result<
     if let Some(sp) = &plan.start_point {
         cmd.args(["--start-point", sp]);
     }
+    if let Some(m) = &plan.job.member {
+        cmd.args(["--member", &m.name, "--run", &m.run.to_string()]);
+    }
     crate::proc::spawn_detached(cmd, &paths.log_file(&plan.job))
 }
 
@@ -192,6 +209,7 @@ fn registration(paths: &Paths, job: &JobKey) -> NsResult<Registration> {
         stage: job.stage.clone(),
         attempt: job.attempt,
         role: job.role,
+        member: job.member.clone(),
         pid,
         pgid,
         start_time: crate::proc::start_time(pid),
@@ -234,6 +252,7 @@ pub fn setup_failure(role: Role, error: SetupError, agent: Option<String>) -> Ou
             secret: None,
         },
         Role::Acceptance => OutcomeResult::Acceptance {
+            deliverable: Vec::new(),
             commands: Vec::new(),
             setup_error: Some(error),
             snapshot: None,

@@ -16,12 +16,7 @@ use crate::schema;
 pub fn observe(paths: &Paths, state: &State) -> Observations {
     let mut seen = Observations::default();
     for stage in &state.stages {
-        if let Some((role, attempt)) = stage.status.waiting_on() {
-            let key = JobKey {
-                stage: stage.id.clone(),
-                attempt,
-                role,
-            };
+        for (key, _, _) in stage.waiting_jobs() {
             let s = job_seen(paths, &key);
             seen.jobs.insert(key, s);
         }

@@ -91,11 +91,20 @@ impl Paths {
             .join(stage.as_str())
             .join(attempt_dir(attempt))
     }
+    /// A job's own folder for its prompt, recipe and outcome: the attempt's handoff folder,
+    /// or a panel member's `panel/<member>/r<run>/` inside it.
+    #[must_use]
+    pub fn job_dir(&self, job: &JobKey) -> PathBuf {
+        let dir = self.handoff_dir(&job.stage, job.attempt);
+        match job.member_dir() {
+            Some(m) => dir.join(m),
+            None => dir,
+        }
+    }
     /// The outcome file a job writes when it ends.
     #[must_use]
     pub fn outcome_file(&self, job: &JobKey) -> PathBuf {
-        self.handoff_dir(&job.stage, job.attempt)
-            .join(format!("{}.json", job.role))
+        self.job_dir(job).join(format!("{}.json", job.role))
     }
     /// The outcome of the integration effect (written by the tick itself).
     #[must_use]
@@ -120,7 +129,7 @@ impl Paths {
         self.state_dir()
             .join("logs")
             .join(job.stage.as_str())
-            .join(format!("{}-{}.log", attempt_dir(job.attempt), job.role))
+            .join(format!("{}.log", job_tag(job)))
     }
     /// A job's isolated CLI state (config dir, temp dir); volatile.
     #[must_use]
@@ -128,7 +137,7 @@ impl Paths {
         self.state_dir()
             .join("agent-state")
             .join(job.stage.as_str())
-            .join(format!("{}-{}", attempt_dir(job.attempt), job.role))
+            .join(job_tag(job))
     }
     /// The stage's workspace (a linked worktree), outside the checkout.
     #[must_use]
@@ -142,6 +151,21 @@ impl Paths {
             .unwrap_or(path)
             .to_string_lossy()
             .into_owned()
+    }
+}
+
+/// `a<n>-<role>`, a panel member's `a<n>-verifier-<member>-r<run>`: a job's name in its
+/// stage's log and agent-state folders.
+fn job_tag(job: &JobKey) -> String {
+    match &job.member {
+        None => format!("{}-{}", attempt_dir(job.attempt), job.role),
+        Some(m) => format!(
+            "{}-{}-{}-r{}",
+            attempt_dir(job.attempt),
+            job.role,
+            m.name,
+            m.run
+        ),
     }
 }
 

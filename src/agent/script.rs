@@ -363,6 +363,15 @@ fn spawn_grandchild() -> u32 {
         .unwrap_or(0)
 }
 
+/// Where a `script` agent's recipe may come from: the card's `script:` section and the agent's
+/// own `recipe:` file. A panel member (`agent_first`) follows its own agent's recipe when it
+/// has one, otherwise the card's verifier plays.
+#[derive(Debug, Clone, Copy)]
+pub struct RecipeSource<'a> {
+    pub card: Option<&'a Recipe>,
+    pub agent_first: bool,
+}
+
 /// Resolves the recipe a `script` agent plays for a role — the card's `script:` section, else
 /// the agent's `recipe:` file — and writes it next to the attempt's handoff as
 /// `<role>-recipe.json`. Returns `None` for other agent kinds.
@@ -372,22 +381,34 @@ fn spawn_grandchild() -> u32 {
 pub fn write_recipe(
     paths: &crate::paths::Paths,
     agent: &crate::config::Agent,
-    card_script: Option<&Recipe>,
+    source: &RecipeSource<'_>,
     dir: &Path,
     role: crate::ids::Role,
 ) -> Result<Option<std::path::PathBuf>, String> {
     if agent.kind != crate::config::AgentKind::Script {
         return Ok(None);
     }
-    let from_card = card_script.filter(|r| r.play(role, 1).is_some()).cloned();
-    let recipe = match (from_card, &agent.recipe) {
-        (Some(r), _) => r,
-        (None, Some(file)) => {
-            let text = std::fs::read_to_string(paths.root.join(file))
-                .map_err(|e| format!("agent `{}`: cannot read recipe {file}: {e}", agent.name))?;
-            crate::schema::parse_yaml::<Recipe>(&text, file).map_err(|e| e.to_string())?
+    let from_card = source.card.filter(|r| r.play(role, 1).is_some()).cloned();
+    let from_agent = || -> Result<Option<Recipe>, String> {
+        let Some(file) = &agent.recipe else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(paths.root.join(file))
+            .map_err(|e| format!("agent `{}`: cannot read recipe {file}: {e}", agent.name))?;
+        crate::schema::parse_yaml::<Recipe>(&text, file)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    };
+    let recipe = if source.agent_first {
+        from_agent()?.or(from_card)
+    } else {
+        match from_card {
+            Some(r) => Some(r),
+            None => from_agent()?,
         }
-        (None, None) => return Ok(None),
+    };
+    let Some(recipe) = recipe else {
+        return Ok(None);
     };
     let path = dir.join(format!("{role}-recipe.json"));
     let text = serde_json::to_string_pretty(&recipe).map_err(|e| e.to_string())?;
@@ -418,6 +439,12 @@ pub fn main_from_env() -> i32 {
         .ok()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1);
+    // A panel member plays the entry of its run within the attempt (a re-dispatched member
+    // plays its next entry); every other job the entry of its attempt.
+    let entry = std::env::var("NIGHTSHIFT_MEMBER_RUN")
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(attempt);
     let role = std::env::var("NIGHTSHIFT_ROLE")
         .ok()
         .and_then(|r| crate::ids::Role::parse(&r))
@@ -426,7 +453,7 @@ pub fn main_from_env() -> i32 {
         stage: std::env::var("NIGHTSHIFT_STAGE").unwrap_or_default(),
         attempt,
     };
-    let Some(play) = recipe.play(role, attempt) else {
+    let Some(play) = recipe.play(role, entry) else {
         eprintln!("error: the recipe has no play for the {role}");
         return 2;
     };

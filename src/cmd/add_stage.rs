@@ -211,6 +211,7 @@ fn stage_of(config: &Config, card: &Card, label: &str, now: jiff::Timestamp) -> 
     if max_attempts == 0 {
         return Err(err("max_attempts must be at least 1".into()));
     }
+    let panel = panel_of(config, card, &worker, label)?;
     Ok(Stage {
         id: f.id.clone(),
         title: f.title.clone(),
@@ -233,5 +234,50 @@ fn stage_of(config: &Config, card: &Card, label: &str, now: jiff::Timestamp) -> 
         findings: Vec::new(),
         history: Vec::new(),
         added_at: now,
+        panel,
     })
+}
+
+/// The stage's verifier panel: the card's own `panel:`; else `defaults.panel` when the card
+/// says `verify: panel` (always) or `defaults.panel_when` is set (when a deliverable path
+/// matches). Members of the worker's family are refused, naming the file and the key.
+fn panel_of(
+    config: &Config,
+    card: &Card,
+    worker: &str,
+    label: &str,
+) -> NsResult<Option<crate::engine::state::Panel>> {
+    let f = &card.front;
+    let hint = "see templates/stage-card.md and docs/panel.md";
+    let (raw, when_paths, file) = match (&f.panel, f.verify, &config.panel) {
+        (Some(p), _, _) => (p, Vec::new(), label),
+        (None, Some(crate::card::VerifyMode::Panel), Some(p)) => {
+            (p, Vec::new(), crate::paths::CONFIG_FILE)
+        }
+        (None, Some(crate::card::VerifyMode::Panel), None) => {
+            return Err(NsError::failure(format!(
+                "{label}: verify: panel, but nightshift.yaml has no `defaults.panel`"
+            ))
+            .hint(hint));
+        }
+        (None, None, Some(p)) if !config.panel_when.is_empty() => {
+            (p, config.panel_when.clone(), crate::paths::CONFIG_FILE)
+        }
+        (None, None, _) => return Ok(None),
+    };
+    let key = if file == label {
+        "panel"
+    } else {
+        "defaults.panel"
+    };
+    crate::config::check_panel(&config.agents, worker, raw, key).map_err(|m| {
+        NsError::failure(format!("{file}: {m}"))
+            .hint(format!("{hint}; the panel was refused for `{label}`"))
+    })?;
+    Ok(Some(crate::engine::state::Panel {
+        members: raw.members.clone(),
+        quorum: raw.quorum,
+        when_paths,
+        rounds: Vec::new(),
+    }))
 }

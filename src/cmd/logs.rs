@@ -50,11 +50,18 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         })?,
         None => default_role(&paths, stage, attempt),
     };
-    let key = JobKey {
+    // A stage waiting on its panel: the first running member's log.
+    let member = stage
+        .waiting_jobs()
+        .into_iter()
+        .map(|(k, ..)| k)
+        .find(|k| k.attempt == attempt && k.role == role && k.member.is_some());
+    let key = member.unwrap_or(JobKey {
         stage: id.clone(),
         attempt,
         role,
-    };
+        member: None,
+    });
     let log = paths.log_file(&key);
     if !log.exists() {
         return Err(
@@ -88,6 +95,7 @@ fn default_role(
                     stage: stage.id.clone(),
                     attempt,
                     role: *r,
+                    member: None,
                 })
                 .exists()
         })

@@ -78,6 +78,14 @@ fn print_table(s: &StatusView) {
             format_duration(st.wall_secs + st.elapsed_secs.unwrap_or(0)),
             note(st)
         );
+        if !st.panel.is_empty() {
+            let votes: Vec<String> = st
+                .panel
+                .iter()
+                .map(|m| format!("{} {}", m.member, m.vote))
+                .collect();
+            println!("{:<w$}  panel: {}", "", votes.join(", "));
+        }
     }
     print_kills(s);
     print_sleeps(s);

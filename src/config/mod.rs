@@ -26,8 +26,9 @@ pub use duration::{format_duration, parse_duration};
 pub use price::{DEFAULT_PRICES, Price};
 pub use raw::{
     AuthRoute, ConfineMode, Policy, RawAgent, RawAuth, RawBudget, RawConfig, RawDefaults,
-    RawEstimate, RawHost, RawIntegration, RawPrompts, RawTimeouts,
+    RawEstimate, RawHost, RawIntegration, RawPanel, RawPanelWhen, RawPrompts, RawTimeouts,
 };
+pub use validate::check_panel;
 
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -120,6 +121,10 @@ pub struct Config {
     pub workspaces: Option<std::path::PathBuf>,
     /// `redact:`: variables whose values never appear in a file nightshift writes.
     pub redact: Vec<String>,
+    /// `defaults.panel`, checked against `defaults.worker`.
+    pub panel: Option<RawPanel>,
+    /// `defaults.panel_when.paths`: the defaults' panel judges any deliverable touching these.
+    pub panel_when: Vec<String>,
 }
 
 impl Config {

@@ -215,6 +215,37 @@ pub struct RawDefaults {
     pub max_attempts: u32,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// A verifier panel: several verifiers, `quorum` of which must pass. Judges the cards that
+    /// say `verify: panel`, and (with `panel_when`) every attempt whose deliverable touches
+    /// one of its paths.
+    #[serde(default)]
+    pub panel: Option<RawPanel>,
+    /// When `defaults.panel` judges a stage without `verify: panel`: any deliverable path
+    /// matching one of `paths` (globs).
+    #[serde(default)]
+    pub panel_when: Option<RawPanelWhen>,
+}
+
+/// `panel:` (under `defaults:` or in a card's front matter).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPanel {
+    /// The members' agent names (each its own verifier job).
+    pub members: Vec<String>,
+    /// How many members must say `pass` (more passes than votes against, too: a tie is not a
+    /// pass).
+    pub quorum: u32,
+    /// Allow members of the worker's own family.
+    #[serde(default)]
+    pub allow_same_family: bool,
+}
+
+/// `panel_when:` under `defaults:`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPanelWhen {
+    /// Globs of deliverable paths (e.g. `migrations/**`).
+    pub paths: Vec<String>,
 }
 
 fn default_max_attempts() -> u32 {

@@ -39,6 +39,22 @@ impl Config {
             return Err("defaults.max_attempts must be at least 1".into());
         }
         let timeouts = validate_timeouts(&d.timeouts)?;
+        if let Some(p) = &d.panel {
+            check_panel(&agents, &d.worker, p, "defaults.panel")?;
+        }
+        let panel_when = match (&d.panel_when, &d.panel) {
+            (Some(_), None) => {
+                return Err("defaults.panel_when: there is no `defaults.panel` to apply".into());
+            }
+            (Some(w), Some(_)) => {
+                for (i, g) in w.paths.iter().enumerate() {
+                    crate::glob::check(g)
+                        .map_err(|e| format!("defaults.panel_when.paths[{i}]: {e}"))?;
+                }
+                w.paths.clone()
+            }
+            (None, _) => Vec::new(),
+        };
         let b = &raw.budget;
         let max_wall_secs = match &b.max_wall_time {
             Some(s) => Some(parse_duration(s).map_err(|e| format!("budget.max_wall_time: {e}"))?),
@@ -65,6 +81,8 @@ impl Config {
             ));
         }
         Ok(Self {
+            panel: d.panel.clone(),
+            panel_when,
             redact: raw.redact.clone(),
             notify,
             confine: raw.confine.unwrap_or_else(default_confine),
@@ -88,6 +106,46 @@ impl Config {
             max_attempts_per_stage: b.max_attempts_per_stage,
         })
     }
+}
+
+/// A panel's members are agents, distinct, of another family than `worker` (unless the panel
+/// says `allow_same_family: true`), and its quorum is between 1 and the number of members.
+/// `key` is where the panel is written (`defaults.panel`, or `panel` in a card).
+///
+/// # Errors
+/// A message naming the key at fault, e.g. `defaults.panel.members[1]`.
+pub fn check_panel(
+    agents: &BTreeMap<String, Agent>,
+    worker: &str,
+    panel: &super::RawPanel,
+    key: &str,
+) -> Result<(), String> {
+    if panel.members.is_empty() {
+        return Err(format!("{key}.members: a panel needs at least one member"));
+    }
+    let family = agents.get(worker).map(|a| a.family.as_str());
+    for (i, m) in panel.members.iter().enumerate() {
+        let Some(a) = agents.get(m) else {
+            return Err(format!("{key}.members[{i}]: no agent named `{m}`"));
+        };
+        if panel.members[..i].contains(m) {
+            return Err(format!("{key}.members[{i}]: `{m}` is listed twice"));
+        }
+        if Some(a.family.as_str()) == family && !panel.allow_same_family {
+            return Err(format!(
+                "{key}.members[{i}]: `{m}` is of family `{}`, the worker `{worker}`'s own; a panel judges across families (set `allow_same_family: true` on the panel to override)",
+                a.family
+            ));
+        }
+    }
+    let n = u32::try_from(panel.members.len()).unwrap_or(u32::MAX);
+    if panel.quorum == 0 || panel.quorum > n {
+        return Err(format!(
+            "{key}.quorum: {} is not between 1 and the {n} members",
+            panel.quorum
+        ));
+    }
+    Ok(())
 }
 
 /// `strict` where this kernel can confine, else `detect` (and `doctor`/`status` say so).
@@ -368,5 +426,54 @@ mod tests {
             let err = agent(bad).unwrap_err();
             assert!(err.starts_with(key), "{bad}: {err}");
         }
+    }
+
+    fn panel(defaults: &str) -> Result<Config, String> {
+        let text = format!(
+            "version: 1\nagents:\n  w: {{ kind: claude }}\n  c: {{ kind: codex }}\n  g: {{ kind: gemini }}\n  w2: {{ kind: claude }}\ndefaults: {{ worker: w, {defaults} }}\n"
+        );
+        let raw: RawConfig = crate::schema::parse_yaml::<RawConfig>(&text, "nightshift.yaml")
+            .map_err(|e| e.to_string())?;
+        Config::validate(raw)
+    }
+
+    #[test]
+    fn panels_name_the_key_at_fault() {
+        let ok = panel("panel: { members: [c, g], quorum: 2 }").unwrap();
+        assert_eq!(ok.panel.map(|p| p.quorum), Some(2));
+        for (bad, key) in [
+            (
+                "panel: { members: [c, w2], quorum: 1 }",
+                "defaults.panel.members[1]: `w2` is of family `claude`",
+            ),
+            (
+                "panel: { members: [c, x], quorum: 1 }",
+                "defaults.panel.members[1]: no agent named `x`",
+            ),
+            (
+                "panel: { members: [c, c], quorum: 1 }",
+                "defaults.panel.members[1]: `c` is listed twice",
+            ),
+            (
+                "panel: { members: [c, g], quorum: 3 }",
+                "defaults.panel.quorum",
+            ),
+            (
+                "panel: { members: [c, g], quorum: 0 }",
+                "defaults.panel.quorum",
+            ),
+            (
+                "panel: { members: [], quorum: 1 }",
+                "defaults.panel.members:",
+            ),
+            (
+                "panel_when: { paths: [\"a/**\"] }",
+                "defaults.panel_when: there is no `defaults.panel`",
+            ),
+        ] {
+            let err = panel(bad).unwrap_err();
+            assert!(err.starts_with(key), "{bad}: {err}");
+        }
+        assert!(panel("panel: { members: [c, w2], quorum: 1, allow_same_family: true }").is_ok());
     }
 }

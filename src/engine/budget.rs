@@ -143,10 +143,25 @@ pub fn reservation(status: &Status) -> u64 {
     }
 }
 
+/// Agent wall time one stage reserves: its status's, or each running panel member's whole
+/// timeout.
+#[must_use]
+pub fn stage_reservation(stage: &crate::engine::state::Stage) -> u64 {
+    match stage.panel_round() {
+        Some(round) => round
+            .running()
+            .map(|(_, _, since, deadline)| {
+                u64::try_from(deadline.as_second() - since.as_second()).unwrap_or(0)
+            })
+            .sum(),
+        None => reservation(&stage.status),
+    }
+}
+
 /// Agent wall time reserved by all jobs in flight.
 #[must_use]
 pub fn reserved_secs(state: &State) -> u64 {
-    state.stages.iter().map(|s| reservation(&s.status)).sum()
+    state.stages.iter().map(stage_reservation).sum()
 }
 
 /// Money caps and what other repositories on this host have spent.

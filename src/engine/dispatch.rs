@@ -37,6 +37,7 @@ pub(super) fn escalate_orphans(stages: &mut [Stage], moved: &mut [bool], cx: &mu
 
 /// Phase 3: dispatch retries, then queued stages, within lanes and budget.
 pub(super) fn dispatch(state: &mut State, moved: &[bool], cx: &mut Ctx<'_>) {
+    super::panel::dispatch_members(state, cx);
     let order: Vec<usize> = (0..state.stages.len())
         .filter(|&i| {
             matches!(

@@ -8,6 +8,7 @@ pub mod effect;
 mod judge;
 pub mod observe;
 pub mod ops;
+pub mod panel;
 mod pause;
 pub mod state;
 pub mod step;

@@ -108,6 +108,10 @@ pub enum OutcomeResult {
         secret: Option<SecretHit>,
     },
     Acceptance {
+        /// The paths the deliverable changes (its base to its snapshot), which
+        /// `panel_when.paths` are matched against.
+        #[serde(default)]
+        deliverable: Vec<String>,
         commands: Vec<CommandResult>,
         setup_error: Option<SetupError>,
         /// The snapshot the commands ran on.

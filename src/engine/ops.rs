@@ -9,7 +9,7 @@ use crate::engine::observe::Observations;
 use crate::engine::state::{
     AttemptRecord, AttemptResult, KillIntent, KillReason, Stage, State, Status,
 };
-use crate::ids::{JobKey, StageId};
+use crate::ids::StageId;
 
 /// Why an operator action was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,21 +134,24 @@ pub fn cancel(
         }
         return Ok((events, effects));
     }
-    let mut intent = None;
-    if let Some((role, attempt)) = stage.status.waiting_on() {
-        let job = JobKey {
-            stage: id.clone(),
-            attempt,
-            role,
-        };
-        intent = Some(KillIntent {
-            stage: id.clone(),
-            attempt,
-            role,
-            reason: KillReason::Cancelled,
-            decided_at: now,
-        });
-        effects.push(Effect::Kill { job });
+    let mut intents = Vec::new();
+    if let Some((_, attempt)) = stage.status.waiting_on() {
+        for (job, ..) in stage.waiting_jobs() {
+            intents.push(KillIntent::new(job.clone(), KillReason::Cancelled, now));
+            effects.push(Effect::Kill { job });
+        }
+        if let Some(round) = stage.panel_round_mut() {
+            for m in &mut round.members {
+                if matches!(
+                    m.state,
+                    crate::engine::state::MemberState::Pending
+                        | crate::engine::state::MemberState::Running { .. }
+                ) {
+                    m.state = crate::engine::state::MemberState::Cancelled;
+                }
+            }
+            round.decided = Some(crate::engine::state::PanelOutcome::Void);
+        }
         stage.history.push(AttemptRecord {
             attempt,
             ended: now,
@@ -161,10 +164,10 @@ pub fn cancel(
         id,
         format!("cancelled by operator (was {from})"),
     ));
-    if let Some(k) = intent
-        && !state.kills.iter().any(|o| o.job() == k.job())
-    {
-        state.kills.push(k);
+    for k in intents {
+        if !state.kills.iter().any(|o| o.job() == k.job()) {
+            state.kills.push(k);
+        }
     }
     Ok((events, effects))
 }

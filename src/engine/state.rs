@@ -43,15 +43,31 @@ pub struct KillIntent {
     pub role: Role,
     pub reason: KillReason,
     pub decided_at: Timestamp,
+    /// A panel member's job; absent for every other job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<crate::ids::Member>,
 }
 
 impl KillIntent {
+    #[must_use]
+    pub fn new(job: crate::ids::JobKey, reason: KillReason, decided_at: Timestamp) -> Self {
+        Self {
+            stage: job.stage,
+            attempt: job.attempt,
+            role: job.role,
+            reason,
+            decided_at,
+            member: job.member,
+        }
+    }
+
     #[must_use]
     pub fn job(&self) -> crate::ids::JobKey {
         crate::ids::JobKey {
             stage: self.stage.clone(),
             attempt: self.attempt,
             role: self.role,
+            member: self.member.clone(),
         }
     }
 }
@@ -68,6 +84,8 @@ pub enum KillReason {
     Crashed,
     /// It wrote an outcome without a valid seal.
     Forged,
+    /// A panel member still running when its panel was decided.
+    Decided,
 }
 
 impl std::fmt::Display for KillReason {
@@ -77,6 +95,7 @@ impl std::fmt::Display for KillReason {
             Self::Cancelled => "cancelled",
             Self::Crashed => "crashed",
             Self::Forged => "forged",
+            Self::Decided => "panel decided",
         })
     }
 }
@@ -120,10 +139,11 @@ impl State {
         true
     }
 
-    /// Stages that occupy a lane.
+    /// Lanes in use: one per stage in flight, and one more per running panel member beyond
+    /// the first.
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        self.stages.iter().filter(|s| s.status.in_flight()).count()
+        self.stages.iter().map(Stage::lanes).sum()
     }
 
     /// The stage's own acceptance commands, after those of every stage it (transitively) builds
@@ -296,12 +316,212 @@ pub struct Stage {
     pub findings: Vec<String>,
     pub history: Vec<AttemptRecord>,
     pub added_at: Timestamp,
+    /// The stage's verifier panel, when it has one, with every round it judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panel: Option<Panel>,
 }
 
 impl Stage {
     #[must_use]
     pub fn attempts_used(&self) -> u32 {
         self.attempt.saturating_sub(self.attempt_floor)
+    }
+
+    /// The panel round the stage waits on: its current attempt's, while verifying and
+    /// undecided.
+    #[must_use]
+    pub fn panel_round(&self) -> Option<&PanelRound> {
+        let Status::Verifying { attempt, .. } = self.status else {
+            return None;
+        };
+        self.panel
+            .as_ref()?
+            .rounds
+            .last()
+            .filter(|r| r.attempt == attempt && r.decided.is_none())
+    }
+
+    /// The panel round the stage waits on, to change.
+    pub fn panel_round_mut(&mut self) -> Option<&mut PanelRound> {
+        let Status::Verifying { attempt, .. } = self.status else {
+            return None;
+        };
+        self.panel
+            .as_mut()?
+            .rounds
+            .last_mut()
+            .filter(|r| r.attempt == attempt && r.decided.is_none())
+    }
+
+    /// Lanes the stage holds: one while in flight, one per running panel member (at least
+    /// one).
+    #[must_use]
+    pub fn lanes(&self) -> usize {
+        if !self.status.in_flight() {
+            return 0;
+        }
+        self.panel_round().map_or(1, |r| r.running().count().max(1))
+    }
+
+    /// Every job the stage waits on, with when it started and its deadline: the job of its
+    /// status, or each running panel member.
+    #[must_use]
+    pub fn waiting_jobs(&self) -> Vec<(crate::ids::JobKey, Timestamp, Timestamp)> {
+        if let Some(round) = self.panel_round() {
+            return round
+                .running()
+                .map(|(m, run, since, deadline)| (round.key(&self.id, m, run), since, deadline))
+                .collect();
+        }
+        match (&self.status, self.status.waiting_on()) {
+            (
+                Status::Working {
+                    since, deadline, ..
+                }
+                | Status::Checking {
+                    since, deadline, ..
+                }
+                | Status::Verifying {
+                    since, deadline, ..
+                },
+                Some((role, attempt)),
+            ) => vec![(
+                crate::ids::JobKey::new(self.id.clone(), attempt, role),
+                *since,
+                *deadline,
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A stage's verifier panel: several verifiers, each its own job, of which `quorum` must say
+/// `pass` (see `engine::panel`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Panel {
+    /// The members' agent names.
+    pub members: Vec<String>,
+    pub quorum: u32,
+    /// The panel judges an attempt only when a path of its deliverable matches one of these
+    /// (`panel_when.paths`); empty: always.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub when_paths: Vec<String>,
+    /// One round per attempt the panel judged, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<PanelRound>,
+}
+
+/// One attempt judged by the panel: every member's vote, criteria, findings and spend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PanelRound {
+    pub attempt: u32,
+    pub members: Vec<PanelMember>,
+    /// The panel's decision, once taken (`None` while it waits on its members).
+    #[serde(default)]
+    pub decided: Option<PanelOutcome>,
+}
+
+impl PanelRound {
+    /// The running members: (name, run, since, deadline).
+    pub fn running(&self) -> impl Iterator<Item = (&str, u32, Timestamp, Timestamp)> {
+        self.members.iter().filter_map(|m| match m.state {
+            MemberState::Running {
+                since, deadline, ..
+            } => Some((m.member.as_str(), m.runs, since, deadline)),
+            _ => None,
+        })
+    }
+
+    /// The job of one member's run.
+    #[must_use]
+    pub fn key(&self, stage: &StageId, member: &str, run: u32) -> crate::ids::JobKey {
+        crate::ids::JobKey {
+            stage: stage.clone(),
+            attempt: self.attempt,
+            role: Role::Verifier,
+            member: Some(crate::ids::Member {
+                name: member.to_owned(),
+                run,
+            }),
+        }
+    }
+}
+
+/// What the panel decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PanelOutcome {
+    Pass,
+    Revise,
+    Fail,
+    /// No pass quorum was possible and no member voted against (members without a vote).
+    NoQuorum,
+    /// The attempt failed for another reason (a member wrote outside its workspace, the
+    /// operator cancelled).
+    Void,
+}
+
+/// One member of a panel round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PanelMember {
+    /// The member's agent.
+    pub member: String,
+    /// Runs dispatched so far in this round (a crashed or timed-out run is re-dispatched
+    /// alone).
+    pub runs: u32,
+    pub state: MemberState,
+    /// What this member's runs cost (a cancelled run: its wall time so far and the estimate).
+    #[serde(default)]
+    pub wall_secs: u64,
+    #[serde(default)]
+    pub tokens: u64,
+    #[serde(default)]
+    pub usd: f64,
+}
+
+/// Where one member is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MemberState {
+    /// Waits for a free lane (or its re-dispatch).
+    Pending,
+    /// Its run `runs` is out.
+    Running {
+        since: Timestamp,
+        deadline: Timestamp,
+    },
+    /// Its validated verdict.
+    Voted {
+        vote: crate::envelope::VerdictKind,
+        #[serde(default)]
+        criteria: Vec<crate::envelope::Criterion>,
+        #[serde(default)]
+        findings: Vec<String>,
+    },
+    /// Every run it was allowed crashed or timed out: no vote.
+    Lost { reason: FailReason },
+    /// Still running when the panel decided; its job was cancelled.
+    Cancelled,
+}
+
+impl MemberState {
+    /// The vote, or what stands in for one: `pending`, `running`, `lost`, `cancelled`.
+    #[must_use]
+    pub fn vote_name(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running { .. } => "running",
+            Self::Voted { vote, .. } => match vote {
+                crate::envelope::VerdictKind::Pass => "pass",
+                crate::envelope::VerdictKind::Revise => "revise",
+                crate::envelope::VerdictKind::Fail => "fail",
+            },
+            Self::Lost { .. } => "lost",
+            Self::Cancelled => "cancelled",
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::agent::Usage;
 use crate::agent::failure::AgentFailure;
 use crate::config::Policy;
 use crate::engine::budget::{
-    Budget, Charge, MoneyCheck, money_room, reservation, reserved_secs, room_for,
+    Budget, Charge, MoneyCheck, money_room, reserved_secs, room_for, stage_reservation,
 };
 use crate::engine::effect::{Effect, Event, SpawnPlan};
 use crate::engine::observe::{JobSeen, Observations, Outcome, OutcomeResult};
@@ -153,13 +153,8 @@ impl Ctx<'_> {
     /// Decides to kill `job`'s processes: an intent in the state (so a later tick re-executes
     /// it if this one dies first) and the effect that carries it out now.
     pub(super) fn kill(&mut self, job: JobKey, reason: KillReason) {
-        self.kills.push(KillIntent {
-            stage: job.stage.clone(),
-            attempt: job.attempt,
-            role: job.role,
-            reason,
-            decided_at: self.now,
-        });
+        self.kills
+            .push(KillIntent::new(job.clone(), reason, self.now));
         self.effects.push(Effect::Kill { job });
     }
 }
@@ -182,12 +177,16 @@ impl Ctx<'_> {
     }
 }
 
-/// 1 for a status that runs an agent job (it reserves one estimate), else 0.
-pub(super) fn agent_job(status: &Status) -> u64 {
-    u64::from(matches!(
-        status,
-        Status::Working { .. } | Status::Verifying { .. }
-    ))
+/// The agent jobs a stage runs (each reserves one estimate): 1 while working or verifying,
+/// or one per running panel member.
+pub(super) fn agent_jobs(stage: &Stage) -> u64 {
+    match stage.panel_round() {
+        Some(round) => u64::try_from(round.running().count()).unwrap_or(u64::MAX),
+        None => u64::from(matches!(
+            stage.status,
+            Status::Working { .. } | Status::Verifying { .. }
+        )),
+    }
 }
 
 /// Decides one tick. See the module docs.
@@ -210,7 +209,7 @@ pub fn step(
         paused: state.paused.clone(),
         consecutive: state.consecutive_failures,
         reserved: reserved_secs(state),
-        jobs: state.stages.iter().map(|s| agent_job(&s.status)).sum(),
+        jobs: state.stages.iter().map(agent_jobs).sum(),
         kills: Vec::new(),
     };
     let mut kills = state.kills.clone();
@@ -237,10 +236,10 @@ pub fn step(
     let mut stages = state.stages.clone();
     let mut moved = vec![false; stages.len()];
     for (i, stage) in stages.iter_mut().enumerate() {
-        let (before, job_before) = (reservation(&stage.status), agent_job(&stage.status));
+        let (before, job_before) = (stage_reservation(stage), agent_jobs(stage));
         moved[i] = advance(stage, &mut cx);
-        cx.reserved = cx.reserved.saturating_sub(before) + reservation(&stage.status);
-        cx.jobs = cx.jobs.saturating_sub(job_before) + agent_job(&stage.status);
+        cx.reserved = cx.reserved.saturating_sub(before) + stage_reservation(stage);
+        cx.jobs = cx.jobs.saturating_sub(job_before) + agent_jobs(stage);
     }
     escalate_orphans(&mut stages, &mut moved, &mut cx);
     for (family, until, reported) in std::mem::take(&mut cx.paused_now) {
@@ -296,6 +295,9 @@ pub(super) fn advance(stage: &mut Stage, cx: &mut Ctx<'_>) -> bool {
             since,
             deadline,
         } => waiting(stage, cx, Role::Acceptance, attempt, since, deadline),
+        Status::Verifying { attempt, .. } if stage.panel_round().is_some() => {
+            super::panel::collect(stage, cx, attempt)
+        }
         Status::Verifying {
             attempt,
             since,
@@ -323,6 +325,7 @@ pub(super) fn waiting(
         stage: stage.id.clone(),
         attempt,
         role,
+        member: None,
     };
     match cx.seen.jobs.get(&job).unwrap_or(&JobSeen::Absent) {
         JobSeen::Finished(outcome) if outcome.attempt == attempt && outcome.stage == stage.id => {
@@ -399,7 +402,14 @@ pub(super) fn finished(
         _ => {}
     }
     match judge(&outcome.result, role, stage) {
-        Ok(()) => passed_gate(stage, cx, role, attempt),
+        Ok(()) => match &outcome.result {
+            OutcomeResult::Acceptance { deliverable, .. }
+                if super::panel::applies(stage, deliverable) =>
+            {
+                super::panel::start(stage, cx, attempt);
+            }
+            _ => passed_gate(stage, cx, role, attempt),
+        },
         Err(reason) => fail(stage, cx, attempt, reason),
     }
 }
@@ -482,6 +492,7 @@ pub(super) fn start_job(
         stage: stage.id.clone(),
         attempt,
         role,
+        member: None,
     };
     cx.effects.push(Effect::Spawn(SpawnPlan {
         job,

@@ -95,6 +95,7 @@ fn integrate_inner(
             stage: stage.clone(),
             attempt,
             role: Role::Worker,
+            member: None,
         }),
     )
     .map_err(|path| format!("refused `{path}`: not written by its own job"))?;

@@ -61,6 +61,7 @@ pub struct Deliverable {
 pub fn worker_snapshot(paths: &Paths, job: &JobKey) -> Result<Deliverable, JobError> {
     let key = JobKey {
         role: Role::Worker,
+        member: None,
         ..job.clone()
     };
     let path = paths.outcome_file(&key);

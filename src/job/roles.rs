@@ -157,10 +157,22 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let wt = s.paths.worktree(&s.stage.id);
     let job = cx.args.job.clone();
     let d = guard::worker_snapshot(cx.paths, &job)?;
-    crate::snapshot::restore(&s.git, &wt, &d.tree)?;
+    if job.member.is_some() {
+        // Panel members share the workspace: one restores it, under a lock, the others find
+        // it already holding the snapshot.
+        let dir = cx.paths.handoff_dir(&job.stage, job.attempt).join("panel");
+        std::fs::create_dir_all(&dir)?;
+        let _restoring = crate::lock::lock(&dir.join("restore.lock"))?;
+        if crate::snapshot::take(&s.git, &wt, &d.base)? != d.tree {
+            crate::snapshot::restore(&s.git, &wt, &d.tree)?;
+        }
+    } else {
+        crate::snapshot::restore(&s.git, &wt, &d.tree)?;
+    }
     let diff = crate::snapshot::diff(&s.git, &d.base, &d.tree)?;
     let acc_key = crate::ids::JobKey {
         role: Role::Acceptance,
+        member: None,
         ..cx.args.job.clone()
     };
     let acceptance = std::fs::read_to_string(cx.paths.outcome_file(&acc_key)).unwrap_or_default();
@@ -180,7 +192,8 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         &acceptance,
         &diff,
     )?;
-    let agent = agent_of(&s.config, &s.stage.verifier)?;
+    let name = job.member.as_ref().map_or(&s.stage.verifier, |m| &m.name);
+    let agent = agent_of(&s.config, name)?;
     let guard = Guard::start(&s.paths, &s.git, &job, &s.state);
     let run = run_agent(cx, &s.config, agent, &wt, None, &text, &s.card)?;
     let escaped = guard.escaped();
@@ -261,14 +274,17 @@ fn run_agent(
     card: &crate::card::Card,
 ) -> Result<AgentRun, JobError> {
     let job = &cx.args.job;
-    let dir = cx.paths.handoff_dir(&job.stage, job.attempt);
+    let dir = cx.paths.job_dir(job);
     std::fs::create_dir_all(&dir)?;
     let prompt_file = dir.join(format!("{}-prompt.md", job.role));
     let prompt_text = &*crate::redact::apply(prompt_text);
     store::write_atomic(&prompt_file, prompt_text.as_bytes())?;
-    let recipe_file =
-        agent::script::write_recipe(cx.paths, agent, card.front.script.as_ref(), &dir, job.role)
-            .map_err(JobError::Invocation)?;
+    let source = agent::script::RecipeSource {
+        card: card.front.script.as_ref(),
+        agent_first: job.member.is_some(),
+    };
+    let recipe_file = agent::script::write_recipe(cx.paths, agent, &source, &dir, job.role)
+        .map_err(JobError::Invocation)?;
     let self_exe = std::env::current_exe()?;
     let attempt_dir = cx.paths.agent_state(job);
     let mut grants = crate::confine::grants_for(config, job.role, wt, &attempt_dir, Some(agent))?;
@@ -397,15 +413,23 @@ fn private_tmp(attempt_dir: &Path) -> std::io::Result<Vec<(String, String)>> {
 
 fn nightshift_env(cx: &RoleCtx<'_>) -> Vec<(String, String)> {
     let job = &cx.args.job;
-    vec![
-        ("NIGHTSHIFT_STAGE".into(), job.stage.to_string()),
-        ("NIGHTSHIFT_ATTEMPT".into(), job.attempt.to_string()),
-        ("NIGHTSHIFT_ROLE".into(), job.role.to_string()),
-        (
-            "NIGHTSHIFT_REPO".into(),
-            cx.paths.root.to_string_lossy().into_owned(),
-        ),
-    ]
+    let member = job.member.iter().flat_map(|m| {
+        [
+            ("NIGHTSHIFT_MEMBER".to_owned(), m.name.clone()),
+            ("NIGHTSHIFT_MEMBER_RUN".to_owned(), m.run.to_string()),
+        ]
+    });
+    member
+        .chain([
+            ("NIGHTSHIFT_STAGE".into(), job.stage.to_string()),
+            ("NIGHTSHIFT_ATTEMPT".into(), job.attempt.to_string()),
+            ("NIGHTSHIFT_ROLE".into(), job.role.to_string()),
+            (
+                "NIGHTSHIFT_REPO".into(),
+                cx.paths.root.to_string_lossy().into_owned(),
+            ),
+        ])
+        .collect()
 }
 
 fn start_child(
@@ -494,6 +518,7 @@ fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let escaped = guard.escaped();
     let after = crate::snapshot::take(&s.git, &wt, &d.base)?;
     Ok(OutcomeResult::Acceptance {
+        deliverable: crate::snapshot::changed(&s.git, &d.base, &d.tree)?,
         commands: results,
         setup_error: None,
         changed_files: crate::snapshot::changed(&s.git, &d.tree, &after)?,

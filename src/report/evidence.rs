@@ -51,6 +51,58 @@ pub fn verdict_evidence(view: &LedgerView, id: &str, n: u32) -> (Option<String>,
     (kind, ev)
 }
 
+/// A panel's round on attempt `n`: `panel: <member> <vote>, ...` (for the verifier column),
+/// its decision, and each member's criteria and findings labelled with the member.
+#[must_use]
+pub fn panel_evidence(
+    s: &crate::engine::state::Stage,
+    n: u32,
+) -> Option<(String, Option<String>, Vec<String>)> {
+    use crate::engine::state::MemberState;
+    let round = s
+        .panel
+        .as_ref()?
+        .rounds
+        .iter()
+        .rev()
+        .find(|r| r.attempt == n)?;
+    let votes = round
+        .members
+        .iter()
+        .map(|m| format!("{} {}", m.member, m.state.vote_name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let decided = round.decided.and_then(|d| {
+        serde_json::to_value(d)
+            .ok()
+            .and_then(|k| k.as_str().map(str::to_owned))
+    });
+    let mut ev = Vec::new();
+    for m in &round.members {
+        if let MemberState::Voted {
+            criteria, findings, ..
+        } = &m.state
+        {
+            ev.extend(criteria.iter().map(|c| {
+                let k = serde_json::to_value(c.verdict).unwrap_or_default();
+                format!(
+                    "[{}] {} ({}): {}",
+                    m.member,
+                    c.id,
+                    k.as_str().unwrap_or("?"),
+                    c.evidence
+                )
+            }));
+            ev.extend(
+                findings
+                    .iter()
+                    .map(|f| format!("[{}] finding: {f}", m.member)),
+            );
+        }
+    }
+    Some((format!("panel: {votes}"), decided, ev))
+}
+
 /// One line per acceptance command of the attempt.
 #[must_use]
 pub fn acceptance_evidence(view: &LedgerView, id: &str, n: u32) -> Vec<String> {

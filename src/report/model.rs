@@ -240,7 +240,11 @@ fn done(view: &LedgerView, s: &Stage, since: Timestamp) -> Option<DoneStage> {
         .filter_map(|n| outcome_start(view, &id, n))
         .min()
         .unwrap_or(*at);
-    let (verdict, mut evidence) = verdict_evidence(view, &id, *attempt);
+    let (mut verdict, mut evidence) = verdict_evidence(view, &id, *attempt);
+    let mut verifier = s.verifier.clone();
+    if let Some((votes, v, ev)) = super::evidence::panel_evidence(s, *attempt) {
+        (verifier, verdict, evidence) = (votes, v, ev);
+    }
     evidence.extend(acceptance_evidence(view, &id, *attempt));
     Some(DoneStage {
         title: s.title.clone(),
@@ -252,7 +256,7 @@ fn done(view: &LedgerView, s: &Stage, since: Timestamp) -> Option<DoneStage> {
         agent_secs: spend.wall_secs,
         tokens: spend.usage.total(),
         usd: spend.usd,
-        verifier: s.verifier.clone(),
+        verifier,
         verdict,
         evidence,
         id,

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::engine::observe::Sleep;
 use crate::engine::state::State;
-use crate::ids::{JobKey, Role};
+use crate::ids::Role;
 use crate::paths::Paths;
 
 /// One registered attempt.
@@ -48,16 +48,18 @@ pub fn agents(paths: &Paths, state: &State, sleeps: &[Sleep], now: Timestamp) ->
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| crate::job::read_registration(&e.path()))
         .map(|r| {
-            let key = JobKey {
-                stage: r.stage.clone(),
-                attempt: r.attempt,
-                role: r.role,
-            };
+            let key = r.key();
             let stage = state.stage(&r.stage);
-            let waited = stage.and_then(|s| s.status.waiting_on()) == Some((r.role, r.attempt));
             let timing = stage
-                .filter(|_| waited)
-                .and_then(|s| super::job_timing(&s.status, sleeps, now));
+                .and_then(|s| s.waiting_jobs().into_iter().find(|(k, ..)| *k == key))
+                .and_then(|(_, since, deadline)| {
+                    let status = crate::engine::state::Status::Verifying {
+                        attempt: r.attempt,
+                        since,
+                        deadline,
+                    };
+                    super::job_timing(&status, sleeps, now)
+                });
             let slept = crate::engine::observe::slept_secs(sleeps, r.started_at, now);
             let age = now.as_second() - r.started_at.as_second() - slept;
             let last_progress = beat.as_ref().and_then(|b| {

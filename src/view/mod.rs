@@ -81,6 +81,49 @@ pub struct StageView {
     pub deadline_left_secs: Option<i64>,
     /// For a stage waiting on a job: its log, relative to the repo root.
     pub log_path: Option<String>,
+    /// The stage's verifier panel on its latest judged attempt: each member's vote
+    /// (`pass`, `revise`, `fail`, or `pending`, `running`, `lost`, `cancelled`), findings and
+    /// spend. Empty for a stage without a panel.
+    pub panel: Vec<PanelVoteView>,
+}
+
+/// One panel member's vote.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PanelVoteView {
+    pub member: String,
+    pub vote: String,
+    pub findings: Vec<String>,
+    /// Runs dispatched in this attempt.
+    pub runs: u32,
+    pub wall_secs: u64,
+    pub tokens: u64,
+    pub usd: f64,
+}
+
+/// The panel's latest round as votes (empty without a panel).
+#[must_use]
+pub fn panel_votes(s: &Stage) -> Vec<PanelVoteView> {
+    use crate::engine::state::MemberState;
+    let Some(round) = s.panel.as_ref().and_then(|p| p.rounds.last()) else {
+        return Vec::new();
+    };
+    round
+        .members
+        .iter()
+        .map(|m| PanelVoteView {
+            member: m.member.clone(),
+            vote: m.state.vote_name().to_owned(),
+            findings: match &m.state {
+                MemberState::Voted { findings, .. } => findings.clone(),
+                MemberState::Lost { reason } => vec![reason.to_string()],
+                _ => Vec::new(),
+            },
+            runs: m.runs,
+            wall_secs: m.wall_secs,
+            tokens: m.tokens,
+            usd: m.usd,
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -259,20 +302,33 @@ fn stage_view(
         }
         _ => None,
     };
-    let job = s.status.waiting_on().map(|(role, attempt)| {
-        match seen.jobs.get(&JobKey {
-            stage: s.id.clone(),
-            attempt,
-            role,
-        }) {
-            Some(JobSeen::Running { .. }) => "running",
-            Some(JobSeen::Finished(_)) => "finished",
-            Some(JobSeen::Vanished) => "vanished",
-            Some(JobSeen::Forged { .. }) => "forged",
-            Some(JobSeen::Absent) | None => "starting",
-        }
-        .to_owned()
-    });
+    let name = |j: Option<&JobSeen>| match j {
+        Some(JobSeen::Running { .. }) => "running",
+        Some(JobSeen::Finished(_)) => "finished",
+        Some(JobSeen::Vanished) => "vanished",
+        Some(JobSeen::Forged { .. }) => "forged",
+        Some(JobSeen::Absent) | None => "starting",
+    };
+    let waiting = s.waiting_jobs();
+    let job = if s.panel_round().is_some() {
+        // A panel: `running` while any member runs, `starting` while one has yet to
+        // register, else `finished` (its votes wait for the next tick).
+        let names: Vec<&str> = waiting
+            .iter()
+            .map(|(k, ..)| name(seen.jobs.get(k)))
+            .collect();
+        Some(
+            ["running", "starting", "vanished", "forged"]
+                .into_iter()
+                .find(|n| names.contains(n))
+                .unwrap_or("finished")
+                .to_owned(),
+        )
+    } else {
+        s.status.waiting_on().map(|(role, attempt)| {
+            name(seen.jobs.get(&JobKey::new(s.id.clone(), attempt, role))).to_owned()
+        })
+    };
     let timing = job_timing(&s.status, &seen.sleeps, now);
     let commit = match &s.status {
         Status::Done { commit, .. } => Some(commit.clone()),
@@ -298,13 +354,13 @@ fn stage_view(
         attempts: attempts_view(paths, s, limits),
         elapsed_secs: timing.map(|t| t.elapsed_secs),
         deadline_left_secs: timing.map(|t| t.deadline_left_secs),
-        log_path: s.status.waiting_on().map(|(role, attempt)| {
-            paths.rel(&paths.log_file(&JobKey {
-                stage: s.id.clone(),
-                attempt,
-                role,
-            }))
-        }),
+        log_path: match waiting.first() {
+            Some((key, ..)) => Some(paths.rel(&paths.log_file(key))),
+            None => s.status.waiting_on().map(|(role, attempt)| {
+                paths.rel(&paths.log_file(&JobKey::new(s.id.clone(), attempt, role)))
+            }),
+        },
+        panel: panel_votes(s),
     }
 }
 
@@ -351,6 +407,7 @@ fn run_view(
         stage: s.id.clone(),
         attempt,
         role,
+        member: None,
     }))?;
     let (run, setup) = match o.result {
         OutcomeResult::Worker {

@@ -86,20 +86,29 @@ pub fn verdict(s: &Seen) -> Verdict {
 
 /// Checks one registration and acts on the verdict.
 pub fn one(cx: &Cx<'_>, reg: &Registration) -> AttemptCheck {
-    let key = JobKey {
-        stage: reg.stage.clone(),
-        attempt: reg.attempt,
-        role: reg.role,
-    };
+    let key = reg.key();
     let stage = cx.state.stage(&reg.stage);
-    let waited_on = stage.and_then(|s| s.status.waiting_on()) == Some((reg.role, reg.attempt));
-    let timing = stage
-        .filter(|_| waited_on)
-        .and_then(|s| crate::view::job_timing(&s.status, cx.sleeps, cx.now));
-    let agent = stage.and_then(|s| match reg.role {
-        Role::Worker => Some(s.worker.clone()),
-        Role::Verifier => Some(s.verifier.clone()),
-        Role::Acceptance => None,
+    let waited = stage.and_then(|s| {
+        s.waiting_jobs()
+            .into_iter()
+            .find(|(k, ..)| *k == key)
+            .map(|(_, since, deadline)| (s, since, deadline))
+    });
+    let waited_on = waited.is_some();
+    let timing = waited.map(|(_, since, deadline)| {
+        let status = crate::engine::state::Status::Verifying {
+            attempt: reg.attempt,
+            since,
+            deadline,
+        };
+        crate::view::job_timing(&status, cx.sleeps, cx.now)
+    });
+    let timing = timing.flatten();
+    let agent = stage.and_then(|s| match (&reg.role, &key.member) {
+        (_, Some(m)) => Some(m.name.clone()),
+        (Role::Worker, None) => Some(s.worker.clone()),
+        (Role::Verifier, None) => Some(s.verifier.clone()),
+        (Role::Acceptance, None) => None,
     });
     let window = agent
         .as_ref()

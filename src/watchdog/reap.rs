@@ -197,6 +197,7 @@ fn result_for(a: &Act<'_>, verdict: Verdict, tail: String) -> OutcomeResult {
             escaped: Vec::new(),
         },
         Role::Acceptance => OutcomeResult::Acceptance {
+            deliverable: Vec::new(),
             commands: vec![CommandResult {
                 command: format!("(the acceptance job: {what})"),
                 exit: None,
@@ -296,6 +297,7 @@ fn ended(paths: &Paths, state: &State, tag: &Tag) -> bool {
         stage: stage.clone(),
         attempt: tag.attempt,
         role: tag.role,
+        member: None,
     };
     paths.outcome_file(&key).exists()
         || state

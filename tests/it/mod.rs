@@ -17,6 +17,7 @@ mod lifecycle;
 mod money;
 mod night;
 mod operator;
+mod panel;
 mod pipes;
 mod real_aider;
 mod real_claude;

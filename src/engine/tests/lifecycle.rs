@@ -32,6 +32,7 @@ fn full_lifecycle_spawns_each_job_once_then_integrates() {
             stage: sid("a"),
             attempt: 1,
             role: Role::Acceptance,
+            member: None,
         },
         JobSeen::Finished(Box::new(early)),
     );

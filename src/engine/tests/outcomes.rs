@@ -124,6 +124,7 @@ pub(super) fn acceptance_result(commands: &[String], pass: bool) -> OutcomeResul
         }
     }
     OutcomeResult::Acceptance {
+        deliverable: Vec::new(),
         commands: results,
         setup_error: None,
         snapshot: None,

@@ -189,6 +189,7 @@ impl Sim {
             findings: Vec::new(),
             history: Vec::new(),
             added_at: self.now,
+            panel: None,
         };
         ops::add_stage(&mut self.state, stage).expect("add_stage");
         self
@@ -242,6 +243,7 @@ impl Sim {
             stage: stage.id.clone(),
             attempt,
             role,
+            member: None,
         }
     }
 
@@ -410,6 +412,7 @@ impl Sim {
                     stage: s.id.clone(),
                     attempt,
                     role,
+                    member: None,
                 };
                 !matches!(
                     self.seen.jobs.get(&job),
