@@ -82,6 +82,35 @@ pub fn find(
     Ok(found)
 }
 
+/// A cheap look, without running git, for any file [`find`] could judge: when the repository's
+/// `.git` is a directory and holds none of them, there is nothing to clear (an idle tick then
+/// never opens git). `true` when unsure.
+#[must_use]
+pub fn any_candidate(paths: &Paths, integration_branch: &str) -> bool {
+    let common = paths.root.join(".git");
+    if !common.is_dir() {
+        return true;
+    }
+    let heads = common.join("refs/heads");
+    let has_lock = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+    };
+    common.join(format!("{LEDGER_REF}.lock")).exists()
+        || heads.join(format!("{integration_branch}.lock")).exists()
+        || has_lock(&heads.join("nightshift/stage"))
+        || lock_of(&paths.ledger_index()).exists()
+        || common.join("objects/maintenance.lock").exists()
+        || std::fs::read_dir(common.join("worktrees"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("index.lock").exists() || e.path().join("HEAD.lock").exists())
+}
+
 /// Removes every stale lock [`find`] reports (the caller holds the tick lock) and returns what
 /// it removed. A lock that vanished meanwhile is not reported.
 ///

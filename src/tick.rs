@@ -151,9 +151,11 @@ fn clear_stale_locks(
     git: &LazyGit<'_>,
     config: &Config,
 ) -> Vec<crate::gitlocks::StaleLock> {
-    let git = match git.get() {
-        Ok(g) => g,
-        Err(_) => return Vec::new(),
+    if !crate::gitlocks::any_candidate(paths, &config.integration_branch) {
+        return Vec::new();
+    }
+    let Ok(git) = git.get() else {
+        return Vec::new();
     };
     let paths = paths.clone().with_workspaces(config.workspaces.as_deref());
     match crate::gitlocks::clear(&paths, git, &config.integration_branch) {

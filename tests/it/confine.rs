@@ -147,7 +147,8 @@ fn a_confined_worker_cannot_forge_its_gates_or_write_outside_its_workspace() {
     );
     escape_script(&n, "escape.sh", &envelope("s1"));
     let before = digests(&n);
-    let integration_before = n.git(&["rev-parse", "nightshift/integration"]);
+    // (None yet: `s0` escalated. `for-each-ref` prints nothing for a missing branch.)
+    let integration_before = n.git(&["for-each-ref", "refs/heads/nightshift/integration"]);
     let front =
         format!("worker: escape\nmax_attempts: 1\nacceptance: [\"false\"]\n{VERIFIER_PASSES}");
     let c1 = n.card("s1", &front, "escape");
@@ -178,7 +179,7 @@ fn a_confined_worker_cannot_forge_its_gates_or_write_outside_its_workspace() {
     assert!(log.contains("Permission denied"), "{log}");
     assert!(!n.path("planted.txt").exists());
     assert_eq!(
-        n.git(&["rev-parse", "nightshift/integration"]),
+        n.git(&["for-each-ref", "refs/heads/nightshift/integration"]),
         integration_before,
         "nothing integrated"
     );
