@@ -4,7 +4,8 @@
 //! * it is the wrapper or the agent leader: pid **and** start time as registered; or
 //! * it started no earlier than the wrapper and carries the attempt's tag (the
 //!   `NIGHTSHIFT_REPO`/`_STAGE`/`_ATTEMPT`/`_ROLE` environment every agent and its
-//!   descendants inherit, setsid daemons included) or holds the attempt's liveness lock.
+//!   descendants inherit, setsid daemons included), or sits in the wrapper's session or a
+//!   registered group and holds the attempt's liveness lock.
 //!
 //! Anything else found where the attempt's processes would be (the registered pids, process
 //! groups and session) is reported, never signalled: a recycled pid belongs to someone else.
@@ -101,7 +102,16 @@ impl Identity {
                 return false;
             }
         }
-        self.tagged(p.pid) || holds(p.pid, &self.lock)
+        // The lock alone proves nothing outside the attempt's groups and session: any
+        // nightshift command that checks it opens it for a moment.
+        self.tagged(p.pid) || (self.inside(p) && holds(p.pid, &self.lock))
+    }
+
+    /// In the wrapper's session or one of the registered process groups.
+    fn inside(&self, p: &Proc) -> bool {
+        self.reg.as_ref().is_some_and(|r| {
+            r.pgids().contains(&p.pgid) || i32::try_from(r.pid).is_ok_and(|w| w == p.sid)
+        })
     }
 
     /// The process carries this attempt's tag in its environment.
@@ -116,13 +126,10 @@ impl Identity {
 
     /// A process sits where the attempt's would (a registered pid, group or session).
     fn near(&self, p: &Proc) -> bool {
-        self.reg.as_ref().is_some_and(|r| {
-            let wrapper = i32::try_from(r.pid).ok();
-            p.pid == r.pid
-                || r.child_pid == Some(p.pid)
-                || r.pgids().contains(&p.pgid)
-                || Some(p.sid) == wrapper
-        })
+        self.reg
+            .as_ref()
+            .is_some_and(|r| p.pid == r.pid || r.child_pid == Some(p.pid))
+            || self.inside(p)
     }
 }
 
@@ -403,6 +410,58 @@ mod tests {
         d.sort_unstable();
         assert_eq!(d, vec![11, 12, 14]);
         assert!(descendants(13, &all).is_empty());
+    }
+
+    fn identity() -> Identity {
+        let key = JobKey {
+            stage: crate::ids::StageId::new("s1").unwrap(),
+            attempt: 1,
+            role: crate::ids::Role::Worker,
+        };
+        let reg = Registration {
+            version: 1,
+            stage: key.stage.clone(),
+            attempt: 1,
+            role: key.role,
+            pid: 4_000_001,
+            pgid: 4_000_001,
+            start_time: Some(1000),
+            child_pid: Some(4_000_002),
+            child_pgid: Some(4_000_002),
+            child_start_time: Some(1010),
+            command: Vec::new(),
+            log: String::new(),
+            started_at: jiff::Timestamp::UNIX_EPOCH,
+        };
+        Identity {
+            key,
+            repo: "/nowhere".into(),
+            reg: Some(reg),
+            lock: PathBuf::from("/nowhere/lock"),
+        }
+    }
+
+    fn at(pid: u32, start: u64, pgid: i32) -> Proc {
+        Proc {
+            pid,
+            ppid: 1,
+            pgid,
+            sid: pgid,
+            start,
+        }
+    }
+
+    #[test]
+    fn identity_needs_pid_and_start_time() {
+        let id = identity();
+        assert!(id.owns(&at(4_000_001, 1000, 4_000_001)), "the wrapper");
+        assert!(id.owns(&at(4_000_002, 1010, 4_000_002)), "the agent");
+        // The wrapper's pid recycled by a stranger leading a group of the same number.
+        let stranger = at(4_000_001, 5000, 4_000_001);
+        assert!(!id.owns(&stranger));
+        assert!(id.near(&stranger), "reported, not signalled");
+        assert!(!id.owns(&at(4_000_002, 900, 4_000_002)), "started before");
+        assert!(!id.near(&at(4_000_003, 5000, 77)));
     }
 
     #[test]

@@ -207,7 +207,9 @@ pub fn execute(paths: &Paths, git: &Git, config: &Config, effects: &[Effect]) {
             }
             Effect::Kill { job } => {
                 let report = crate::kill::kill_job(paths, job, crate::kill::GRACE);
-                eprintln!("nightshift: {}", report.describe(job));
+                if !report.killed.is_empty() || !report.unproven.is_empty() || !report.verified() {
+                    eprintln!("nightshift: {}", report.describe(job));
+                }
                 // Verified: another round drops its intent (and may run the next attempt).
                 if report.verified() && chaining() {
                     let _ = std::fs::write(paths.poke_file(), b"");

@@ -199,6 +199,12 @@ fn heartbeat_kills_a_silent_agent_as_stalled() {
 #[test]
 fn a_crash_with_no_outcome_is_recorded_and_a_reused_pid_is_not_life() {
     let (mut n, reg) = started("echo working; sleep 600", "1h", "");
+    // The log has the agent's line before the job dies (else there is nothing to keep).
+    let start = Instant::now();
+    while !n.read(reg["log"].as_str().unwrap()).contains("working") {
+        assert!(start.elapsed() < Duration::from_secs(20), "no log line");
+        std::thread::sleep(Duration::from_millis(25));
+    }
     for g in [
         reg["pgid"].as_i64().unwrap(),
         reg["child_pgid"].as_i64().unwrap(),
