@@ -58,8 +58,9 @@ def ratio_row(name, subject, yardstick, pairs):
 
 
 def failed_row(name, err):
-    first = str(err).strip().splitlines()
-    msg = " / ".join(line for line in first[-3:] if line.strip())[:300]
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("error", "caused by", "hint"))]
+    msg = " / ".join(errors or lines[-3:])[:300]
     row = {"name": name, "fails": msg}
     print_row(row)
     return row
