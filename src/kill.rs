@@ -121,6 +121,12 @@ impl Identity {
                 && t.stage == self.key.stage.as_str()
                 && t.attempt == self.key.attempt
                 && t.role == self.key.role.as_str()
+                && t.member
+                    == self
+                        .key
+                        .member
+                        .as_ref()
+                        .map(|m| (m.name.clone(), m.run))
         })
     }
 
@@ -326,6 +332,9 @@ pub struct Tag {
     pub stage: String,
     pub attempt: u32,
     pub role: String,
+    /// A panel member's agent and run (`NIGHTSHIFT_MEMBER`, `_MEMBER_RUN`): members of one
+    /// attempt share the rest of the tag.
+    pub member: Option<(String, u32)>,
 }
 
 /// The attempt tag a process carries, if any (its environment as it started).
@@ -333,6 +342,7 @@ pub struct Tag {
 pub fn tag_of(pid: u32) -> Option<Tag> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     let (mut repo, mut stage, mut attempt, mut role) = (None, None, None, None);
+    let (mut member, mut member_run) = (None, None);
     for kv in env.split(|b| *b == 0) {
         let kv = String::from_utf8_lossy(kv);
         if let Some(v) = kv.strip_prefix("NIGHTSHIFT_REPO=") {
@@ -343,9 +353,14 @@ pub fn tag_of(pid: u32) -> Option<Tag> {
             attempt = v.parse().ok();
         } else if let Some(v) = kv.strip_prefix("NIGHTSHIFT_ROLE=") {
             role = Some(v.to_owned());
+        } else if let Some(v) = kv.strip_prefix("NIGHTSHIFT_MEMBER=") {
+            member = Some(v.to_owned());
+        } else if let Some(v) = kv.strip_prefix("NIGHTSHIFT_MEMBER_RUN=") {
+            member_run = v.parse::<u32>().ok();
         }
     }
     Some(Tag {
+        member: member.zip(member_run),
         repo: repo?,
         stage: stage?,
         attempt: attempt?,
@@ -417,6 +432,7 @@ mod tests {
             stage: crate::ids::StageId::new("s1").unwrap(),
             attempt: 1,
             role: crate::ids::Role::Worker,
+            member: None,
         };
         let reg = Registration {
             version: 1,
@@ -432,6 +448,7 @@ mod tests {
             command: Vec::new(),
             log: String::new(),
             started_at: jiff::Timestamp::UNIX_EPOCH,
+            member: None,
         };
         Identity {
             key,
