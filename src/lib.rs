@@ -20,6 +20,7 @@ pub mod git;
 pub mod glob;
 pub mod host;
 pub mod hostreg;
+pub mod idle;
 pub mod ids;
 pub mod install;
 pub mod integrate;

@@ -47,6 +47,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         let stage = stage_of(&config, &card, &label, now)?;
         cards.push((card, stage));
     }
+    ops::check_room(&state, cards.len(), store::max_stages()).map_err(|e| refused(&e))?;
     let mut events = Vec::new();
     let mut pending: Vec<(Card, Stage)> = cards;
     while !pending.is_empty() {

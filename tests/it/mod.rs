@@ -21,6 +21,7 @@ mod real_gemini;
 mod real_harness;
 mod real_night;
 mod report;
+mod scale;
 mod state_files;
 mod views;
 mod watchdog;
