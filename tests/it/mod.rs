@@ -7,6 +7,7 @@ mod fake_api;
 mod gates;
 mod host_tick;
 mod hostenv;
+mod idle;
 mod install;
 mod landing;
 mod lessons;
