@@ -22,6 +22,7 @@ pub mod gitlocks;
 pub mod glob;
 pub mod host;
 pub mod hostreg;
+pub mod idle;
 pub mod ids;
 pub mod install;
 pub mod integrate;

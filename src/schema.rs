@@ -78,11 +78,21 @@ pub fn validate<T: Document>(value: &serde_json::Value) -> Result<(), Vec<String
     }
 }
 
-fn yaml_options() -> serde_saphyr::Options {
+/// The reader's options for a text of `len` bytes. The structural budget grows with the input:
+/// a YAML node or event takes at least a byte of text, so no file nightshift wrote (however
+/// long its queue) is refused for its size, while aliases, anchors and nesting (the ways a
+/// small hostile file becomes a large document) keep the library's fixed caps.
+fn yaml_options(len: usize) -> serde_saphyr::Options {
+    let defaults = serde_saphyr::Budget::default();
     serde_saphyr::options! {
         strict_booleans: true,
         leading_zero_numbers_as_strings: true,
         underscored_numbers_as_strings: true,
+        budget: serde_saphyr::budget! {
+            max_nodes: defaults.max_nodes.max(len),
+            max_events: defaults.max_events.max(len.saturating_mul(2)),
+            max_total_scalar_bytes: defaults.max_total_scalar_bytes.max(len),
+        },
     }
 }
 
@@ -93,7 +103,7 @@ fn yaml_options() -> serde_saphyr::Options {
 /// A state-kind [`NsError`] naming `label` and the line for syntax, unknown keys, duplicate keys
 /// and type errors; naming the JSON pointer for schema violations.
 pub fn parse_yaml<T: Document>(text: &str, label: &str) -> NsResult<T> {
-    let value: T = serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| {
+    let value: T = serde_saphyr::from_str_with_options(text, yaml_options(text.len())).map_err(|e| {
         NsError::failure(format!("{label} is not valid")).cause(yaml_cause(&e.to_string(), label))
     })?;
     check(&value, label)?;

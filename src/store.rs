@@ -19,6 +19,8 @@ use crate::paths::Paths;
 use crate::schema;
 use crate::{failpoint, ledger};
 
+pub mod cache;
+
 const REPAIR_HINT: &str =
     "run `nightshift repair` to restore it from the ledger (branch nightshift/ledger)";
 
@@ -129,7 +131,16 @@ pub fn state_yaml(state: &State) -> NsResult<String> {
 }
 
 fn read_text(path: &Path, label: &str) -> NsResult<String> {
-    std::fs::read_to_string(path).map_err(|e| {
+    let bytes = read_bytes(path, label)?;
+    String::from_utf8(bytes).map_err(|e| {
+        NsError::state(format!("{label} cannot be read"))
+            .cause(e.to_string())
+            .hint(REPAIR_HINT)
+    })
+}
+
+fn read_bytes(path: &Path, label: &str) -> NsResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
         let what = if e.kind() == std::io::ErrorKind::NotFound {
             "is missing"
         } else {
@@ -141,13 +152,29 @@ fn read_text(path: &Path, label: &str) -> NsResult<String> {
     })
 }
 
-/// Reads and validates `state/state.yaml` (no reconciliation).
+/// Reads and validates `state/state.yaml` (no reconciliation). The derived cache
+/// ([`cache`]) answers when it was made from exactly these bytes; otherwise the YAML is parsed
+/// and validated and the cache rewritten.
 ///
 /// # Errors
 /// A state-kind error naming the file (and line) when it is missing, unreadable or invalid.
 pub fn read_state_file(paths: &Paths) -> NsResult<State> {
-    let text = read_text(&paths.state_file(), "state/state.yaml")?;
-    parse_state(&text, "state/state.yaml")
+    const LABEL: &str = "state/state.yaml";
+    let bytes = read_bytes(&paths.state_file(), LABEL)?;
+    let digest = cache::digest(&bytes);
+    if let Some(state) = cache::load::<State>(paths, &digest)
+        && state.version == crate::engine::state::STATE_VERSION
+    {
+        return Ok(state);
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        NsError::state(format!("{LABEL} cannot be read"))
+            .cause(e.to_string())
+            .hint(REPAIR_HINT)
+    })?;
+    let state = parse_state(&text, LABEL)?;
+    cache::store(paths, &digest, &state);
+    Ok(state)
 }
 
 /// Parses and validates state text.
@@ -201,8 +228,13 @@ pub fn save(paths: &Paths, state: &State, budget: &Budget) -> NsResult<()> {
     schema::check(budget, "state/budget.json")?;
     write_json(&paths.budget_file(), budget)?;
     failpoint::hit("after-budget-write");
-    write_atomic(&paths.state_file(), state_yaml(state)?.as_bytes())?;
+    let yaml = state_yaml(state)?;
+    write_atomic(&paths.state_file(), yaml.as_bytes())?;
     failpoint::hit("after-state-write");
+    // The next reader finds the state already parsed (unless redaction changed the file).
+    if let std::borrow::Cow::Borrowed(_) = crate::redact::apply_bytes(yaml.as_bytes()) {
+        cache::store(paths, &cache::digest(yaml.as_bytes()), state);
+    }
     Ok(())
 }
 
@@ -348,6 +380,17 @@ pub fn persist(
     Ok(state)
 }
 
+/// The most stages a repository holds: [`crate::engine::state::MAX_STAGES`], or
+/// `NIGHTSHIFT_MAX_STAGES` when set (tests use a small one).
+#[must_use]
+pub fn max_stages() -> usize {
+    std::env::var("NIGHTSHIFT_MAX_STAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(crate::engine::state::MAX_STAGES)
+}
+
 /// Ledger commits between two packings of loose objects (`NIGHTSHIFT_PACK_EVERY` overrides).
 fn pack_every() -> u64 {
     std::env::var("NIGHTSHIFT_PACK_EVERY")
@@ -366,5 +409,39 @@ fn pack_ledger(paths: &Paths, git: &Git) {
     let cmd = git.command(&paths.root, &["repack", "-d", "-q", "--geometric=2"], &[]);
     if let Err(e) = crate::proc::spawn_detached(cmd, &paths.state_dir().join("logs/repack.log")) {
         eprintln!("nightshift: cannot start git repack: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::Stage;
+
+    fn queued(i: usize) -> Stage {
+        let id = format!("c{i:05}");
+        serde_json::from_value(serde_json::json!({
+            "id": id, "title": format!("Stage {id}"),
+            "card_hash": "sha256:7c3a55ee2be13c052c2fb87fa810d14a9568e9283e622eb63e9facd3bc0eb5c8",
+            "card_path": format!("stage-cards/{id}.md"), "worker": "w", "verifier": "v",
+            "fallback": null, "depends_on": [], "acceptance": [format!("test -f {id}.txt")],
+            "protected": [], "max_attempts": 3,
+            "timeouts": {"worker": 300, "verifier": 300, "acceptance": 120},
+            "max_wall_secs": null, "max_tokens": null, "max_usd": null, "attempt": 0,
+            "attempt_floor": 0, "status": {"kind": "queued"}, "findings": [], "history": [],
+            "added_at": "2027-01-01T01:00:00Z"
+        }))
+        .expect("a queued stage")
+    }
+
+    /// What the writer produces, the reader takes back: at 10,000 queued stages the YAML
+    /// reader's fixed node budget (250,000) used to refuse the file its own writer made.
+    #[test]
+    fn ten_thousand_queued_stages_read_back() {
+        let mut state = State::new();
+        state.stages = (0..10_000).map(queued).collect();
+        let text = state_yaml(&state).unwrap();
+        let back = parse_state(&text, "state/state.yaml").unwrap();
+        assert_eq!(back.stages.len(), 10_000);
+        assert!(back == state);
     }
 }

@@ -62,6 +62,11 @@ pub fn run(paths: &Paths) -> NsResult<TickReport> {
 
 /// One locked round: load, observe, step, persist, execute. Returns true if state changed.
 fn once(paths: &Paths) -> NsResult<bool> {
+    // An idle tick only looks: nothing the last idle step depended on has changed.
+    if crate::idle::looks(paths, crate::now::now()?) {
+        return Ok(false);
+    }
+    let before = crate::idle::before(paths);
     let config = Config::load(&paths.config())?;
     crate::confine::check_dispatch(paths, &config)?;
     crate::redact::install(&config);
@@ -83,6 +88,10 @@ fn once(paths: &Paths) -> NsResult<bool> {
     let slept = crate::awake::unrecorded(paths, now);
     let step = engine::step(&state, &budget, &config.limits(), &seen, now);
     if step.is_idle(&state, &budget) && slept.is_empty() && cleared.is_empty() {
+        // Pending kills are re-executed by every tick until verified: never skip them.
+        if state.kills.is_empty() {
+            crate::idle::record(paths, &before, &state, &seen, now, host_caps);
+        }
         return Ok(false);
     }
     let mut events = step.events.clone();

@@ -14,7 +14,7 @@ pub mod state;
 pub mod step;
 
 pub use effect::{Effect, Event, SpawnPlan};
-pub use step::{Limits, Step, step};
+pub use step::{Limits, Step, next_wakeup, step};
 
 #[cfg(test)]
 mod tests;

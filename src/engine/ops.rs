@@ -28,6 +28,31 @@ pub enum OpError {
     AlreadyTerminal(StageId, &'static str),
     #[error("the repo is not halted")]
     NotHalted,
+    #[error(
+        "{adding} more stage(s) would make {total}, over the limit of {limit} stages a repository holds"
+    )]
+    TooManyStages {
+        adding: usize,
+        total: usize,
+        limit: usize,
+    },
+}
+
+/// Refuses a batch that would take the repository over `limit` stages: the limit is enforced
+/// here, where input enters, so a tick never meets a state larger than the readers expect.
+///
+/// # Errors
+/// [`OpError::TooManyStages`].
+pub fn check_room(state: &State, adding: usize, limit: usize) -> Result<(), OpError> {
+    let total = state.stages.len().saturating_add(adding);
+    if total > limit {
+        return Err(OpError::TooManyStages {
+            adding,
+            total,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// Adds a new stage, refusing duplicates, unknown dependencies and cycles.

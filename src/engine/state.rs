@@ -10,6 +10,10 @@ use crate::agent::failure::AgentFailure;
 use crate::config::Timeouts;
 use crate::ids::{Role, StageId};
 
+/// The most stages a repository holds (`add-stage` refuses more). Far above any real queue;
+/// the state's readers are sized so that everything under it loads.
+pub const MAX_STAGES: usize = 50_000;
+
 pub const STATE_VERSION: u32 = 1;
 
 /// The whole of `state/state.yaml`.

@@ -128,6 +128,44 @@ impl Step {
     }
 }
 
+/// The earliest time at which [`step`] can decide differently over the same state and
+/// observations only because the clock moved: a spawn's grace period or a job's deadline
+/// running out, a usage-limit pause ending. `None`: no clock in the state can fire. Earlier
+/// than the exact moment is safe (the caller then steps again); later never is, so every
+/// comparison of `now` in the engine has its time here.
+#[must_use]
+pub fn next_wakeup(state: &State) -> Option<Timestamp> {
+    let mut times: Vec<Timestamp> = state.paused.values().map(|p| p.until).collect();
+    for stage in &state.stages {
+        match &stage.status {
+            Status::Working {
+                since, deadline, ..
+            }
+            | Status::Checking {
+                since, deadline, ..
+            }
+            | Status::Verifying {
+                since, deadline, ..
+            } => {
+                times.push(later_signed(*since, SPAWN_GRACE_SECS));
+                times.push(later_signed(*deadline, KILL_GRACE_SECS));
+            }
+            Status::Paused { until, .. } => times.push(*until),
+            Status::Queued
+            | Status::Integrating { .. }
+            | Status::Retry { .. }
+            | Status::Done { .. }
+            | Status::Escalated { .. }
+            | Status::Cancelled { .. } => {}
+        }
+    }
+    times.into_iter().min()
+}
+
+fn later_signed(t: Timestamp, secs: i64) -> Timestamp {
+    t.checked_add(SignedDuration::from_secs(secs)).unwrap_or(t)
+}
+
 pub(super) struct Ctx<'a> {
     pub(super) limits: &'a Limits,
     pub(super) seen: &'a Observations,

@@ -1,0 +1,115 @@
+//! An idle tick only looks (no git, no write), yet notices a new card; the derived state
+//! cache is ignored when stale, corrupt or forged.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+
+use super::night::{Night, real_git, stderr};
+
+/// Every file under `state/` with its size and modification time.
+fn listing(n: &Night) -> BTreeMap<String, (u64, std::time::SystemTime)> {
+    fn walk(dir: &std::path::Path, out: &mut BTreeMap<String, (u64, std::time::SystemTime)>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.insert(
+                    e.path().display().to_string(),
+                    (m.len(), m.modified().unwrap()),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&n.path("state"), &mut out);
+    out
+}
+
+/// Puts a `git` first on PATH that logs each call, then runs the real one.
+fn git_shim(n: &mut Night) -> std::path::PathBuf {
+    let dir = n.root.join("shim");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = n.root.join("git-calls.log");
+    let shim = dir.join("git");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real_git().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    n.extra_env.push(("PATH".into(), path));
+    log
+}
+
+#[test]
+fn an_idle_tick_spawns_no_git_writes_nothing_and_still_sees_a_new_card() {
+    let mut n = Night::new();
+    n.init();
+    assert!(n.tick().status.success());
+    // This tick finds nothing to do and summarises that.
+    assert!(n.tick().status.success());
+    let head = n.ledger_head();
+    let log = git_shim(&mut n);
+    let before = listing(&n);
+    let out = n.tick();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "");
+    n.extra_env.clear();
+    assert_eq!(listing(&n), before, "an idle tick wrote under state/");
+    assert_eq!(n.ledger_head(), head);
+    // A new card is noticed by the next tick.
+    let c = n.card("s1", "", "body");
+    n.add(&[&c]);
+    assert!(n.tick().status.success());
+    assert_eq!(n.stage("s1")["status"], "working");
+}
+
+#[test]
+fn a_config_change_ends_the_idle_look() {
+    let mut n = Night::new();
+    n.init();
+    n.tick();
+    n.tick();
+    // An invalid config is refused at once, not skipped as idle.
+    let cfg = n.read("nightshift.yaml");
+    n.write("nightshift.yaml", &format!("{cfg}surprise: 1\n"));
+    let out = n.tick();
+    assert!(!out.status.success(), "an idle look hid a config change");
+}
+
+#[test]
+fn a_stale_corrupt_or_forged_state_cache_is_ignored() {
+    let n = Night::new();
+    n.init();
+    let c = n.card("s1", "", "body");
+    n.add(&[&c]);
+    let cache = n.path("state/.cache/state.json");
+    let good = std::fs::read_to_string(&cache).expect("add-stage writes the cache");
+    let (head, json) = good.split_once('\n').unwrap();
+    // Forged: the right digest, other content, the old seal.
+    let forged = json.replace("Stage s1", "Forged s1");
+    std::fs::write(&cache, format!("{head}\n{forged}")).unwrap();
+    assert_eq!(n.stage("s1")["title"], "Stage s1");
+    // Corrupt.
+    std::fs::write(&cache, "garbage").unwrap();
+    assert_eq!(n.stage("s1")["title"], "Stage s1");
+    // Stale: state.yaml changed by hand after the cache was made.
+    n.ok(&["status"]);
+    let yaml = n.read("state/state.yaml").replace("Stage s1", "Renamed s1");
+    n.write("state/state.yaml", &yaml);
+    assert_eq!(n.stage("s1")["title"], "Renamed s1");
+    // The ledger never holds the cache.
+    let tree = n.git(&[
+        "ls-tree",
+        "-r",
+        "--name-only",
+        "refs/heads/nightshift/ledger",
+    ]);
+    assert!(!tree.contains(".cache"), "{tree}");
+}
