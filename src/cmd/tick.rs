@@ -52,7 +52,13 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         return super::all::tick_all(std::time::Duration::from_secs(args.slice), args.json);
     }
     let paths = super::initialised(repo)?;
-    let before = if args.quiet { None } else { ledger_seq(&paths) };
+    // The state file's sequence number, not a git read: nothing slow runs before the tick
+    // takes its lock.
+    let before = if args.quiet {
+        None
+    } else {
+        crate::store::read_state_file(&paths).ok().map(|s| s.seq)
+    };
     let report = tick::run(&paths)?;
     let (result, changes) = match report {
         TickReport::Busy => ("busy", 0),
@@ -63,7 +69,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         return Ok(0);
     }
     let (events, spent) = if changes > 0 {
-        recorded_since(&paths, before.unwrap_or(0), changes)
+        recorded_since(&paths, before, changes)
     } else {
         (Vec::new(), None)
     };
@@ -86,13 +92,6 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     Ok(0)
 }
 
-/// The ledger's sequence number now (0 when it has no commit or cannot be read).
-fn ledger_seq(paths: &Paths) -> Option<u64> {
-    let git = crate::store::open_git(paths).ok()?;
-    let last = crate::ledger::log(&git, Some(1)).ok()?;
-    Some(last.first().and_then(|e| seq_of(&e.message)).unwrap_or(0))
-}
-
 fn seq_of(message: &str) -> Option<u64> {
     message
         .lines()
@@ -100,12 +99,12 @@ fn seq_of(message: &str) -> Option<u64> {
         .and_then(|s| s.trim().parse().ok())
 }
 
-/// The events of the ledger commits after `before` (oldest first), and the spend after the
-/// newest. `changes` bounds the read: a tick commits once per change, plus at most one
-/// recovery commit per round.
+/// The events of the ledger commits after `before` (oldest first; without `before`, the
+/// newest `changes` commits), and the spend after the newest. `changes` bounds the read: a
+/// tick commits once per change, plus at most one recovery commit per round.
 fn recorded_since(
     paths: &Paths,
-    before: u64,
+    before: Option<u64>,
     changes: usize,
 ) -> (Vec<EventView>, Option<SpentView>) {
     let Ok(git) = crate::store::open_git(paths) else {
@@ -114,10 +113,13 @@ fn recorded_since(
     let Ok(entries) = crate::ledger::log(&git, Some(changes * 2 + 2)) else {
         return (Vec::new(), None);
     };
-    let newer: Vec<_> = entries
-        .iter()
-        .filter(|e| seq_of(&e.message).is_some_and(|s| s > before))
-        .collect();
+    let newer: Vec<_> = match before {
+        Some(before) => entries
+            .iter()
+            .filter(|e| seq_of(&e.message).is_some_and(|s| s > before))
+            .collect(),
+        None => entries.iter().take(changes).collect(),
+    };
     let spent = newer
         .first()
         .and_then(|e| crate::ledger_message::spent(&e.message));
