@@ -180,7 +180,11 @@ fn card_text(p: &Plan, resets_at: i64) -> String {
                 "verdict: { verdict: revise, findings: [\"say it again\"] }".to_owned(),
             ),
             Play::FailAcceptance => (write(false), "verdict: { verdict: pass }".to_owned()),
-            Play::HangWorker => ("        - hang\n".to_owned(), "hang".to_owned()),
+            // With a grandchild in its group: the timeout kill must take it too.
+            Play::HangWorker => (
+                "        - spawn_grandchild\n        - hang\n".to_owned(),
+                "hang".to_owned(),
+            ),
             Play::HangVerifier => (write(true), "hang".to_owned()),
             Play::Crash => (
                 format!(
