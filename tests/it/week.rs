@@ -180,7 +180,11 @@ fn card_text(p: &Plan, resets_at: i64) -> String {
                 "verdict: { verdict: revise, findings: [\"say it again\"] }".to_owned(),
             ),
             Play::FailAcceptance => (write(false), "verdict: { verdict: pass }".to_owned()),
-            Play::HangWorker => ("        - hang\n".to_owned(), "hang".to_owned()),
+            // With a grandchild in its group: the timeout kill must take it too.
+            Play::HangWorker => (
+                "        - spawn_grandchild\n        - hang\n".to_owned(),
+                "hang".to_owned(),
+            ),
             Play::HangVerifier => (write(true), "hang".to_owned()),
             Play::Crash => (
                 format!(
@@ -664,6 +668,8 @@ fn ledger_states(n: &Night) -> Vec<(String, Value)> {
     let mut child = Command::new("git")
         .args(["cat-file", "--batch"])
         .current_dir(&n.repo)
+        .env("HOME", n.root.join("home"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -694,9 +700,8 @@ fn ledger_states(n: &Night) -> Vec<(String, Value)> {
             .unwrap_or(0);
         let body = String::from_utf8_lossy(&rest[..size]).into_owned();
         rest = &rest[(size + 1).min(rest.len())..];
-        if let Some(v) = yaml(&body) {
-            states.push((c.to_owned(), v));
-        }
+        // An unreadable state is kept as Null: the caller names the commit.
+        states.push((c.to_owned(), yaml(&body).unwrap_or(Value::Null)));
     }
     states
 }
@@ -908,6 +913,7 @@ fn verify(w: &Week) -> Vec<String> {
         .args(["fsck", "--no-dangling"])
         .current_dir(&n.repo)
         .env("HOME", n.root.join("home"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .unwrap();
     if !fsck.status.success() {
@@ -931,6 +937,9 @@ fn ledger_invariants(n: &Night) -> Vec<String> {
     let mut last: BTreeMap<String, (u64, String)> = BTreeMap::new();
     for (commit, st) in &states {
         let short = &commit[..10.min(commit.len())];
+        if st.is_null() {
+            v.push(format!("ledger {short}: state/state.yaml does not parse"));
+        }
         let mut running = 0;
         for s in st["stages"].as_array().into_iter().flatten() {
             let id = s["id"].as_str().unwrap_or("").to_owned();
@@ -1075,6 +1084,7 @@ impl Night {
             .args(args)
             .current_dir(&self.repo)
             .env("HOME", self.root.join("home"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
             .stderr(Stdio::null())
             .output()
             .ok()?;
