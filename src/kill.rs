@@ -121,12 +121,7 @@ impl Identity {
                 && t.stage == self.key.stage.as_str()
                 && t.attempt == self.key.attempt
                 && t.role == self.key.role.as_str()
-                && t.member
-                    == self
-                        .key
-                        .member
-                        .as_ref()
-                        .map(|m| (m.name.clone(), m.run))
+                && t.member == self.key.member.as_ref().map(|m| (m.name.clone(), m.run))
         })
     }
 

@@ -103,9 +103,11 @@ fn yaml_options(len: usize) -> serde_saphyr::Options {
 /// A state-kind [`NsError`] naming `label` and the line for syntax, unknown keys, duplicate keys
 /// and type errors; naming the JSON pointer for schema violations.
 pub fn parse_yaml<T: Document>(text: &str, label: &str) -> NsResult<T> {
-    let value: T = serde_saphyr::from_str_with_options(text, yaml_options(text.len())).map_err(|e| {
-        NsError::failure(format!("{label} is not valid")).cause(yaml_cause(&e.to_string(), label))
-    })?;
+    let value: T =
+        serde_saphyr::from_str_with_options(text, yaml_options(text.len())).map_err(|e| {
+            NsError::failure(format!("{label} is not valid"))
+                .cause(yaml_cause(&e.to_string(), label))
+        })?;
     check(&value, label)?;
     Ok(value)
 }

@@ -11,8 +11,8 @@ use crate::engine::budget::Charge;
 use crate::engine::effect::{Effect, Event, SpawnPlan};
 use crate::engine::observe::{JobSeen, OutcomeResult};
 use crate::engine::state::{
-    KillReason,
-    FailReason, MemberState, PanelMember, PanelOutcome, PanelRound, Stage, State, Status,
+    FailReason, KillReason, MemberState, PanelMember, PanelOutcome, PanelRound, Stage, State,
+    Status,
 };
 use crate::engine::step::{
     Ctx, KILL_GRACE_SECS, SPAWN_GRACE_SECS, charge_of, fail, halt, later, max_attempts,
