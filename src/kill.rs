@@ -241,6 +241,10 @@ pub fn kill_identity(id: &Identity, grace: Duration) -> KillReport {
         live = proven(&procs());
     }
     report.survivors = live;
+    // Nothing of the attempt is left: its liveness lock file would only be a leftover.
+    if report.verified() && !crate::lock::is_held(&id.lock).unwrap_or(true) {
+        let _ = std::fs::remove_file(&id.lock);
+    }
     report
 }
 

@@ -113,6 +113,12 @@ pub enum EventKind {
     Initialised,
     /// A state written by a tick that died was committed by the next one.
     Recovered,
+    /// A decided kill was carried out and verified: the attempt's processes are gone.
+    Killed,
+    /// A stale git lock file a killed git left was removed.
+    LockCleared,
+    /// A verifier panel's member was dispatched, voted, was re-dispatched, or the panel decided.
+    Panel,
     /// Any other line (its `text` says what).
     Other,
 }
@@ -208,6 +214,12 @@ pub fn parse_event(line: &str) -> EventView {
     ];
     let kind = if rest.contains("usage limit reset") {
         EventKind::LimitReset
+    } else if rest.contains("(kill verified)") {
+        EventKind::Killed
+    } else if rest.starts_with("removed stale git lock") {
+        EventKind::LockCleared
+    } else if rest.starts_with("panel") {
+        EventKind::Panel
     } else {
         kinds
             .iter()
@@ -285,6 +297,20 @@ mod structured_tests {
             parse_event("a: a2 failed: x; will retry").kind,
             EventKind::Retried
         );
+        for (line, kind) in [
+            (
+                "a: a1 worker: its processes are gone (kill verified)",
+                EventKind::Killed,
+            ),
+            (
+                "repo: removed stale git lock refs/heads/nightshift/ledger.lock (ledger ref; its git was killed mid-write)",
+                EventKind::LockCleared,
+            ),
+            ("a: a2 panel: pb voted pass", EventKind::Panel),
+            ("a: a2 panel passed (pa pass, pb pass)", EventKind::Panel),
+        ] {
+            assert_eq!(parse_event(line).kind, kind, "{line}");
+        }
         let s = spent("x\n\nNightshift-Spent: wall=5s tokens=10 input=7 output=3 cache_read=0 cache_write=0 usd=0.2500\nNightshift-Family: openai runs=2 tokens=10 usd=0.2500\n").unwrap();
         assert_eq!((s.wall_secs, s.tokens, s.usd), (5, 10, 0.25));
         assert_eq!(s.families["openai"].runs, 2);

@@ -47,7 +47,10 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         let stage = stage_of(&config, &card, &label, now)?;
         cards.push((card, stage));
     }
-    ops::check_room(&state, cards.len(), store::max_stages()).map_err(|e| refused(&e))?;
+    ops::check_room(&state, cards.len(), store::max_stages()).map_err(|e| {
+        NsError::failure(format!("refused: {e}"))
+            .hint("nothing was enqueued; archive or cancel stages, or enqueue fewer cards")
+    })?;
     let mut events = Vec::new();
     // The card copies are written only once every card is accepted, and taken back if the
     // state cannot be persisted: a refused command leaves nothing behind.

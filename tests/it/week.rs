@@ -1034,7 +1034,10 @@ fn stale_locks(root: &Path) -> Vec<PathBuf> {
                 continue;
             }
             let name = e.file_name().to_string_lossy().into_owned();
+            // flock(2) files nightshift keeps by design: the tick lock and the worktree
+            // admin lock (no owner is no lock), and the host-level ones.
             let flock = p.ends_with("repo/state/.lock")
+                || p.ends_with("repo/state/.worktrees.lock")
                 || (p
                     .parent()
                     .is_some_and(|d| d.ends_with(".local/state/nightshift"))
