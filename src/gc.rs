@@ -83,7 +83,7 @@ pub fn run(paths: &Paths, git: &Git, state: &State, retention_secs: u64) -> NsRe
             let _ = std::fs::remove_dir(&entry); // only when it is empty now
         }
     }
-    git.run(&["repack", "-d", "-q"])
+    git.run(&["repack", "-d", "-n", "-q"])
         .map_err(|e| NsError::from(e).within("cannot pack the ledger"))?;
     report.ledger_packed = true;
     Ok(report)

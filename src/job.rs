@@ -109,7 +109,11 @@ pub fn run_job(args: &JobArgs, poke: impl FnOnce(&Paths)) -> NsResult<i32> {
     // A sealed outcome: a duplicate wrapper, the job already ran. An unsealed one was forged
     // (e.g. by an earlier role's leftover process): this job runs and reports it.
     let forged = match crate::observe::read_sealed(&paths, &paths.outcome_file(job)) {
-        Ok(Some(_)) => return Ok(0),
+        Ok(Some(_)) => {
+            // Its lock file is this wrapper's own re-creation: leave nothing behind.
+            let _ = std::fs::remove_file(paths.alive_file(job));
+            return Ok(0);
+        }
         Ok(None) => None,
         Err(path) => Some(path),
     };

@@ -400,13 +400,19 @@ fn pack_every() -> u64 {
         .unwrap_or(100)
 }
 
-/// Starts a detached `git repack -d -q --geometric=2`: git plumbing never runs `gc --auto`,
+/// Starts a detached `git repack -d -n -q --geometric=2` (`-n`: no `update-server-info`, whose
+/// `.git/info/refs` would land in the watched `.git/info` beside a running attempt and read as
+/// its escape): git plumbing never runs `gc --auto`,
 /// and every ledger commit is one small pack (one `fast-import`), so without this the packs
 /// only pile up. The geometric roll-up merges the small packs (and any loose objects) into
 /// fewer, larger ones, deltified, at a cost that stays proportional to what is new. It
 /// outlives the tick and never blocks it; git keeps it safe beside later commits.
 fn pack_ledger(paths: &Paths, git: &Git) {
-    let cmd = git.command(&paths.root, &["repack", "-d", "-q", "--geometric=2"], &[]);
+    let cmd = git.command(
+        &paths.root,
+        &["repack", "-d", "-n", "-q", "--geometric=2"],
+        &[],
+    );
     if let Err(e) = crate::proc::spawn_detached(cmd, &paths.state_dir().join("logs/repack.log")) {
         eprintln!("nightshift: cannot start git repack: {e}");
     }

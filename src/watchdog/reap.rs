@@ -142,6 +142,10 @@ fn write_outcome(a: &Act<'_>, verdict: Verdict, verified: bool) -> bool {
         Ok(()) => {
             if verified {
                 let _ = std::fs::remove_file(a.paths.registry_file(a.key));
+                let lock = a.paths.alive_file(a.key);
+                if !crate::lock::is_held(&lock).unwrap_or(true) {
+                    let _ = std::fs::remove_file(lock);
+                }
             }
             true
         }

@@ -220,4 +220,10 @@ fn ledger_objects_get_packed_every_n_commits() {
     }
     n.assert_fsck_clean("after packing");
     n.tick();
+    // The repack leaves `.git/info` alone: detection watches it beside running attempts.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        !n.path(".git/info/refs").exists(),
+        "the ledger repack wrote .git/info/refs (update-server-info)"
+    );
 }
