@@ -699,6 +699,16 @@ pub enum FailReason {
     ForgedOutcome { path: String },
 }
 
+impl FailReason {
+    /// nightshift's own failure to run the attempt, not the agent's: a typed setup failure, or
+    /// a job that never started. Retried without counting against the stage's attempts or the
+    /// consecutive-failure cap; [`MAX_SETUP_FAILURES`] in a row escalate.
+    #[must_use]
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(self, Self::Setup { .. } | Self::SpawnFailed { .. })
+    }
+}
+
 impl std::fmt::Display for FailReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -607,7 +607,7 @@ pub(super) fn fail(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: Fa
             reason: reason.clone(),
         },
     });
-    if matches!(reason, FailReason::Setup { .. }) {
+    if reason.is_infrastructure() {
         infrastructure(stage, cx, attempt, reason.clone());
         return;
     }
@@ -657,7 +657,8 @@ pub(super) fn fail(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: Fa
     }
 }
 
-/// A setup failure (already in the stage's history): the attempt does not count against the
+/// A setup failure or a job that never started (e.g. its tick was killed between committing the
+/// dispatch and spawning it), already in the stage's history: the attempt does not count against the
 /// stage or the consecutive-failure cap and the stage retries, unless its last
 /// [`MAX_SETUP_FAILURES`] attempts all failed to set up, which escalates with the typed reason.
 fn infrastructure(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: FailReason) {
@@ -665,14 +666,9 @@ fn infrastructure(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32, reason: Fai
         .history
         .iter()
         .rev()
-        .take_while(|r| {
-            matches!(
-                &r.result,
-                AttemptResult::Failed {
-                    reason: FailReason::Setup { .. }
-                }
-            )
-        })
+        .take_while(
+            |r| matches!(&r.result, AttemptResult::Failed { reason } if reason.is_infrastructure()),
+        )
         .count();
     let failures = u32::try_from(failures).unwrap_or(u32::MAX);
     stage.attempt_floor += 1;

@@ -71,6 +71,11 @@ fn absent_job_fails_to_spawn_only_after_grace() {
             reason: FailReason::SpawnFailed { role: Role::Worker }
         }
     );
+    assert_eq!(
+        sim.stage("a").attempts_used(),
+        0,
+        "a job that never started is nightshift's failure: no attempt of the allowance used"
+    );
     assert_eq!(show(&sim.tick()), ["spawn a@a2-worker"]);
 
     // Explicitly absent acceptance job, same rule.
