@@ -156,7 +156,8 @@ pub(super) fn collect(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32) -> bool
                 judged(&o.result, stage)
             }
             JobSeen::Finished(_) | JobSeen::Absent => {
-                if secs_between(since, cx.now) > SPAWN_GRACE_SECS {
+                let slept = crate::engine::observe::slept_secs(&cx.seen.sleeps, since, cx.now);
+                if secs_between(since, cx.now) - slept > SPAWN_GRACE_SECS {
                     Seen::Crashed(FailReason::SpawnFailed {
                         role: Role::Verifier,
                     })

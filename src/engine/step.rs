@@ -371,7 +371,10 @@ pub(super) fn waiting(
             true
         }
         JobSeen::Finished(_) | JobSeen::Absent => {
-            if secs_between(since, cx.now) > SPAWN_GRACE_SECS {
+            // The grace is awake time too: a machine that slept right after the dispatch has
+            // not yet had the time to start the job.
+            let slept = crate::engine::observe::slept_secs(&cx.seen.sleeps, since, cx.now);
+            if secs_between(since, cx.now) - slept > SPAWN_GRACE_SECS {
                 fail(stage, cx, attempt, FailReason::SpawnFailed { role });
                 return true;
             }

@@ -140,6 +140,29 @@ fn a_sleep_of_the_machine_does_not_count_against_the_deadline() {
 }
 
 #[test]
+fn a_sleep_right_after_the_dispatch_does_not_count_against_the_spawn_grace() {
+    let mut sim = Sim::new().card("a");
+    let _ = sim.tick();
+    // The machine slept for an hour a second after the dispatch, before the job registered.
+    sim.seen.sleeps = vec![crate::engine::observe::Sleep {
+        from: at_secs(sim.start, 1),
+        to: at_secs(sim.start, 1 + 3600),
+    }];
+    sim.at(3600 + SPAWN_GRACE_SECS);
+    assert!(sim.tick().is_empty(), "slept time is not awake time");
+    assert_eq!(sim.status("a"), "working");
+    sim.at(3600 + SPAWN_GRACE_SECS + 2);
+    let _ = sim.tick();
+    assert_eq!(
+        sim.stage("a").status,
+        Status::Retry {
+            attempt: 1,
+            reason: FailReason::SpawnFailed { role: Role::Worker }
+        }
+    );
+}
+
+#[test]
 fn vanished_job_is_a_crash() {
     let mut sim = Sim::new().card("a");
     let _ = sim.tick();
