@@ -137,26 +137,13 @@ impl Step {
 pub fn next_wakeup(state: &State) -> Option<Timestamp> {
     let mut times: Vec<Timestamp> = state.paused.values().map(|p| p.until).collect();
     for stage in &state.stages {
-        match &stage.status {
-            Status::Working {
-                since, deadline, ..
-            }
-            | Status::Checking {
-                since, deadline, ..
-            }
-            | Status::Verifying {
-                since, deadline, ..
-            } => {
-                times.push(later_signed(*since, SPAWN_GRACE_SECS));
-                times.push(later_signed(*deadline, KILL_GRACE_SECS));
-            }
-            Status::Paused { until, .. } => times.push(*until),
-            Status::Queued
-            | Status::Integrating { .. }
-            | Status::Retry { .. }
-            | Status::Done { .. }
-            | Status::Escalated { .. }
-            | Status::Cancelled { .. } => {}
+        if let Status::Paused { until, .. } = &stage.status {
+            times.push(*until);
+        }
+        // Every job the stage waits on (each running panel member too).
+        for (_, since, deadline) in stage.waiting_jobs() {
+            times.push(later_signed(since, SPAWN_GRACE_SECS));
+            times.push(later_signed(deadline, KILL_GRACE_SECS));
         }
     }
     times.into_iter().min()
