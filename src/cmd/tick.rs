@@ -52,12 +52,16 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         return super::all::tick_all(std::time::Duration::from_secs(args.slice), args.json);
     }
     let paths = super::initialised(repo)?;
-    // The state file's sequence number, not a git read: nothing slow runs before the tick
-    // takes its lock.
+    // The ledger's sequence number as last cached (`state/.ledger-seq`), else the state
+    // file's: no git read and no parse of the whole state before the tick takes its lock, so
+    // an idle tick stays a look.
     let before = if args.quiet {
         None
     } else {
-        crate::store::read_state_file(&paths).ok().map(|s| s.seq)
+        std::fs::read_to_string(paths.ledger_seq_file())
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .or_else(|| crate::store::read_state_file(&paths).ok().map(|s| s.seq))
     };
     let report = tick::run(&paths)?;
     let (result, changes) = match report {
