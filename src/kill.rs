@@ -120,7 +120,7 @@ impl Identity {
             t.repo == self.repo
                 && t.stage == self.key.stage.as_str()
                 && t.attempt == self.key.attempt
-                && t.role == self.key.role.as_str()
+                && t.role == self.key.role
                 && t.member == self.key.member.as_ref().map(|m| (m.name.clone(), m.run))
         })
     }
@@ -330,7 +330,7 @@ pub struct Tag {
     pub repo: String,
     pub stage: String,
     pub attempt: u32,
-    pub role: String,
+    pub role: crate::ids::Role,
     /// A panel member's agent and run (`NIGHTSHIFT_MEMBER`, `_MEMBER_RUN`): members of one
     /// attempt share the rest of the tag.
     pub member: Option<(String, u32)>,
@@ -351,7 +351,7 @@ pub fn tag_of(pid: u32) -> Option<Tag> {
         } else if let Some(v) = kv.strip_prefix("NIGHTSHIFT_ATTEMPT=") {
             attempt = v.parse().ok();
         } else if let Some(v) = kv.strip_prefix("NIGHTSHIFT_ROLE=") {
-            role = Some(v.to_owned());
+            role = crate::ids::Role::parse(v);
         } else if let Some(v) = kv.strip_prefix("NIGHTSHIFT_MEMBER=") {
             member = Some(v.to_owned());
         } else if let Some(v) = kv.strip_prefix("NIGHTSHIFT_MEMBER_RUN=") {

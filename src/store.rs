@@ -24,11 +24,9 @@ pub mod cache;
 const REPAIR_HINT: &str =
     "run `nightshift repair` to restore it from the ledger (branch nightshift/ledger)";
 
-/// Writes `bytes` to `path` atomically and durably.
-///
-/// # Errors
-/// When any step of temp-write, fsync, rename or directory fsync fails.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> NsResult<()> {
+/// Writes `bytes` (redacted) to a temp file beside `path` and renames it into place, fsyncing
+/// the file first when `sync_file`. Returns the directory, whose fsync is the caller's.
+fn rename_into<'p>(path: &'p Path, bytes: &[u8], sync_file: bool) -> NsResult<&'p Path> {
     let io = |e: std::io::Error| {
         NsError::failure(format!("cannot write {}", path.display())).cause(e.to_string())
     };
@@ -42,12 +40,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> NsResult<()> {
         .map_err(io)?;
     tmp.write_all(&crate::redact::apply_bytes(bytes))
         .map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
+    if sync_file {
+        tmp.as_file().sync_all().map_err(io)?;
+    }
     tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(dir)
+}
+
+/// Writes `bytes` to `path` atomically and durably.
+///
+/// # Errors
+/// When any step of temp-write, fsync, rename or directory fsync fails.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> NsResult<()> {
+    let dir = rename_into(path, bytes, true)?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io)?;
-    Ok(())
+        .map_err(|e| {
+            NsError::failure(format!("cannot write {}", path.display())).cause(e.to_string())
+        })
 }
 
 /// Writes many files atomically (temp file, rename) and makes them durable together with one
@@ -60,22 +70,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> NsResult<()> {
 pub fn write_batch(files: &[(std::path::PathBuf, Vec<u8>)]) -> NsResult<()> {
     let mut dirs: Vec<&Path> = Vec::new();
     for (path, bytes) in files {
-        let io = |e: std::io::Error| {
-            NsError::failure(format!("cannot write {}", path.display())).cause(e.to_string())
-        };
-        let dir = path
-            .parent()
-            .ok_or_else(|| NsError::bug(format!("{} has no parent directory", path.display())))?;
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(dir)
-            .map_err(io)?;
-        tmp.write_all(&crate::redact::apply_bytes(bytes))
-            .map_err(io)?;
-        #[cfg(not(target_os = "linux"))]
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
+        let dir = rename_into(path, bytes, !cfg!(target_os = "linux"))?;
         if !dirs.contains(&dir) {
             dirs.push(dir);
         }

@@ -15,6 +15,7 @@ use crate::engine::observe::{AgentRun, CommandResult, OUTCOME_VERSION, Outcome, 
 use crate::engine::state::State;
 use crate::ids::{JobKey, Role};
 use crate::job::Registration;
+use crate::kill::{Tag, tag_of};
 use crate::paths::Paths;
 
 /// The grace between TERM and KILL.
@@ -257,38 +258,6 @@ pub fn scan(paths: &Paths, state: &State, checks: &[AttemptCheck]) -> Vec<Orphan
         }
     }
     out
-}
-
-/// `NIGHTSHIFT_REPO`, `_STAGE`, `_ATTEMPT`, `_ROLE` of a process (set by jobs for agents and
-/// inherited by everything they start).
-struct Tag {
-    repo: String,
-    stage: String,
-    attempt: u32,
-    role: Role,
-}
-
-fn tag_of(pid: u32) -> Option<Tag> {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let mut tag = (None, None, None, None);
-    for kv in env.split(|b| *b == 0) {
-        let kv = String::from_utf8_lossy(kv);
-        if let Some(v) = kv.strip_prefix("NIGHTSHIFT_REPO=") {
-            tag.0 = Some(v.to_owned());
-        } else if let Some(v) = kv.strip_prefix("NIGHTSHIFT_STAGE=") {
-            tag.1 = Some(v.to_owned());
-        } else if let Some(v) = kv.strip_prefix("NIGHTSHIFT_ATTEMPT=") {
-            tag.2 = v.parse().ok();
-        } else if let Some(v) = kv.strip_prefix("NIGHTSHIFT_ROLE=") {
-            tag.3 = Role::parse(v);
-        }
-    }
-    Some(Tag {
-        repo: tag.0?,
-        stage: tag.1?,
-        attempt: tag.2?,
-        role: tag.3?,
-    })
 }
 
 /// The attempt has ended for certain: its outcome is written, a later attempt exists, or
