@@ -1,8 +1,9 @@
 //! Always-on detection of writes outside an attempt's own workspace: the job wrapper takes a
 //! [`Watch`] of everything an agent (or an acceptance command it wrote) must not change before
 //! the child starts and again after it ends; [`escaped`] names what changed. Watched: the real
-//! `nightshift.yaml`, `state/cards/**`, `state/state.yaml` and `state/budget.json` (a change is
-//! legitimate only when the file then equals the ledger's copy, i.e. a tick wrote it), the
+//! `nightshift.yaml`, `state/cards/**`, `state/stages/**`, `state/state.yaml` and
+//! `state/budget.json` (a change there is legitimate only when the file then equals the
+//! ledger's copy, i.e. a tick or `add-stage` wrote and committed it), the
 //! attempt's own handoff directory (all but the wrapper's own prompt, recipe and policy), the
 //! repository's `.git/config`, `.git/hooks/**` and `.git/info/**`, the user's checkout (tracked
 //! and untracked, not ignored; by size, mtime, ctime and inode), and the workspaces of other
@@ -21,6 +22,14 @@ use crate::paths::Paths;
 
 /// Files under the ledger whose changes by a tick are legitimate.
 const TICK_FILES: [&str; 2] = ["state/state.yaml", "state/budget.json"];
+
+/// Folders of the ledger where a tick or `add-stage` writes (new card copies, stage files).
+const TICK_DIRS: [&str; 2] = ["state/cards/", "state/stages/"];
+
+/// Whether a change to `rel` may be a tick's (then checked against the ledger).
+fn tick_written(rel: &str) -> bool {
+    TICK_FILES.contains(&rel) || TICK_DIRS.iter().any(|d| rel.starts_with(d))
+}
 
 /// A fingerprint of every watched file: repo-relative path → content hash or stat line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,6 +73,15 @@ pub fn watch(paths: &Paths, git: &Git, job: &JobKey, state: Option<&State>) -> W
     }
     for f in files_under(&paths.state_dir().join("cards")) {
         hash(&f);
+    }
+    // Dot-files there are writers' temp files, which no reader takes.
+    for f in files_under(&paths.state_dir().join(crate::store::split::STAGES_DIR)) {
+        if !f
+            .file_name()
+            .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
+        {
+            hash(&f);
+        }
     }
     if let Some(common) = common_dir(git) {
         hash(&common.join("config"));
@@ -110,12 +128,19 @@ pub fn escaped(paths: &Paths, git: &Git, before: &Watch, after: &Watch) -> Vec<S
     changed
         .into_iter()
         .filter(|p| !skipped(p))
-        .filter(|p| !(TICK_FILES.contains(&p.as_str()) && written_by_a_tick(paths, git, p)))
+        .filter(|p| !(tick_written(p) && written_by_a_tick(paths, git, p)))
         .collect()
 }
 
+/// A stage whose workspace is watched: nothing of it runs, and its workspace stays. A done or
+/// cancelled stage's workspace is being removed by the tick that ended it (or `gc`), which a
+/// job starting in that tick would otherwise read as its own write.
 fn idle(status: &Status) -> bool {
-    status.waiting_on().is_none() && !matches!(status, Status::Integrating { .. })
+    status.waiting_on().is_none()
+        && !matches!(
+            status,
+            Status::Integrating { .. } | Status::Done { .. } | Status::Cancelled { .. }
+        )
 }
 
 /// Whether `rel` now equals its copy at the ledger head (waiting briefly for a tick that has

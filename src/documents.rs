@@ -17,6 +17,9 @@ impl Document for crate::card::FrontMatter {
 impl Document for crate::engine::state::State {
     const SCHEMA_FILE: &'static str = "state.schema.json";
 }
+impl Document for crate::store::split::StageFile {
+    const SCHEMA_FILE: &'static str = "stage-file.schema.json";
+}
 impl Document for crate::engine::budget::Budget {
     const SCHEMA_FILE: &'static str = "budget.schema.json";
 }
@@ -105,10 +108,11 @@ fn output_compiles<T: schemars::JsonSchema>() -> bool {
 }
 
 /// Every document type with a schema under `schemas/`.
-pub const ALL: [Registered; 23] = [
+pub const ALL: [Registered; 24] = [
     entry::<crate::config::RawConfig>(),
     entry::<crate::card::FrontMatter>(),
     entry::<crate::engine::state::State>(),
+    entry::<crate::store::split::StageFile>(),
     entry::<crate::engine::budget::Budget>(),
     entry::<crate::envelope::Envelope>(),
     entry::<crate::envelope::Verdict>(),

@@ -1,11 +1,12 @@
 //! The ledger: the branch `refs/heads/nightshift/ledger`, whose tree is the durable part of
-//! `state/` (`state.yaml`, `budget.json`, `cards/**`, `handoffs/**`). Each tick that changes
+//! `state/` (`state.yaml`, `budget.json`, `stages/**`, `cards/**`, `handoffs/**`). Each tick that changes
 //! state commits it here, so the branch's history is the audit trail and its head is the truth.
 //!
 //! Each commit is one `git fast-import` run (module `write`): the changed files, the trees,
 //! the commit and a compare-and-swap of the ref, guided by a stat cache
-//! (`state/.ledger-index`). Card copies are sharded in the ledger's tree
-//! (`state/cards/<xx>/<file>`); [`read_file`] maps paths to that layout. This module must never touch the user's HEAD, index (`.git/index`),
+//! (`state/.ledger-index`). Card copies and stage files are sharded in the ledger's tree
+//! (`state/cards/<xx>/<file>`, `state/stages/<xx>/<file>`); [`read_file`] maps paths to that
+//! layout. This module must never touch the user's HEAD, index (`.git/index`),
 //! working tree or current branch — not with a detached HEAD, a dirty tree or a rebase in
 //! progress — and never commits logs, active-agent registrations, worktrees or dot-files.
 
@@ -111,6 +112,64 @@ pub fn read_file(git: &Git, rel_path: &str) -> Result<Option<Vec<u8>>, GitError>
     Ok(Some(out.stdout))
 }
 
+/// The files under `dir` (e.g. `state/stages`) in `commit`'s tree, as paths in that tree.
+///
+/// # Errors
+/// [`GitError`] when git fails.
+pub fn list(git: &Git, commit: &str, dir: &str) -> Result<Vec<String>, GitError> {
+    let out = git.run(&["ls-tree", "-r", "--name-only", commit, "--", dir])?;
+    Ok(out.lines().map(str::to_owned).collect())
+}
+
+/// Reads many objects (`<commit>:<path>` specs) with one `git cat-file --batch`; `None` for a
+/// missing one or one that is not a blob.
+///
+/// # Errors
+/// [`GitError`] when git fails or prints something unparseable.
+pub fn cat_batch(git: &Git, specs: &[String]) -> Result<Vec<Option<Vec<u8>>>, GitError> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut input = specs.join("\n");
+    input.push('\n');
+    let out = git.run_in(
+        git.root(),
+        &["cat-file", "--batch"],
+        &[],
+        Some(input.as_bytes()),
+    )?;
+    parse_batch(&out.stdout, specs.len()).ok_or_else(|| GitError::Failed {
+        args: "cat-file --batch".into(),
+        code: None,
+        stderr: "unparseable output".into(),
+    })
+}
+
+/// Parses `cat-file --batch` output: `<oid> <type> <size>\n<bytes>\n` or `<name> missing\n`.
+fn parse_batch(mut out: &[u8], n: usize) -> Option<Vec<Option<Vec<u8>>>> {
+    let mut blobs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let nl = out.iter().position(|b| *b == b'\n')?;
+        let header = std::str::from_utf8(&out[..nl]).ok()?;
+        out = &out[nl + 1..];
+        let fields: Vec<&str> = header.split(' ').collect();
+        match fields.as_slice() {
+            [_, "blob", size] => {
+                let size: usize = size.parse().ok()?;
+                blobs.push(Some(out.get(..size)?.to_vec()));
+                out = out.get(size + 1..)?;
+            }
+            [_, _, size] => {
+                let size: usize = size.parse().ok()?;
+                blobs.push(None);
+                out = out.get(size + 1..)?;
+            }
+            _ => blobs.push(None),
+        }
+    }
+    Some(blobs)
+}
+
 /// Ledger commits, newest first, at most `limit` of them; empty when there is no ledger.
 ///
 /// # Errors
@@ -173,6 +232,17 @@ fn absolute(git: &Git, p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_output_with_missing_and_binary() {
+        let out = b"abc blob 3\nx\ny\nfoo missing\ndef tree 2\nzz\nghi blob 0\n\n";
+        let got = parse_batch(out, 4).unwrap();
+        assert_eq!(got[0].as_deref(), Some(&b"x\ny"[..]));
+        assert_eq!(got[1], None);
+        assert_eq!(got[2], None);
+        assert_eq!(got[3].as_deref(), Some(&b""[..]));
+        assert!(parse_batch(b"abc blob 9\nshort\n", 1).is_none());
+    }
     use crate::git::testing::{TestRepo, repo};
 
     fn paths(r: &TestRepo) -> Paths {
@@ -432,7 +502,8 @@ mod tests {
         r.write("state/state.yaml", "seq: 3\n");
         std::fs::remove_file(r.root().join("state/handoffs/s1/a1/worker.json")).unwrap();
         let three = commit(&r.git, &paths(&r), "three").unwrap();
-        assert_eq!(write::SENT.with(std::cell::Cell::get), 1);
+        // The folder is walked again: both files are sent.
+        assert_eq!(write::SENT.with(std::cell::Cell::get), 2);
         let blob = |c: &str, p: &str| r.git.run(&["rev-parse", &format!("{c}:{p}")]).unwrap();
         let card = write::ledger_path("state/cards/s1.md");
         assert_eq!(blob(&one, &card), blob(&three, &card));
@@ -448,6 +519,52 @@ mod tests {
             read_file(&r.git, "state/state.yaml").unwrap().unwrap(),
             b"seq: 3\n"
         );
+    }
+
+    /// A folder of stage files whose own stat did not change since the cached commit is not
+    /// walked: its files keep their cached stats. A file renamed into it changes the folder, and
+    /// is sent.
+    #[test]
+    fn an_unchanged_folder_of_stage_files_is_not_walked() {
+        let r = repo();
+        write_state(&r, 1);
+        for i in 0..50 {
+            r.write(&format!("state/stages/s{i}.yaml"), &format!("order: {i}\n"));
+        }
+        age(&r);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for i in 0..50 {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(r.root().join(format!("state/stages/s{i}.yaml")))
+                .unwrap();
+            f.set_modified(old).unwrap();
+        }
+        let dir = std::fs::File::open(r.root().join("state/stages")).unwrap();
+        dir.set_modified(old).unwrap();
+        commit(&r.git, &paths(&r), "one").unwrap();
+        assert_eq!(write::SENT.with(std::cell::Cell::get), 54);
+        let cache = write::Cache::load(&paths(&r).ledger_index()).unwrap();
+        assert!(cache.has_dir("state/stages"));
+        // The files are not looked at: one rewritten in place (which nightshift never does)
+        // is not seen while the folder is unchanged.
+        std::fs::write(
+            r.root().join("state/stages/s3.yaml"),
+            "order: 3\nin place\n",
+        )
+        .unwrap();
+        commit(&r.git, &paths(&r), "two").unwrap();
+        assert_eq!(write::SENT.with(std::cell::Cell::get), 0);
+        // A new version of one file, saved by rename: the folder changed, the file is sent.
+        let tmp = r.root().join("state/stages/.tmp-x");
+        std::fs::write(&tmp, "order: 7\nchanged: true\n").unwrap();
+        std::fs::rename(&tmp, r.root().join("state/stages/s7.yaml")).unwrap();
+        let three = commit(&r.git, &paths(&r), "three").unwrap();
+        // The folder is walked again: both files are sent.
+        assert_eq!(write::SENT.with(std::cell::Cell::get), 2);
+        let path = write::ledger_path("state/stages/s7.yaml");
+        let text = r.git.run(&["show", &format!("{three}:{path}")]).unwrap();
+        assert!(text.contains("changed: true"), "{text}");
     }
 
     /// Card copies are sharded by a hash prefix; `read_file` finds them by their `state/` path.

@@ -38,15 +38,31 @@ pub fn seal_path(outcome: &Path) -> PathBuf {
 /// When the key cannot be read or made, or a file cannot be written.
 pub fn write_sealed(paths: &Paths, outcome: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = key_dir().ok_or_else(|| std::io::Error::other("neither HOME nor a seal dir set"))?;
-    write_sealed_in(&dir, paths, outcome, bytes)
+    write_sealed_in(&dir, paths, outcome, bytes, true)
 }
 
-fn write_sealed_in(dir: &Path, paths: &Paths, outcome: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// As [`write_sealed`] without fsync, for a derived file (a cache) that every reader checks:
+/// after a power loss it may be old, missing or mismatched with its seal, and is then ignored.
+///
+/// # Errors
+/// When the key cannot be read or made, or a file cannot be written.
+pub fn write_sealed_derived(paths: &Paths, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = key_dir().ok_or_else(|| std::io::Error::other("neither HOME nor a seal dir set"))?;
+    write_sealed_in(&dir, paths, file, bytes, false)
+}
+
+fn write_sealed_in(
+    dir: &Path,
+    paths: &Paths,
+    outcome: &Path,
+    bytes: &[u8],
+    sync: bool,
+) -> std::io::Result<()> {
     let key = repo_key(dir, paths)?;
     let bytes = &crate::redact::apply_bytes(bytes);
     let mac = hex(&hmac(&attempt_key(&key, &paths.rel(outcome)), bytes));
-    atomic(&seal_path(outcome), mac.as_bytes())?;
-    atomic(outcome, bytes)
+    atomic(&seal_path(outcome), mac.as_bytes(), sync)?;
+    atomic(outcome, bytes, sync)
 }
 
 /// Whether `bytes`, read from `outcome`, carry a valid seal.
@@ -66,12 +82,14 @@ fn verify_in(dir: &Path, paths: &Paths, outcome: &Path, bytes: &[u8]) -> bool {
     constant_time_eq(seal.trim().as_bytes(), want.as_bytes())
 }
 
-fn atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn atomic(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    if sync {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
@@ -171,7 +189,7 @@ mod tests {
         let keys = d.path().join("keys");
         let file = paths.root.join("state/handoffs/s/a1/worker.json");
         let other = paths.root.join("state/handoffs/s/a1/verifier.json");
-        write_sealed_in(&keys, &paths, &file, b"{\"real\":1}").unwrap();
+        write_sealed_in(&keys, &paths, &file, b"{\"real\":1}", true).unwrap();
         assert!(verify_in(&keys, &paths, &file, b"{\"real\":1}"));
         assert!(!verify_in(&keys, &paths, &file, b"{\"forged\":1}"));
         std::fs::copy(seal_path(&file), seal_path(&other)).unwrap();

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::engine::budget::Budget;
 use crate::engine::effect::Event;
-use crate::engine::state::State;
+use crate::engine::state::{Stage, State};
 use crate::error::{NsError, NsResult};
 use crate::git::Git;
 use crate::paths::Paths;
@@ -20,6 +20,7 @@ use crate::schema;
 use crate::{failpoint, ledger};
 
 pub mod cache;
+pub mod split;
 
 const REPAIR_HINT: &str =
     "run `nightshift repair` to restore it from the ledger (branch nightshift/ledger)";
@@ -147,18 +148,30 @@ fn read_bytes(path: &Path, label: &str) -> NsResult<Vec<u8>> {
     })
 }
 
-/// Reads and validates `state/state.yaml` (no reconciliation). The derived cache
-/// ([`cache`]) answers when it was made from exactly these bytes; otherwise the YAML is parsed
-/// and validated and the cache rewritten.
+/// Reads the whole state (no reconciliation): the hot file `state/state.yaml` and the stage
+/// files under `state/stages/` ([`split`]). Each comes from its derived cache ([`cache`]) when
+/// that was made from exactly these files; otherwise it is parsed and validated and the cache
+/// rewritten.
+///
+/// # Errors
+/// A state-kind error naming the file (and line) when one is missing, unreadable or invalid.
+pub fn read_state_file(paths: &Paths) -> NsResult<State> {
+    let hot = read_hot_file(paths)?;
+    let cold = read_cold(paths, &hot)?;
+    Ok(split::merge(hot, cold))
+}
+
+/// Reads and validates the hot file `state/state.yaml` alone: its stages are only the hot ones
+/// (in a version-1 file, all of them).
 ///
 /// # Errors
 /// A state-kind error naming the file (and line) when it is missing, unreadable or invalid.
-pub fn read_state_file(paths: &Paths) -> NsResult<State> {
+pub fn read_hot_file(paths: &Paths) -> NsResult<State> {
     const LABEL: &str = "state/state.yaml";
     let bytes = read_bytes(&paths.state_file(), LABEL)?;
     let digest = cache::digest(&bytes);
     if let Some(state) = cache::load::<State>(paths, &digest)
-        && state.version == crate::engine::state::STATE_VERSION
+        && known_version(state.version)
     {
         return Ok(state);
     }
@@ -172,13 +185,34 @@ pub fn read_state_file(paths: &Paths) -> NsResult<State> {
     Ok(state)
 }
 
-/// Parses and validates state text.
+/// The records of the stage files the hot file counts, from their cache or the files.
+fn read_cold(paths: &Paths, hot: &State) -> NsResult<Vec<Stage>> {
+    if hot.stage_count == 0 {
+        return Ok(Vec::new());
+    }
+    let key = cache::stages_key(paths, hot.cold_stamp, hot.stage_count);
+    let file = cache::stages_path(paths);
+    if let Some(cold) = cache::load_at::<Vec<Stage>>(paths, &file, &key)
+        && cold.len() as u64 == hot.stage_count
+    {
+        return Ok(cold);
+    }
+    let cold = split::read_files(paths, hot.stage_count, REPAIR_HINT)?;
+    cache::store_at(paths, &file, &key, &cold);
+    Ok(cold)
+}
+
+fn known_version(v: u32) -> bool {
+    v == 1 || v == crate::engine::state::STATE_VERSION
+}
+
+/// Parses and validates the text of a hot file (its stages are the hot ones only).
 ///
 /// # Errors
 /// A state-kind error naming `label` and the line.
 pub fn parse_state(text: &str, label: &str) -> NsResult<State> {
     let state: State = schema::parse_yaml(text, label).map_err(to_state_error)?;
-    if state.version != crate::engine::state::STATE_VERSION {
+    if !known_version(state.version) {
         return Err(NsError::state(format!(
             "{label}: version {} is not supported",
             state.version
@@ -213,27 +247,75 @@ fn to_state_error(e: NsError) -> NsError {
     }
 }
 
-/// Writes budget then state (the state file is the commit point: a crash between the two
-/// leaves a budget one seq ahead, which [`load_reconciled`] rolls back).
+/// Writes the stage files that changed, then the budget, then the hot file, which is the
+/// commit point: a crash before it leaves the old state whole (new stage files are numbered
+/// past its count and named in `state/.adding`, and the next writer removes them; a stage that
+/// turned cold is still in the old hot file, which wins); a crash between the budget and the
+/// hot file leaves a budget one seq ahead, which [`load_reconciled`] rolls back. Updates the
+/// state's record of what the files hold.
 ///
 /// # Errors
-/// When either value fails validation (nothing is written then) or a write fails.
-pub fn save(paths: &Paths, state: &State, budget: &Budget) -> NsResult<()> {
-    schema::check(state, "state/state.yaml")?;
+/// When a value fails validation (nothing is written then) or a write fails.
+pub fn save(paths: &Paths, state: &mut State, budget: &Budget) -> NsResult<()> {
+    let plan = split::plan(state);
+    schema::check(&plan.hot, "state/state.yaml")?;
     schema::check(budget, "state/budget.json")?;
+    let mut files = Vec::with_capacity(plan.files.len());
+    let mut added = String::new();
+    for (order, stage, new) in &plan.files {
+        let path = split::stage_path(paths, &stage.id);
+        let text = split::yaml(*order, stage)?;
+        if *new {
+            added.push_str(stage.id.as_str());
+            added.push('\n');
+        }
+        files.push((path, text.into_bytes()));
+    }
+    for (order, stage, _) in &plan.files {
+        let file = split::StageFile {
+            order: *order,
+            stage: (*stage).clone(),
+        };
+        schema::check(&file, &format!("state/stages/{}.yaml", stage.id))?;
+    }
+    split::clear_leftovers(paths, state.stage_count)?;
+    if !added.is_empty() {
+        write_atomic(&split::adding_path(paths), added.as_bytes())?;
+    }
+    let hot = plan.hot;
+    if !files.is_empty() {
+        write_batch(&files)?;
+        failpoint::hit("after-stage-files");
+        // Ready before the hot file that keys it, so no reader rebuilds it from the files.
+        let clean = files
+            .iter()
+            .all(|(_, b)| matches!(crate::redact::apply_bytes(b), std::borrow::Cow::Borrowed(_)));
+        if clean {
+            cache::store_at(
+                paths,
+                &cache::stages_path(paths),
+                &cache::stages_key(paths, hot.cold_stamp, hot.stage_count),
+                &state.stages,
+            );
+        }
+    }
     write_json(&paths.budget_file(), budget)?;
     failpoint::hit("after-budget-write");
-    let yaml = state_yaml(state)?;
+    let yaml = state_yaml(&hot)?;
+    // The next reader finds the hot state already parsed (unless redaction changes the file).
+    if let std::borrow::Cow::Borrowed(_) = crate::redact::apply_bytes(yaml.as_bytes()) {
+        cache::store(paths, &cache::digest(yaml.as_bytes()), &hot);
+    }
     write_atomic(&paths.state_file(), yaml.as_bytes())?;
     failpoint::hit("after-state-write");
-    // The next reader finds the state already parsed (unless redaction changed the file).
-    if let std::borrow::Cow::Borrowed(_) = crate::redact::apply_bytes(yaml.as_bytes()) {
-        cache::store(paths, &cache::digest(yaml.as_bytes()), state);
+    if !added.is_empty() {
+        let _ = std::fs::remove_file(split::adding_path(paths));
     }
+    split::saved(state, &hot);
     Ok(())
 }
 
-/// The seq of the state at the ledger head, if any.
+/// The hot state (its stages are the hot ones only) and budget at the ledger head, if any.
 ///
 /// # Errors
 /// When git fails or the ledger's copy is invalid.
@@ -258,6 +340,113 @@ pub fn ledger_state(git: &Git) -> NsResult<Option<(State, Option<Budget>)>> {
     Ok(Some((state, budget)))
 }
 
+/// The whole state at a ledger commit, from its hot file and its stage files (one `ls-tree`,
+/// one `cat-file --batch`), with the raw stage files (path under `state/stages/` on disk,
+/// bytes) for a restore, and the commit's budget.
+///
+/// # Errors
+/// When git fails, the commit holds no state, or a file in it is invalid.
+pub fn ledger_full_state(git: &Git, commit: &str) -> NsResult<LedgerState> {
+    let stages = ledger::list(git, commit, &ledger_stages_dir())
+        .map_err(|e| NsError::from(e).within("cannot read the ledger"))?;
+    ledger_full_state_listed(git, commit, &stages)
+}
+
+/// `state/stages`, as a path in the ledger's tree.
+#[must_use]
+pub fn ledger_stages_dir() -> String {
+    format!("{}/{}", crate::paths::STATE_DIR, split::STAGES_DIR)
+}
+
+/// As [`ledger_full_state`], given the listing of the commit's stage files (one process less
+/// for a caller that lists other folders in the same `ls-tree`).
+///
+/// # Errors
+/// When git fails, the commit holds no state, or a file in it is invalid.
+pub fn ledger_full_state_listed(
+    git: &Git,
+    commit: &str,
+    stages: &[String],
+) -> NsResult<LedgerState> {
+    let within = |e: crate::git::GitError| NsError::from(e).within("cannot read the ledger");
+    let mut specs = vec![
+        format!("{commit}:state/state.yaml"),
+        format!("{commit}:state/budget.json"),
+    ];
+    specs.extend(stages.iter().map(|p| format!("{commit}:{p}")));
+    let mut blobs = ledger::cat_batch(git, &specs).map_err(within)?.into_iter();
+    let label = format!("state/state.yaml at ledger commit {}", short(commit));
+    let hot_bytes = blobs.next().flatten().ok_or_else(|| {
+        NsError::state(format!(
+            "ledger commit {} holds no state/state.yaml",
+            short(commit)
+        ))
+        .hint(REPAIR_HINT)
+    })?;
+    let budget_bytes = blobs.next().flatten();
+    let hot = parse_state(&String::from_utf8_lossy(&hot_bytes), &label)?;
+    let budget = match &budget_bytes {
+        Some(b) => Some(parse_budget(
+            &String::from_utf8_lossy(b),
+            &format!("state/budget.json at ledger commit {}", short(commit)),
+        )?),
+        None => None,
+    };
+    let n = usize::try_from(hot.stage_count).unwrap_or(usize::MAX);
+    let mut slots: Vec<Option<Stage>> = Vec::new();
+    slots.resize_with(n, || None);
+    let mut files = Vec::with_capacity(stages.len());
+    for (path, blob) in stages.iter().zip(blobs) {
+        let Some(bytes) = blob else { continue };
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let label = format!(
+            "state/{}/{name} at ledger commit {}",
+            split::STAGES_DIR,
+            short(commit)
+        );
+        let file = split::parse(&String::from_utf8_lossy(&bytes), &label, REPAIR_HINT)?;
+        if let Some(slot) = usize::try_from(file.order)
+            .ok()
+            .and_then(|i| slots.get_mut(i))
+        {
+            *slot = Some(file.stage);
+            files.push((name.to_owned(), bytes));
+        }
+    }
+    let cold = slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.ok_or_else(|| {
+                NsError::state(format!(
+                    "ledger commit {} holds no stage file number {i} of {n}",
+                    short(commit)
+                ))
+            })
+        })
+        .collect::<NsResult<Vec<Stage>>>()?;
+    Ok(LedgerState {
+        state: split::merge(hot, cold),
+        budget,
+        hot_bytes,
+        files,
+    })
+}
+
+/// What [`ledger_full_state`] read.
+pub struct LedgerState {
+    pub state: State,
+    pub budget: Option<Budget>,
+    /// The hot file's bytes, as committed.
+    pub hot_bytes: Vec<u8>,
+    /// The stage files (file name, bytes), as committed.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}
+
 /// Loads state and budget, validated, and brings them in step with the ledger: a budget one
 /// seq ahead of the state (crash between the two writes) is rolled back; a state ahead of the
 /// ledger (crash before the commit) is committed now.
@@ -272,6 +461,7 @@ pub fn load_reconciled<'g>(
     git: impl FnOnce() -> NsResult<&'g Git>,
 ) -> NsResult<(State, Budget)> {
     let state = read_state_file(paths)?;
+    split::clear_leftovers(paths, state.stage_count)?;
     let mut budget = read_budget_file(paths)?;
     let cached = std::fs::read_to_string(paths.ledger_seq_file())
         .ok()
@@ -366,7 +556,7 @@ pub fn persist(
     state.seq += 1;
     budget.seq = state.seq;
     state.journal = events.iter().map(Event::line).collect();
-    save(paths, &state, &budget)?;
+    save(paths, &mut state, &budget)?;
     commit(paths, git, &state, &budget, false)?;
     failpoint::hit("after-ledger-commit");
     if state.seq.is_multiple_of(pack_every()) {

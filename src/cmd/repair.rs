@@ -1,5 +1,5 @@
-//! `nightshift repair`: restores a deleted or corrupt `state/state.yaml` or `state/budget.json`
-//! from the ledger head, or commits a valid state the ledger is missing; first removes stale git
+//! `nightshift repair`: restores a deleted or corrupt `state/state.yaml`, `state/budget.json` or
+//! stage file (`state/stages/`) from the ledger head, or commits a valid state the ledger is missing; first removes stale git
 //! locks a killed git left ([`crate::gitlocks`]). Says exactly what it removed and restored, and
 //! from which commit.
 
@@ -26,7 +26,12 @@ pub fn run(repo: &Path, _args: &Args) -> NsResult<i32> {
             println!("{}", l.removed_text());
         }
     }
-    let state = store::read_state_file(&paths);
+    // The stage files are read themselves, not through their cache, which would hide a
+    // damaged one until the cache is next rebuilt.
+    let state = store::read_hot_file(&paths).and_then(|hot| {
+        store::split::read_files(&paths, hot.stage_count, "")
+            .map(|cold| store::split::merge(hot, cold))
+    });
     let budget = store::read_budget_file(&paths);
     if state.is_ok() && budget.is_ok() && store::load_reconciled(&paths, || Ok(&git)).is_ok() {
         println!(
@@ -41,32 +46,44 @@ pub fn run(repo: &Path, _args: &Args) -> NsResult<i32> {
         )
         .hint("if this repo was never set up, run `nightshift init`"));
     };
-    let Some((lstate, lbudget)) = store::ledger_state(&git)? else {
-        return Err(NsError::state(format!(
-            "the ledger head {commit} holds no state/state.yaml"
-        )));
-    };
-    let lbudget = lbudget.ok_or_else(|| {
+    let read = store::ledger_full_state(&git, &commit)?;
+    let lbudget = read.budget.ok_or_else(|| {
         NsError::state(format!(
             "the ledger head {commit} holds no state/budget.json"
         ))
     })?;
-    for (what, err) in [
-        ("state/state.yaml", state.err()),
-        ("state/budget.json", budget.err()),
-    ] {
-        if let Some(e) = err {
-            println!("{what} was unusable: {}", e.message);
-        }
+    for err in [state.err(), budget.err()].into_iter().flatten() {
+        println!("unusable: {}", err.message);
     }
+    // The stage files first (one flush), then the budget, then the hot file that counts them.
+    let stages: Vec<(std::path::PathBuf, Vec<u8>)> = read
+        .files
+        .into_iter()
+        .map(|(name, bytes)| {
+            (
+                paths.state_dir().join(store::split::STAGES_DIR).join(name),
+                bytes,
+            )
+        })
+        .collect();
+    store::write_batch(&stages)?;
     store::write_json(&paths.budget_file(), &lbudget)?;
-    store::write_atomic(&paths.state_file(), store::state_yaml(&lstate)?.as_bytes())?;
-    store::write_atomic(&paths.ledger_seq_file(), lstate.seq.to_string().as_bytes())?;
+    store::write_atomic(&paths.state_file(), &read.hot_bytes)?;
+    store::write_atomic(
+        &paths.ledger_seq_file(),
+        read.state.seq.to_string().as_bytes(),
+    )?;
     let _ = std::fs::remove_file(paths.ledger_index());
+    store::cache::remove(&store::cache::stages_path(&paths));
+    let files = if stages.is_empty() {
+        String::new()
+    } else {
+        format!(" and {} stage files", stages.len())
+    };
     println!(
-        "restored state/state.yaml and state/budget.json from ledger commit {} (#{})",
+        "restored state/state.yaml, state/budget.json{files} from ledger commit {} (#{})",
         commit.get(..10).unwrap_or(&commit),
-        lstate.seq
+        read.state.seq
     );
     println!("next: `nightshift status`, then let the scheduler tick");
     Ok(0)

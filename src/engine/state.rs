@@ -14,7 +14,10 @@ use crate::ids::{Role, StageId};
 /// the state's readers are sized so that everything under it loads.
 pub const MAX_STAGES: usize = 50_000;
 
-pub const STATE_VERSION: u32 = 1;
+/// The format `state.yaml` is written in. Version 1 held every stage in full; version 2 holds
+/// only the hot ones, the rest being files under `state/stages/` ([`crate::store::split`]).
+/// Both are read.
+pub const STATE_VERSION: u32 = 2;
 
 /// The whole of `state/state.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -25,6 +28,16 @@ pub struct State {
     pub seq: u64,
     pub halted: Option<Halt>,
     pub consecutive_failures: u32,
+    /// On disk: how many stages have a file under `state/stages/` (every stage, numbered by the
+    /// order it was added); a file numbered at or past this is a crashed `add-stage`'s leftover.
+    #[serde(default)]
+    pub stage_count: u64,
+    /// On disk: the seq of the last change that wrote a stage file (the key of their cache).
+    #[serde(default)]
+    pub cold_stamp: u64,
+    /// In memory: every stage, in the order added. On disk (`state.yaml`): only the hot ones
+    /// (in flight, retrying, escalated, or queued again after an attempt); the others are read
+    /// from their files under `state/stages/`.
     pub stages: Vec<Stage>,
     /// Model families paused by a usage limit, until their reset time.
     #[serde(default)]
@@ -35,6 +48,9 @@ pub struct State {
     pub kills: Vec<KillIntent>,
     /// The events of the change that produced this `seq` (the ledger commit's message).
     pub journal: Vec<String>,
+    /// What the files held when this state was read (never serialised).
+    #[serde(skip)]
+    pub loaded: crate::store::split::Loaded,
 }
 
 /// A decided kill of one job's processes, recorded like a dispatch: committed first, then
@@ -121,10 +137,13 @@ impl State {
             seq: 0,
             halted: None,
             consecutive_failures: 0,
+            stage_count: 0,
+            cold_stamp: 0,
             stages: Vec::new(),
             paused: std::collections::BTreeMap::new(),
             kills: Vec::new(),
             journal: Vec::new(),
+            loaded: crate::store::split::Loaded::default(),
         }
     }
 

@@ -9,9 +9,10 @@
 //! no usable cache (first commit, after `repair`, a cache for another commit) the whole tree is
 //! sent once (`deleteall`), which also migrates an older ledger layout.
 //!
-//! Card copies are sharded in the ledger's tree (`state/cards/<xx>/<file>`, `xx` the first
-//! byte of the SHA-256 of the first path component, in hex) so that adding one card to ten
-//! thousand rewrites two small trees, not one of ten thousand entries.
+//! Card copies and stage files are sharded in the ledger's tree (`state/cards/<xx>/<file>`,
+//! `state/stages/<xx>/<file>`, `xx` the first byte of the SHA-256 of the first path component
+//! below the folder, in hex) so that adding one card to ten thousand rewrites two small trees,
+//! not one of ten thousand entries.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,7 +29,7 @@ use crate::paths::{LEDGER_REF, STATE_DIR};
 
 /// The durable entries of `state/` (files or directories, walked recursively); everything else
 /// there (logs, registrations, caches, dot-files) stays out of the ledger.
-pub(super) const DURABLE: [&str; 4] = ["state.yaml", "budget.json", "cards", "handoffs"];
+pub(super) const DURABLE: [&str; 5] = ["state.yaml", "budget.json", "stages", "cards", "handoffs"];
 
 /// The cache's format; a cache of another version is ignored (the whole tree is sent).
 const CACHE_VERSION: u32 = 1;
@@ -47,6 +48,9 @@ pub(super) struct Cache {
     /// The ledger commit whose tree these files are.
     pub(super) commit: String,
     files: BTreeMap<String, Option<Stat>>,
+    /// The stats of the [`LEAVES`] folders at that commit (left out when racy).
+    #[serde(default)]
+    dirs: BTreeMap<String, Stat>,
 }
 
 impl Cache {
@@ -55,6 +59,12 @@ impl Cache {
         let bytes = std::fs::read(path).ok()?;
         let cache: Self = serde_json::from_slice(&bytes).ok()?;
         (cache.version == CACHE_VERSION).then_some(cache)
+    }
+
+    /// Whether the cache holds the stat of the folder `rel` (it was not racy).
+    #[cfg(test)]
+    pub(super) fn has_dir(&self, rel: &str) -> bool {
+        self.dirs.contains_key(rel)
     }
 
     /// Writes the cache by rename, without fsync: it is derived, and a lost or stale cache only
@@ -75,14 +85,73 @@ struct Found {
     stat: Stat,
 }
 
-/// Every durable file below `root`/state, keyed by its path relative to `root`.
-fn scan(root: &Path) -> Result<BTreeMap<String, Found>, GitError> {
+/// What [`scan`] found: the durable files, and the stats of the [`LEAVES`] folders.
+type Scanned = (BTreeMap<String, Found>, BTreeMap<String, Stat>);
+
+/// Durable folders holding only files, each written by rename (never in place): while such a
+/// folder's own stat is unchanged its listing is, and the files' cached stats are reused
+/// without a `stat` each (ten thousand stage files and card copies cost one `stat` per folder).
+const LEAVES: [&str; 2] = ["stages", "cards"];
+
+/// Every durable file below `root`/state, keyed by its path relative to `root`, and the stats
+/// of the [`LEAVES`] folders (not racy at `scan_start`).
+fn scan(
+    root: &Path,
+    cache: Option<&Cache>,
+    scan_start: i128,
+) -> Result<Scanned, GitError> {
     let mut out = BTreeMap::new();
+    let mut dirs = BTreeMap::new();
     let state = root.join(STATE_DIR);
     for name in DURABLE {
-        walk(&state.join(name), &format!("{STATE_DIR}/{name}"), &mut out)?;
+        let rel = format!("{STATE_DIR}/{name}");
+        let abs = state.join(name);
+        if LEAVES.contains(&name)
+            && let Ok(meta) = std::fs::symlink_metadata(&abs)
+            && meta.is_dir()
+        {
+            let stat = stat_of(&meta, 0o040_000);
+            let racy = stat[2] + RACY_NS >= scan_start;
+            if !racy {
+                dirs.insert(rel.clone(), stat);
+            }
+            if let Some(c) = cache.filter(|c| !racy && c.dirs.get(&rel) == Some(&stat)) {
+                let prefix = format!("{rel}/");
+                for (file, old) in c.files.range(prefix.clone()..) {
+                    if !file.starts_with(&prefix) {
+                        break;
+                    }
+                    match old {
+                        Some(stat) => {
+                            out.insert(
+                                file.clone(),
+                                Found {
+                                    abs: root.join(file),
+                                    stat: *stat,
+                                },
+                            );
+                        }
+                        None => walk(&root.join(file), file, &mut out)?,
+                    }
+                }
+                continue;
+            }
+        }
+        walk(&abs, &rel, &mut out)?;
     }
-    Ok(out)
+    Ok((out, dirs))
+}
+
+/// The stat of a file or folder: `mode` (git's), size, mtime and ctime (ns), inode.
+fn stat_of(meta: &std::fs::Metadata, mode: i128) -> Stat {
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    [
+        mode,
+        i128::from(meta.size()),
+        ns(meta.mtime(), meta.mtime_nsec()),
+        ns(meta.ctime(), meta.ctime_nsec()),
+        i128::from(meta.ino()),
+    ]
 }
 
 fn walk(abs: &Path, rel: &str, out: &mut BTreeMap<String, Found>) -> Result<(), GitError> {
@@ -126,14 +195,7 @@ fn walk(abs: &Path, rel: &str, out: &mut BTreeMap<String, Found>) -> Result<(), 
     } else {
         return Ok(()); // sockets, fifos: nothing to keep
     };
-    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-    let stat = [
-        mode,
-        i128::from(meta.size()),
-        ns(meta.mtime(), meta.mtime_nsec()),
-        ns(meta.ctime(), meta.ctime_nsec()),
-        i128::from(meta.ino()),
-    ];
+    let stat = stat_of(&meta, mode);
     out.insert(
         rel.to_owned(),
         Found {
@@ -151,18 +213,22 @@ fn io_at(path: &Path, e: &std::io::Error) -> GitError {
     ))
 }
 
-/// Where a file of `state/` lives in the ledger's tree: card copies are sharded.
+/// Where a file of `state/` lives in the ledger's tree: card copies and stage files are
+/// sharded.
 pub(super) fn ledger_path(rel: &str) -> String {
-    let cards = format!("{STATE_DIR}/cards/");
-    match rel.strip_prefix(&cards) {
-        Some(rest) if !rest.is_empty() => {
+    for dir in SHARDED {
+        let prefix = format!("{STATE_DIR}/{dir}/");
+        if let Some(rest) = rel.strip_prefix(&prefix).filter(|r| !r.is_empty()) {
             let first = rest.split('/').next().unwrap_or(rest);
             let shard = Sha256::digest(first.as_bytes())[0];
-            format!("{cards}{shard:02x}/{rest}")
+            return format!("{prefix}{shard:02x}/{rest}");
         }
-        _ => rel.to_owned(),
     }
+    rel.to_owned()
 }
+
+/// The folders of `state/` whose entries are sharded in the ledger's tree.
+const SHARDED: [&str; 2] = ["cards", "stages"];
 
 /// A path as fast-import reads it: C-quoted when it holds a quote, backslash or control byte.
 fn quoted(path: &str) -> String {
@@ -202,7 +268,7 @@ pub(super) fn commit(
     #[cfg(test)]
     SENT.with(|n| n.set(0));
     let scan_start = now_ns();
-    let found = scan(git.root())?;
+    let (found, dirs) = scan(git.root(), cache, scan_start)?;
     let mut stream = Vec::with_capacity(4096);
     let secs = scan_start / 1_000_000_000;
     let who = "nightshift <nightshift@localhost>";
@@ -255,7 +321,14 @@ pub(super) fn commit(
         files.insert(rel.clone(), (!racy).then_some(f.stat));
     }
     if let Some(c) = cache {
-        for rel in c.files.keys().filter(|r| !files.contains_key(*r)) {
+        // nightshift never removes a stage file: one missing from the folder (removed by hand)
+        // keeps its last committed copy, which `nightshift repair` restores.
+        let stages = format!("{STATE_DIR}/stages/");
+        for rel in c
+            .files
+            .keys()
+            .filter(|r| !files.contains_key(*r) && !r.starts_with(&stages))
+        {
             let _ = writeln!(stream, "D {}", quoted(&ledger_path(rel)));
         }
     }
@@ -288,6 +361,7 @@ pub(super) fn commit(
         version: CACHE_VERSION,
         commit: id.clone(),
         files,
+        dirs,
     };
     // A cache that cannot be written costs the next commit a full tree, nothing else.
     if cache.save(cache_path).is_err() {

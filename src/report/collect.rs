@@ -1,7 +1,8 @@
 //! Reads what the morning report needs from the ledger branch, never from volatile files: the
 //! state and budget at the ledger head, the durable handoffs (outcomes) of the attempts in the
 //! window, and the journal (commit messages) of the window. A whole read costs a fixed number of
-//! git processes whatever the length of the history: one `ls-tree`, two `cat-file --batch`, one
+//! git processes whatever the length of the history: one `ls-tree` (handoffs and stage files),
+//! two `cat-file --batch` (the state with its stage files, then the outcomes), one
 //! `log` for the window and one `log -1` for the spend before it.
 //!
 //! This module only reads: it never writes a ref, an object or a file.
@@ -75,32 +76,29 @@ pub fn read(
         NsError::failure("the ledger branch nightshift/ledger does not exist yet")
             .hint("run `nightshift init`, then enqueue work with `nightshift add-stage CARD`")
     })?;
-    let blobs = cat_batch(
-        git,
-        &[
-            format!("{head}:state/state.yaml"),
-            format!("{head}:state/budget.json"),
-        ],
-    )?;
-    let text = |i: usize, what: &str| {
-        blobs
-            .get(i)
-            .and_then(Option::as_ref)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .ok_or_else(|| {
-                NsError::state(format!("the ledger head has no {what}"))
-                    .hint("run `nightshift repair`")
-            })
-    };
-    let state = crate::store::parse_state(
-        &text(0, "state/state.yaml")?,
-        "state/state.yaml at the ledger head",
-    )?;
-    let budget = crate::store::parse_budget(
-        &text(1, "state/budget.json")?,
-        "state/budget.json at the ledger head",
-    )?;
-    let outcomes = read_outcomes(git, &head, &state, keep)?;
+    // One listing of the handoffs and the stage files, one batch for the state.
+    let listing = git
+        .run(&[
+            "ls-tree",
+            "-r",
+            "--name-only",
+            &head,
+            "--",
+            "state/handoffs",
+            &crate::store::ledger_stages_dir(),
+        ])
+        .map_err(git_err)?;
+    let stages_dir = format!("{}/", crate::store::ledger_stages_dir());
+    let (stage_files, handoffs): (Vec<String>, Vec<String>) = listing
+        .lines()
+        .map(str::to_owned)
+        .partition(|p| p.starts_with(&stages_dir));
+    let read = crate::store::ledger_full_state_listed(git, &head, &stage_files)?;
+    let state = read.state;
+    let budget = read.budget.ok_or_else(|| {
+        NsError::state("the ledger head has no state/budget.json").hint("run `nightshift repair`")
+    })?;
+    let outcomes = read_outcomes(git, &head, &handoffs, &state, keep)?;
     let (commits, before) = journal(git, &head, window)?;
     Ok(LedgerView {
         head,
@@ -116,14 +114,12 @@ pub fn read(
 fn read_outcomes(
     git: &Git,
     head: &str,
+    listing: &[String],
     state: &State,
     keep: impl Fn(&State, &str, u32) -> bool,
 ) -> NsResult<BTreeMap<(String, u32, Role), Outcome>> {
-    let listing = git
-        .run(&["ls-tree", "-r", "--name-only", head, "--", "state/handoffs"])
-        .map_err(git_err)?;
     let mut wanted = Vec::new();
-    for path in listing.lines() {
+    for path in listing {
         let mut parts = path.split('/').skip(2);
         let (Some(stage), Some(dir), Some(file), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -158,47 +154,7 @@ fn read_outcomes(
 
 /// Reads many objects with one `git cat-file --batch`; `None` for a missing one.
 fn cat_batch(git: &Git, specs: &[String]) -> NsResult<Vec<Option<Vec<u8>>>> {
-    if specs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut input = specs.join("\n");
-    input.push('\n');
-    let out = git
-        .run_in(
-            git.root(),
-            &["cat-file", "--batch"],
-            &[],
-            Some(input.as_bytes()),
-        )
-        .map_err(git_err)?;
-    parse_batch(&out.stdout, specs.len()).ok_or_else(|| {
-        NsError::bug("unparseable `git cat-file --batch` output while reading the ledger")
-    })
-}
-
-/// Parses `cat-file --batch` output: `<oid> <type> <size>\n<bytes>\n` or `<name> missing\n`.
-fn parse_batch(mut out: &[u8], n: usize) -> Option<Vec<Option<Vec<u8>>>> {
-    let mut blobs = Vec::with_capacity(n);
-    for _ in 0..n {
-        let nl = out.iter().position(|b| *b == b'\n')?;
-        let header = std::str::from_utf8(&out[..nl]).ok()?;
-        out = &out[nl + 1..];
-        let fields: Vec<&str> = header.split(' ').collect();
-        match fields.as_slice() {
-            [_, "blob", size] => {
-                let size: usize = size.parse().ok()?;
-                blobs.push(Some(out.get(..size)?.to_vec()));
-                out = out.get(size + 1..)?;
-            }
-            [_, _, size] => {
-                let size: usize = size.parse().ok()?;
-                blobs.push(None);
-                out = out.get(size + 1..)?;
-            }
-            _ => blobs.push(None),
-        }
-    }
-    Some(blobs)
+    crate::ledger::cat_batch(git, specs).map_err(git_err)
 }
 
 /// The window's commits (newest first) and the newest commit before it.
@@ -334,17 +290,6 @@ mod tests {
             parse_sleep("s1: slept from 2027-01-01T02:00:00Z to 2027-01-01T03:00:00Z").is_none()
         );
         assert!(parse_sleep("repo: slept from yesterday to today").is_none());
-    }
-
-    #[test]
-    fn batch_output_with_missing_and_binary() {
-        let out = b"abc blob 3\nx\ny\nfoo missing\ndef tree 2\nzz\nghi blob 0\n\n";
-        let got = parse_batch(out, 4).unwrap();
-        assert_eq!(got[0].as_deref(), Some(&b"x\ny"[..]));
-        assert_eq!(got[1], None);
-        assert_eq!(got[2], None);
-        assert_eq!(got[3].as_deref(), Some(&b""[..]));
-        assert!(parse_batch(b"abc blob 9\nshort\n", 1).is_none());
     }
 
     #[test]

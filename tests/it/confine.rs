@@ -13,7 +13,7 @@ use super::night::{CONFIG, Night, PASS, script, stderr, stdout, writes};
 
 /// Writes outside the workspace that an escaping agent tries, as `(label, path relative to the
 /// repo, create)`: `create` files do not exist yet (a forger would create them).
-const TARGETS: [(&str, &str, bool); 8] = [
+const TARGETS: [(&str, &str, bool); 9] = [
     (
         "acceptance outcome",
         "state/handoffs/s1/a1/acceptance.json",
@@ -25,6 +25,7 @@ const TARGETS: [(&str, &str, bool); 8] = [
         true,
     ),
     ("state.yaml", "state/state.yaml", false),
+    ("stage file", "state/stages/s1.yaml", false),
     ("nightshift.yaml", "nightshift.yaml", false),
     ("hook", ".git/hooks/post-checkout", true),
     ("git config", ".git/config", false),

@@ -148,3 +148,104 @@ fn twenty_concurrent_ticks_dispatch_each_attempt_once() {
         );
     }
 }
+
+/// `add-stage` killed at each of its durable steps: before the hot file (its commit point) the
+/// command left no stage, and the files it had written are removed by the next writer, even
+/// one that adds other cards; from the hot file on, the stages exist and reach the ledger.
+#[test]
+fn add_stage_killed_at_each_point_leaves_all_or_nothing() {
+    for point in [
+        "after-stage-files",
+        "after-budget-write",
+        "after-state-write",
+        "after-ledger-commit",
+    ] {
+        let mut n = Night::new();
+        n.init();
+        let cards: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .map(|id| n.card(id, "acceptance: [\"true\"]\n", "body"))
+            .collect();
+        let refs: Vec<&str> = cards.iter().map(String::as_str).collect();
+        let mut args = vec!["add-stage"];
+        args.extend_from_slice(&refs);
+        let out = n.ns_env(&args, &[("NIGHTSHIFT_FAILPOINT", point)]);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "{point}: add-stage must die by SIGKILL"
+        );
+        let committed = matches!(point, "after-state-write" | "after-ledger-commit");
+        let stages = n.status()["stages"].as_array().unwrap().len();
+        assert_eq!(stages, if committed { 3 } else { 0 }, "{point}");
+        // Another card goes in: its save removes the dead command's leftovers first.
+        let d = n.card("d", "acceptance: [\"true\"]\n", "body");
+        n.add(&[&d]);
+        let mut files: Vec<String> = std::fs::read_dir(n.path("state/stages"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let want: &[&str] = if committed {
+            &["a.yaml", "b.yaml", "c.yaml", "d.yaml"]
+        } else {
+            &["d.yaml"]
+        };
+        assert_eq!(files, want, "{point}");
+        assert!(!n.path("state/.adding").exists(), "{point}");
+        if !committed {
+            // The dead command's cards can be added again, after d.
+            n.add(&refs);
+        }
+        let ids: Vec<String> = n.status()["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+        let want = if committed {
+            ["a", "b", "c", "d"]
+        } else {
+            ["d", "a", "b", "c"]
+        };
+        assert_eq!(ids, want, "{point}: the order stages were added");
+        n.drain(40);
+        // Every stage is whole in the ledger: `repair` on a deleted stage file restores it.
+        let before = n.stage("b");
+        std::fs::remove_file(n.path("state/stages/b.yaml")).unwrap();
+        let rep = n.ok(&["repair"]);
+        assert!(rep.contains("stage files"), "{point}: {rep}");
+        assert_eq!(n.stage("b"), before, "{point}");
+        n.assert_fsck_clean(point);
+    }
+}
+
+/// A tick killed after writing the file of a stage that ended, before its hot file: the next
+/// tick finds the stage still hot and ends it once.
+#[test]
+fn a_tick_killed_after_a_stage_file_ends_the_stage_once() {
+    let mut n = Night::new();
+    n.init();
+    let c = card(&n);
+    n.add(&[&c]);
+    let mut killed = false;
+    for _ in 0..20 {
+        let out = n.ns_env(&["tick"], &[("NIGHTSHIFT_FAILPOINT", "after-stage-files")]);
+        n.minute += 1;
+        if std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9) {
+            killed = true;
+            break;
+        }
+        n.settle();
+    }
+    assert!(killed, "no tick wrote a stage file");
+    // Killed with the file written and the hot file not: still hot, not yet done.
+    assert!(n.read("state/stages/s1.yaml").contains("kind: done"));
+    assert!(n.read("state/state.yaml").contains("id: s1"));
+    assert_ne!(n.stage("s1")["status"], "done");
+    n.drain(10);
+    assert_eq!(n.stage("s1")["status"], "done");
+    assert_eq!(n.count_events("s1: a1 done"), 1, "{:#?}", n.events());
+    assert!(!n.read("state/state.yaml").contains("id: s1"));
+    n.assert_fsck_clean("after the recovery");
+}

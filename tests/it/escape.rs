@@ -98,6 +98,11 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
             "state/state.yaml",
         ),
         (
+            "stage file",
+            "echo '# forged' >> \"$R/state/stages/s1.yaml\"".into(),
+            "state/stages/s1.yaml",
+        ),
+        (
             "nightshift.yaml",
             "echo '# forged' >> \"$R/nightshift.yaml\"".into(),
             "nightshift.yaml",

@@ -89,21 +89,45 @@ fn a_stale_corrupt_or_forged_state_cache_is_ignored() {
     n.init();
     let c = n.card("s1", "", "body");
     n.add(&[&c]);
-    let cache = n.path("state/.cache/state.json");
-    let good = std::fs::read_to_string(&cache).expect("add-stage writes the cache");
+    // A queued stage lives in its own file; its record is cached in `stages.json`.
+    for name in ["stages.json", "state.json"] {
+        assert!(n.path(&format!("state/.cache/{name}")).exists(), "{name}");
+    }
+    let cache = n.path("state/.cache/stages.json");
+    let good = std::fs::read_to_string(&cache).unwrap();
     let (head, json) = good.split_once('\n').unwrap();
-    // Forged: the right digest, other content, the old seal.
+    // Forged: the right key, other content, the old seal.
     let forged = json.replace("Stage s1", "Forged s1");
     std::fs::write(&cache, format!("{head}\n{forged}")).unwrap();
     assert_eq!(n.stage("s1")["title"], "Stage s1");
     // Corrupt.
     std::fs::write(&cache, "garbage").unwrap();
     assert_eq!(n.stage("s1")["title"], "Stage s1");
-    // Stale: state.yaml changed by hand after the cache was made.
+    // Stale: the stage file saved by hand (by rename, as editors save) after the cache was made.
     n.ok(&["status"]);
-    let yaml = n.read("state/state.yaml").replace("Stage s1", "Renamed s1");
-    n.write("state/state.yaml", &yaml);
+    let file = n.path("state/stages/s1.yaml");
+    let yaml = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("Stage s1", "Renamed s1");
+    let tmp = n.path("state/stages/.edit");
+    std::fs::write(&tmp, &yaml).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
     assert_eq!(n.stage("s1")["title"], "Renamed s1");
+    // The hot file's cache: forged, then stale.
+    let hot = n.path("state/.cache/state.json");
+    let good = std::fs::read_to_string(&hot).unwrap();
+    let (head, json) = good.split_once('\n').unwrap();
+    let forged = json.replace("\"consecutive_failures\":0", "\"consecutive_failures\":7");
+    assert_ne!(forged, json);
+    std::fs::write(&hot, format!("{head}\n{forged}")).unwrap();
+    let status = n.ok(&["status", "--json"]);
+    assert!(status.contains("\"consecutive_failures\": 0"), "{status}");
+    let text = n
+        .read("state/state.yaml")
+        .replace("consecutive_failures: 0", "consecutive_failures: 2");
+    n.write("state/state.yaml", &text);
+    let status = n.ok(&["status", "--json"]);
+    assert!(status.contains("\"consecutive_failures\": 2"), "{status}");
     // The ledger never holds the cache.
     let tree = n.git(&[
         "ls-tree",

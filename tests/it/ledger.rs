@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::night::{Night, PASS, script, writes};
+use super::night::{Night, PASS, script, stderr, writes};
 
 /// A git wrapper that logs `<parent pid> <args>` of every call to `log`, then runs git.
 fn counting_git(n: &Night, log: &Path) -> PathBuf {
@@ -224,4 +224,105 @@ fn add_stage_of_many_cards_flushes_once() {
         "{tree}"
     );
     assert!(!tree.contains(".tmp-"), "{tree}");
+}
+
+/// The paths a ledger commit changed against its parent.
+fn changed(n: &Night, commit: &str) -> Vec<String> {
+    n.git(&["diff-tree", "-r", "--name-only", "--no-commit-id", commit])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A commit rewrites only what changed: with a long queue, a dispatch commits the hot file and
+/// the budget and nothing of the queued stages; adding one card commits its file, its copy and
+/// the hot file; a stage that ends commits its own file. Every state is read back whole from
+/// the ledger by `report`.
+#[test]
+fn commits_carry_only_the_stages_that_changed() {
+    let mut n = Night::new();
+    n.init();
+    let cards: Vec<String> = (0..40).map(|i| card(&n, &format!("q{i:02}"), "")).collect();
+    let refs: Vec<&str> = cards.iter().map(String::as_str).collect();
+    n.add(&refs);
+    // The hot file holds no queued stage; each has its own file.
+    let hot = n.read("state/state.yaml");
+    assert!(!hot.contains("id: q"), "{hot}");
+    assert!(hot.contains("stage_count: 40"), "{hot}");
+    assert_eq!(
+        std::fs::read_dir(n.path("state/stages")).unwrap().count(),
+        40
+    );
+    let out = n.tick();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(n.stage("q00")["status"], "working");
+    let head = n.ledger_head();
+    assert_eq!(
+        changed(&n, &head),
+        ["state/budget.json", "state/state.yaml"],
+        "a dispatch commits the hot file and the budget only"
+    );
+    assert!(n.read("state/state.yaml").contains("id: q00"));
+    let extra = card(&n, "late", "");
+    n.add(&[&extra]);
+    let mut added = changed(&n, &n.ledger_head());
+    let copies = added
+        .iter()
+        .filter(|p| p.starts_with("state/cards/"))
+        .count();
+    assert_eq!(copies, 1, "one card copy: {added:?}");
+    // (and the handoff files the dispatched job wrote meanwhile)
+    added.retain(|p| !p.starts_with("state/cards/") && !p.starts_with("state/handoffs/"));
+    assert_eq!(added.len(), 3, "{added:?}");
+    assert_eq!(added[0], "state/budget.json");
+    assert!(
+        added[1].starts_with("state/stages/") && added[1].ends_with("/late.yaml"),
+        "{added:?}"
+    );
+    assert_eq!(added[2], "state/state.yaml");
+    n.settle();
+    let out = n.tick();
+    assert!(out.status.success(), "{}", stderr(&out));
+    n.settle();
+    // Drain q00 (the others wait on the lane) and look at the commit that ended it.
+    for _ in 0..20 {
+        if n.stage("q00")["status"] == "done" {
+            break;
+        }
+        let out = n.tick();
+        assert!(out.status.success(), "{}", stderr(&out));
+        n.settle();
+    }
+    assert_eq!(n.stage("q00")["status"], "done");
+    let ended = n.git(&[
+        "log",
+        "--format=%H",
+        "-G",
+        "kind: done",
+        "nightshift/ledger",
+        "--",
+        "state/stages",
+    ]);
+    let first = ended
+        .lines()
+        .last()
+        .expect("a commit wrote the done stage's file");
+    let files: Vec<String> = changed(&n, first)
+        .into_iter()
+        .filter(|p| p.starts_with("state/stages/"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with("/q00.yaml"), "{files:?}");
+    assert!(!n.read("state/state.yaml").contains("id: q00"));
+    // The report reads the whole state back from the ledger.
+    let report = n.ok(&[
+        "report",
+        "--format",
+        "json",
+        "--since",
+        "2000-01-01T00:00:00Z",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert!(report.contains("q00"), "{r:#}");
+    n.assert_fsck_clean("after the split commits");
 }

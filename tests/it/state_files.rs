@@ -123,12 +123,12 @@ fn unknown_versions_of_state_and_config_are_refused() {
     let mut n = night_with_a_stage();
     let text = n
         .read("state/state.yaml")
-        .replacen("version: 1", "version: 2", 1);
+        .replacen("version: 2", "version: 99", 1);
     n.write("state/state.yaml", &text);
     let out = n.tick();
     assert_eq!(out.status.code(), Some(3));
     assert!(
-        stderr(&out).contains("state/state.yaml: version 2 is not supported"),
+        stderr(&out).contains("state/state.yaml: version 99 is not supported"),
         "{}",
         stderr(&out)
     );
@@ -226,4 +226,54 @@ fn ledger_objects_get_packed_every_n_commits() {
         !n.path(".git/info/refs").exists(),
         "the ledger repack wrote .git/info/refs (update-server-info)"
     );
+}
+
+/// A version-1 `state.yaml` (every stage inline, no `state/stages/`) is read as it is; the next
+/// change writes the split layout: a small hot file and one file per stage, the same stages.
+#[test]
+fn a_version_one_state_is_read_then_written_split() {
+    use serde_json::Value;
+    let mut n = Night::new();
+    n.init();
+    let cards: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|id| n.card(id, "acceptance: [\"true\"]\n", "body"))
+        .collect();
+    let refs: Vec<&str> = cards.iter().map(String::as_str).collect();
+    n.add(&refs);
+    let before = n.status()["stages"].clone();
+    // Rewrite the state as version 1 wrote it: the stages inline, no stage files.
+    let mut hot: Value = serde_saphyr::from_str(&n.read("state/state.yaml")).unwrap();
+    let mut stages: Vec<(u64, Value)> = std::fs::read_dir(n.path("state/stages"))
+        .unwrap()
+        .map(|e| {
+            let f: Value =
+                serde_saphyr::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap())
+                    .unwrap();
+            (f["order"].as_u64().unwrap(), f["stage"].clone())
+        })
+        .collect();
+    stages.sort_by_key(|(o, _)| *o);
+    hot["version"] = 1.into();
+    hot["stages"] = Value::Array(stages.into_iter().map(|(_, s)| s).collect());
+    let obj = hot.as_object_mut().unwrap();
+    obj.remove("stage_count");
+    obj.remove("cold_stamp");
+    n.write("state/state.yaml", &serde_saphyr::to_string(&hot).unwrap());
+    std::fs::remove_dir_all(n.path("state/stages")).unwrap();
+    std::fs::remove_dir_all(n.path("state/.cache")).unwrap();
+    assert_eq!(n.status()["stages"], before, "version 1 is read as it is");
+    // The next change (a dispatch) writes version 2: a file per stage, the hot file small.
+    let out = n.tick();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hot = n.read("state/state.yaml");
+    assert!(hot.starts_with("version: 2\n"), "{hot}");
+    assert!(hot.contains("stage_count: 3"), "{hot}");
+    assert!(hot.contains("id: a") && !hot.contains("id: b"), "{hot}");
+    for id in ["a", "b", "c"] {
+        assert!(n.path(&format!("state/stages/{id}.yaml")).exists(), "{id}");
+    }
+    assert_eq!(n.stage("b"), before[1]);
+    n.drain(30);
+    n.assert_fsck_clean("after the migration");
 }

@@ -381,7 +381,7 @@ impl Week {
 
     /// What the night looks like now, from its files (no nightshift process).
     fn observe(&self) -> Seen {
-        let state = yaml(&self.n.read("state/state.yaml")).unwrap_or(Value::Null);
+        let state = disk_state(&self.n);
         let jobs = job_processes(&self.n.repo);
         let mut seen = Seen {
             all_terminal: true,
@@ -661,8 +661,55 @@ fn yaml(text: &str) -> Option<Value> {
     serde_saphyr::from_str::<Value>(text).ok()
 }
 
-/// Every `state.yaml` the ledger branch ever held, oldest first (one `git cat-file --batch`).
-fn ledger_states(n: &Night) -> Vec<(String, Value)> {
+/// The whole state on disk: the hot file `state/state.yaml` and the stage files under
+/// `state/stages/` (each `{order, stage}`), the hot file's record winning.
+fn disk_state(n: &Night) -> Value {
+    let Some(hot) = yaml(&n.read("state/state.yaml")) else {
+        return Value::Null;
+    };
+    let files = std::fs::read_dir(n.path("state/stages"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".yaml"))
+        .filter_map(|e| yaml(&std::fs::read_to_string(e.path()).ok()?))
+        .collect();
+    merged(hot, files)
+}
+
+/// The stages of the stage files in their order, each replaced by the hot file's record when
+/// it holds one; only the files numbered within the hot file's `stage_count` count.
+fn merged(mut hot: Value, files: Vec<Value>) -> Value {
+    let count = hot["stage_count"].as_u64().unwrap_or(0);
+    let mut cold: Vec<(u64, Value)> = files
+        .into_iter()
+        .filter_map(|f| Some((f["order"].as_u64()?, f["stage"].clone())))
+        .filter(|(o, _)| *o < count)
+        .collect();
+    cold.sort_by_key(|(o, _)| *o);
+    let hot_stages = hot["stages"].as_array().cloned().unwrap_or_default();
+    let mut stages: Vec<Value> = cold.into_iter().map(|(_, s)| s).collect();
+    for h in hot_stages {
+        match stages.iter_mut().find(|s| s["id"] == h["id"]) {
+            Some(s) => *s = h,
+            None => stages.push(h),
+        }
+    }
+    hot["stages"] = Value::Array(stages);
+    hot
+}
+
+/// The shard of a file of `state/stages/` in the ledger's tree.
+fn ledger_stage_path(id: &str) -> String {
+    use sha2::Digest;
+    let name = format!("{id}.yaml");
+    let shard = sha2::Sha256::digest(name.as_bytes())[0];
+    format!("state/stages/{shard:02x}/{name}")
+}
+
+/// Every whole state the ledger branch ever held (its `state.yaml` and the stage files of
+/// `ids`), oldest first (one `git cat-file --batch`).
+fn ledger_states(n: &Night, ids: &[String]) -> Vec<(String, Value)> {
     let commits = n.git(&["rev-list", "--reverse", "nightshift/ledger"]);
     let commits: Vec<&str> = commits.lines().collect();
     let mut child = Command::new("git")
@@ -677,31 +724,45 @@ fn ledger_states(n: &Night) -> Vec<(String, Value)> {
     let mut input = String::new();
     for c in &commits {
         let _ = writeln!(input, "{c}:state/state.yaml");
+        for id in ids {
+            let _ = writeln!(input, "{c}:{}", ledger_stage_path(id));
+        }
     }
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let out = child.wait_with_output().unwrap();
     let _ = writer.join();
-    let mut states = Vec::new();
     let mut rest: &[u8] = &out.stdout;
-    for c in commits {
-        let Some(nl) = rest.iter().position(|b| *b == b'\n') else {
-            break;
-        };
+    let mut next = || -> Option<Option<String>> {
+        let nl = rest.iter().position(|b| *b == b'\n')?;
         let header = String::from_utf8_lossy(&rest[..nl]).into_owned();
         rest = &rest[nl + 1..];
         if header.ends_with("missing") {
-            continue;
+            return Some(None);
         }
         let size: usize = header
             .rsplit(' ')
             .next()
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let body = String::from_utf8_lossy(&rest[..size]).into_owned();
+        let body = String::from_utf8_lossy(&rest[..size.min(rest.len())]).into_owned();
         rest = &rest[(size + 1).min(rest.len())..];
+        Some(Some(body))
+    };
+    let mut states = Vec::new();
+    for c in commits {
+        let Some(hot) = next() else { break };
+        let files: Vec<Value> = ids
+            .iter()
+            .filter_map(|_| next().flatten())
+            .filter_map(|b| yaml(&b))
+            .collect();
+        let Some(hot) = hot else { continue };
         // An unreadable state is kept as Null: the caller names the commit.
-        states.push((c.to_owned(), yaml(&body).unwrap_or(Value::Null)));
+        states.push((
+            c.to_owned(),
+            yaml(&hot).map_or(Value::Null, |h| merged(h, files)),
+        ));
     }
     states
 }
@@ -734,7 +795,7 @@ fn explained(plan: &Plan, attempt: u32, reason: &Value, killed: bool) -> bool {
 fn verify(w: &Week) -> Vec<String> {
     let n = &w.n;
     let mut v = Vec::new();
-    let state = yaml(&n.read("state/state.yaml")).unwrap_or(Value::Null);
+    let state = disk_state(n);
     let stages = state["stages"].as_array().cloned().unwrap_or_default();
     if stages.len() != w.plans.len() {
         v.push(format!(
@@ -929,7 +990,13 @@ fn verify(w: &Week) -> Vec<String> {
 /// more jobs in flight than lanes, attempt numbers never go back, terminal stays terminal.
 fn ledger_invariants(n: &Night) -> Vec<String> {
     let mut v = Vec::new();
-    let states = ledger_states(n);
+    let ids: Vec<String> = disk_state(n)["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
+    let states = ledger_states(n, &ids);
     if states.is_empty() {
         v.push("the ledger branch holds no state.yaml".into());
     }
@@ -986,7 +1053,7 @@ fn ledger_invariants(n: &Night) -> Vec<String> {
     }
     // Every job that left an outcome was dispatched through the ledger, and no handoff
     // folder belongs to an attempt the state never reached.
-    let state = yaml(&n.read("state/state.yaml")).unwrap_or(Value::Null);
+    let state = disk_state(n);
     for s in state["stages"].as_array().into_iter().flatten() {
         let id = s["id"].as_str().unwrap_or("");
         let attempt = s["attempt"].as_u64().unwrap_or(0);
@@ -1161,7 +1228,12 @@ fn week(seed: u64, count: usize) -> (Vec<String>, String) {
             .status();
     }
     let i = &w.injected;
-    let done = w.n.read("state/state.yaml").matches("kind: done").count();
+    let done = disk_state(&w.n)["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| kind(&s["status"]) == "done")
+        .count();
     let summary = format!(
         "seed {seed}: {} stages ({done} done), {} ticks, {} tick groups killed, {} failpoints, {} double ticks, {} jobs killed, {} sleeps, {} simulated minutes, {:.0?} real ({:.0?} in ticks and heartbeats, {:.0?} waiting for jobs)",
         w.plans.len(),

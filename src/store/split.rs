@@ -1,0 +1,315 @@
+//! The state on disk, split by temperature so that what changes often is small:
+//!
+//! * `state/state.yaml` (the hot file) holds the repo-level fields and the **hot** stages in
+//!   full: those in flight, retrying, paused, escalated, or queued again after an attempt.
+//! * `state/stages/<id>.yaml` holds one file per stage ever added, `order: N` (its place in
+//!   the order stages were added) and the stage's record as of the last time it was **cold**:
+//!   queued and never dispatched (written by `add-stage`), or done or cancelled (rewritten when
+//!   it got there). While a stage is hot its file is older than its record in the hot file,
+//!   which wins.
+//!
+//! So a dispatch rewrites the hot file only; `add-stage` writes one file per new card; a stage
+//! that ends rewrites its own file. The ledger commits only what changed (its tree shards
+//! `state/stages/`), and a tick's writes and commits cost what changed, not the queue's length.
+//!
+//! Every stage is in `state/stages/`, numbered `0..stage_count` (the hot file's count); a file
+//! numbered at or past it is the leftover of an `add-stage` that died before its commit point
+//! (the hot file): `state/.adding` names those files while they are written, and the next
+//! writer removes them. Reading every file again is slow at ten thousand stages, so their
+//! records are cached ([`super::cache`]), keyed by the hot file's `cold_stamp` and
+//! `stage_count`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::state::{Stage, State, Status};
+use crate::error::{NsError, NsResult};
+use crate::ids::StageId;
+use crate::paths::Paths;
+
+/// The directory of stage files under `state/`.
+pub const STAGES_DIR: &str = "stages";
+
+/// One stage's file under `state/stages/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageFile {
+    /// The stage's place in the order stages were added (0 for the first).
+    pub order: u64,
+    pub stage: Stage,
+}
+
+/// Which stages the hot file held when a state was read: those whose file is older than their
+/// record. Not part of the state's value (two states compare equal whatever they hold).
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    hot: Arc<BTreeSet<StageId>>,
+}
+
+impl PartialEq for Loaded {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// Whether a stage lives in its own file rather than the hot file: queued and never tried, or
+/// ended done or cancelled.
+#[must_use]
+pub fn is_cold(s: &Stage) -> bool {
+    match s.status {
+        Status::Done { .. } | Status::Cancelled { .. } => true,
+        Status::Queued => {
+            s.attempt == 0 && s.history.is_empty() && s.findings.is_empty() && s.panel.is_none()
+        }
+        _ => false,
+    }
+}
+
+/// The file of a stage.
+#[must_use]
+pub fn stage_path(paths: &Paths, id: &StageId) -> PathBuf {
+    paths
+        .state_dir()
+        .join(STAGES_DIR)
+        .join(format!("{}.yaml", id.as_str()))
+}
+
+/// The intent file naming the stage files an `add-stage` is writing.
+#[must_use]
+pub fn adding_path(paths: &Paths) -> PathBuf {
+    paths.state_dir().join(".adding")
+}
+
+/// What a save writes: the hot file's value and the stage files that changed.
+pub struct Plan<'s> {
+    pub hot: State,
+    /// (order, stage, new): new stages' files and those of stages that turned cold.
+    pub files: Vec<(u64, &'s Stage, bool)>,
+}
+
+/// Splits `state` into the hot file and the stage files to write. A stage is written when it
+/// is new (past the count the files held when read) or turned cold since.
+#[must_use]
+pub fn plan(state: &State) -> Plan<'_> {
+    let known = usize::try_from(state.stage_count).unwrap_or(usize::MAX);
+    let mut files = Vec::new();
+    let mut hot_stages = Vec::new();
+    for (i, s) in state.stages.iter().enumerate() {
+        let order = i as u64;
+        let cold = is_cold(s);
+        if i >= known {
+            files.push((order, s, true));
+        } else if cold && state.loaded.hot.contains(&s.id) {
+            files.push((order, s, false));
+        }
+        if !cold {
+            hot_stages.push(s.clone());
+        }
+    }
+    let hot = State {
+        version: crate::engine::state::STATE_VERSION,
+        seq: state.seq,
+        halted: state.halted.clone(),
+        consecutive_failures: state.consecutive_failures,
+        stage_count: state.stages.len() as u64,
+        cold_stamp: if files.is_empty() {
+            state.cold_stamp
+        } else {
+            state.seq
+        },
+        stages: hot_stages,
+        paused: state.paused.clone(),
+        kills: state.kills.clone(),
+        journal: state.journal.clone(),
+        loaded: Loaded::default(),
+    };
+    Plan { hot, files }
+}
+
+/// After a save of `plan`: the in-memory state now matches the files.
+pub fn saved(state: &mut State, hot: &State) {
+    state.stage_count = hot.stage_count;
+    state.cold_stamp = hot.cold_stamp;
+    state.loaded = loaded_of(hot);
+}
+
+fn loaded_of(hot: &State) -> Loaded {
+    Loaded {
+        hot: Arc::new(hot.stages.iter().map(|s| s.id.clone()).collect()),
+    }
+}
+
+/// The whole state from the hot file and the stage files' records (in order): each hot stage
+/// replaces its file's record; a hot stage without a file (a version-1 hot file) follows them.
+#[must_use]
+pub fn merge(mut hot: State, mut cold: Vec<Stage>) -> State {
+    hot.loaded = loaded_of(&hot);
+    if cold.is_empty() {
+        return hot;
+    }
+    let hot_stages = std::mem::take(&mut hot.stages);
+    let mut extra = Vec::new();
+    {
+        let at: HashMap<&StageId, usize> = if hot_stages.is_empty() {
+            HashMap::new()
+        } else {
+            cold.iter().enumerate().map(|(i, s)| (&s.id, i)).collect()
+        };
+        let places: Vec<Option<usize>> =
+            hot_stages.iter().map(|s| at.get(&s.id).copied()).collect();
+        for (s, place) in hot_stages.into_iter().zip(places) {
+            match place {
+                Some(i) => extra.push((Some(i), s)),
+                None => extra.push((None, s)),
+            }
+        }
+    }
+    for (place, s) in extra {
+        match place {
+            Some(i) => cold[i] = s,
+            None => cold.push(s),
+        }
+    }
+    hot.stages = cold;
+    hot
+}
+
+/// Reads every stage file (slow at thousands of stages: the cache answers instead when it
+/// can): the records numbered `0..count`, in order.
+///
+/// # Errors
+/// A state-kind error naming the file at fault, or the number missing.
+pub fn read_files(paths: &Paths, count: u64, hint: &str) -> NsResult<Vec<Stage>> {
+    let dir = paths.state_dir().join(STAGES_DIR);
+    let n = usize::try_from(count).unwrap_or(usize::MAX);
+    let mut slots: Vec<Option<Stage>> = Vec::new();
+    slots.resize_with(n, || None);
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        NsError::state(format!(
+            "state/{STAGES_DIR}/ cannot be read ({count} stages expected)"
+        ))
+        .cause(e.to_string())
+        .hint(hint)
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|e| {
+            NsError::state(format!("state/{STAGES_DIR}/ cannot be read"))
+                .cause(e.to_string())
+                .hint(hint)
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name
+            .strip_suffix(".yaml")
+            .filter(|_| !name.starts_with('.'))
+        else {
+            continue;
+        };
+        let label = format!("state/{STAGES_DIR}/{name}");
+        let text = std::fs::read_to_string(entry.path()).map_err(|e| {
+            NsError::state(format!("{label} cannot be read"))
+                .cause(e.to_string())
+                .hint(hint)
+        })?;
+        let file = parse(&text, &label, hint)?;
+        let Some(slot) = usize::try_from(file.order)
+            .ok()
+            .and_then(|i| slots.get_mut(i))
+        else {
+            continue; // a crashed add-stage's leftover: not a stage yet
+        };
+        if file.stage.id.as_str() != stem {
+            return Err(NsError::state(format!(
+                "{label} holds stage `{}`, not `{stem}`",
+                file.stage.id
+            ))
+            .hint(hint));
+        }
+        if slot.is_some() {
+            return Err(NsError::state(format!(
+                "{label}: another stage file is also number {}",
+                file.order
+            ))
+            .hint(hint));
+        }
+        *slot = Some(file.stage);
+    }
+    slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.ok_or_else(|| {
+                NsError::state(format!(
+                    "state/{STAGES_DIR}/ holds no stage number {i} (state/state.yaml counts {count})"
+                ))
+                .hint(hint)
+            })
+        })
+        .collect()
+}
+
+/// Parses and validates one stage file.
+///
+/// # Errors
+/// A state-kind error naming `label` and the line.
+pub fn parse(text: &str, label: &str, hint: &str) -> NsResult<StageFile> {
+    crate::schema::parse_yaml::<StageFile>(text, label).map_err(|e| NsError {
+        code: crate::error::EXIT_STATE,
+        hint: Some(hint.into()),
+        ..e
+    })
+}
+
+/// Serialises a stage file.
+///
+/// # Errors
+/// When serialisation fails (a bug).
+pub fn yaml(order: u64, stage: &Stage) -> NsResult<String> {
+    #[derive(Serialize)]
+    struct Ref<'a> {
+        order: u64,
+        stage: &'a Stage,
+    }
+    serde_saphyr::to_string(&Ref { order, stage }).map_err(|e| {
+        NsError::bug(format!(
+            "cannot serialise the file of stage {}: {e}",
+            stage.id
+        ))
+    })
+}
+
+/// Removes the files a dead `add-stage` left (named in `state/.adding`, numbered at or past the
+/// hot file's count), then the intent itself. Runs under the tick lock.
+///
+/// # Errors
+/// When a leftover cannot be removed.
+pub fn clear_leftovers(paths: &Paths, stage_count: u64) -> NsResult<()> {
+    let intent = adding_path(paths);
+    let Ok(text) = std::fs::read_to_string(&intent) else {
+        return Ok(());
+    };
+    for id in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let Ok(id) = StageId::new(id) else { continue };
+        let file = stage_path(paths, &id);
+        let Ok(body) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let order = body
+            .lines()
+            .find_map(|l| l.strip_prefix("order:"))
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        // Numbered inside the count: the add reached its commit point; the file is a stage.
+        if order.is_some_and(|o| o < stage_count) {
+            continue;
+        }
+        std::fs::remove_file(&file).map_err(|e| {
+            NsError::failure(format!("cannot remove {}", paths.rel(&file))).cause(e.to_string())
+        })?;
+    }
+    std::fs::remove_file(&intent).map_err(|e| {
+        NsError::failure(format!("cannot remove {}", paths.rel(&intent))).cause(e.to_string())
+    })
+}
