@@ -163,12 +163,12 @@ pub type Happened = Held;
 #[must_use]
 pub fn changes(old: &State, new: &State) -> Vec<Happened> {
     let mut out = Vec::new();
-    for s in &new.stages {
+    for (i, s) in new.stages.iter().enumerate() {
         let Status::Escalated { reason, .. } = &s.status else {
             continue;
         };
         if old
-            .stage(&s.id)
+            .same_stage(i, &s.id)
             .is_some_and(|o| matches!(o.status, Status::Escalated { .. }))
         {
             continue;

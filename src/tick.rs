@@ -115,9 +115,14 @@ fn once(paths: &Paths) -> NsResult<bool> {
         .state
         .stages
         .iter()
-        .filter(|s| matches!(s.status, Status::Done { .. } | Status::Cancelled { .. }))
-        .filter(|s| state.stage(&s.id).is_none_or(|o| o.status != s.status))
-        .map(|s| s.id.clone())
+        .enumerate()
+        .filter(|(_, s)| matches!(s.status, Status::Done { .. } | Status::Cancelled { .. }))
+        .filter(|(i, s)| {
+            state
+                .same_stage(*i, &s.id)
+                .is_none_or(|o| o.status != s.status)
+        })
+        .map(|(_, s)| s.id.clone())
         .collect();
     if changed {
         if host_caps && step.budget != budget {

@@ -7,23 +7,32 @@ use crate::engine::budget::Budget;
 use crate::engine::effect::Event;
 use crate::engine::state::{Escalation, Stage, State, Status};
 use crate::engine::step::{Ctx, Limits, escalate, halt, start_job};
-use crate::ids::{Role, stage_branch};
+use std::collections::HashSet;
+
+use crate::ids::{Role, StageId, stage_branch};
 
 /// Phase 2: a queued stage whose dependency can no longer complete needs a human.
 pub(super) fn escalate_orphans(stages: &mut [Stage], moved: &mut [bool], cx: &mut Ctx<'_>) {
+    // One pass to learn which stages can no longer complete: linear in the queue, whatever
+    // the dependencies.
+    let mut failed: HashSet<StageId> = stages
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.status,
+                Status::Escalated { .. } | Status::Cancelled { .. }
+            )
+        })
+        .map(|s| s.id.clone())
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
     for i in 0..stages.len() {
         if moved[i] || stages[i].status != Status::Queued {
             continue;
         }
-        let failed_dep = stages[i].depends_on.iter().find(|d| {
-            stages.iter().any(|s| {
-                &s.id == *d
-                    && matches!(
-                        s.status,
-                        Status::Escalated { .. } | Status::Cancelled { .. }
-                    )
-            })
-        });
+        let failed_dep = stages[i].depends_on.iter().find(|d| failed.contains(*d));
         if let Some(dep) = failed_dep.cloned() {
             escalate(
                 &mut stages[i],
@@ -31,6 +40,8 @@ pub(super) fn escalate_orphans(stages: &mut [Stage], moved: &mut [bool], cx: &mu
                 Escalation::DependencyFailed { dependency: dep },
             );
             moved[i] = true;
+            // Dependencies come before their dependents: the chain below goes in this pass.
+            failed.insert(stages[i].id.clone());
         }
     }
 }
@@ -47,15 +58,29 @@ pub(super) fn dispatch(state: &mut State, moved: &[bool], cx: &mut Ctx<'_>) {
         })
         .chain((0..state.stages.len()).filter(|&i| state.stages[i].status == Status::Queued))
         .collect();
+    let lanes = usize::try_from(cx.limits.lanes).unwrap_or(usize::MAX);
+    // Lanes in use and the stages done, counted once: each queued stage is then judged in
+    // constant time per dependency (a long queue costs a pass, not a pass per stage).
+    let mut in_flight = state.in_flight();
+    let done: HashSet<StageId> = state
+        .stages
+        .iter()
+        .filter(|s| matches!(s.status, Status::Done { .. }))
+        .map(|s| s.id.clone())
+        .collect();
     for i in order {
         if state.halted.is_some() {
             return;
+        }
+        let queued = state.stages[i].status == Status::Queued;
+        if queued && in_flight >= lanes {
+            return; // retries came first; no queued stage fits any more
         }
         // A stage whose earlier job is not verified dead does not get another beside it.
         let killing = state.kills.iter().any(|k| k.stage == state.stages[i].id);
         if moved[i]
             || killing
-            || !ready(state, i, cx.limits)
+            || !ready(&state.stages[i], &done)
             || family_paused(cx, &state.stages[i].worker)
             || still_paused(cx, &state.stages[i].status)
         {
@@ -79,6 +104,9 @@ pub(super) fn dispatch(state: &mut State, moved: &[bool], cx: &mut Ctx<'_>) {
         cx.reserved += estimate;
         cx.jobs += 1;
         start_job(stage, cx, Role::Worker, attempt, Some(start));
+        if queued {
+            in_flight += 1;
+        }
         cx.events.push(Event::stage(
             &stage.id,
             format!("a{attempt} dispatched to {}", stage.worker),
@@ -129,19 +157,12 @@ pub(super) fn stage_cap(
     None
 }
 
-pub(super) fn ready(state: &State, i: usize, limits: &Limits) -> bool {
-    let stage = &state.stages[i];
+/// Whether a stage may start now, lanes aside: a retry or a paused stage always; a queued one
+/// when every dependency is done.
+pub(super) fn ready(stage: &Stage, done: &HashSet<StageId>) -> bool {
     match stage.status {
         Status::Retry { .. } | Status::Paused { .. } => true,
-        Status::Queued => {
-            let lanes = usize::try_from(limits.lanes).unwrap_or(usize::MAX);
-            state.in_flight() < lanes
-                && stage.depends_on.iter().all(|d| {
-                    state
-                        .stage(d)
-                        .is_some_and(|s| matches!(s.status, Status::Done { .. }))
-                })
-        }
+        Status::Queued => stage.depends_on.iter().all(|d| done.contains(d)),
         Status::Working { .. }
         | Status::Checking { .. }
         | Status::Verifying { .. }

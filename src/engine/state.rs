@@ -152,6 +152,17 @@ impl State {
         self.stages.iter().find(|s| &s.id == id)
     }
 
+    /// The stage at index `i` of another version of this state, found by its place first:
+    /// stages are only ever appended, so it is nearly always there (constant time, not a
+    /// search of the whole queue).
+    #[must_use]
+    pub fn same_stage(&self, i: usize, id: &StageId) -> Option<&Stage> {
+        match self.stages.get(i) {
+            Some(s) if &s.id == id => Some(s),
+            _ => self.stage(id),
+        }
+    }
+
     /// Halts the repo unless it is already halted: the first, specific reason is kept.
     /// Returns true when this call halted it.
     pub fn halt(&mut self, reason: HaltReason, at: Timestamp) -> bool {

@@ -73,7 +73,9 @@ impl Cache {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-        serde_json::to_writer(&mut tmp, self).map_err(std::io::Error::other)?;
+        // One write, not one system call per JSON token.
+        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        tmp.write_all(&bytes)?;
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     }
@@ -95,11 +97,7 @@ const LEAVES: [&str; 2] = ["stages", "cards"];
 
 /// Every durable file below `root`/state, keyed by its path relative to `root`, and the stats
 /// of the [`LEAVES`] folders (not racy at `scan_start`).
-fn scan(
-    root: &Path,
-    cache: Option<&Cache>,
-    scan_start: i128,
-) -> Result<Scanned, GitError> {
+fn scan(root: &Path, cache: Option<&Cache>, scan_start: i128) -> Result<Scanned, GitError> {
     let mut out = BTreeMap::new();
     let mut dirs = BTreeMap::new();
     let state = root.join(STATE_DIR);
