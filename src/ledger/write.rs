@@ -32,7 +32,7 @@ use crate::paths::{LEDGER_REF, STATE_DIR};
 pub(super) const DURABLE: [&str; 5] = ["state.yaml", "budget.json", "stages", "cards", "handoffs"];
 
 /// The cache's format; a cache of another version is ignored (the whole tree is sent).
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 
 /// A file written less than this long before the scan may still change within the same
 /// timestamp tick without its stat changing: it is recorded as racy and sent again next time.
@@ -47,10 +47,23 @@ pub(super) struct Cache {
     version: u32,
     /// The ledger commit whose tree these files are.
     pub(super) commit: String,
+    /// The durable files outside the [`LEAVES`] folders.
     files: BTreeMap<String, Option<Stat>>,
     /// The stats of the [`LEAVES`] folders at that commit (left out when racy).
     #[serde(default)]
     dirs: BTreeMap<String, Stat>,
+    /// For each [`LEAVES`] folder, the commit its side file ([`LeafCache`]) was written at.
+    #[serde(default)]
+    leaves: BTreeMap<String, String>,
+}
+
+/// The file stats of one [`LEAVES`] folder, in a side file of the cache
+/// (`.ledger-index.<folder>`): a commit that finds the folder unchanged reads and writes
+/// neither the folder's files nor this.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LeafCache {
+    commit: String,
+    files: BTreeMap<String, Option<Stat>>,
 }
 
 impl Cache {
@@ -67,18 +80,33 @@ impl Cache {
         self.dirs.contains_key(rel)
     }
 
-    /// Writes the cache by rename, without fsync: it is derived, and a lost or stale cache only
-    /// makes the next commit send the whole tree (see `ledger::commit`).
-    fn save(&self, path: &Path) -> std::io::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-        // One write, not one system call per JSON token.
-        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        tmp.write_all(&bytes)?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+    /// The side file of `leaf`'s file stats, if it describes the commit this cache says.
+    fn leaf(&self, cache_path: &Path, leaf: &str) -> Option<LeafCache> {
+        let want = self.leaves.get(leaf)?;
+        let bytes = std::fs::read(leaf_path(cache_path, leaf)).ok()?;
+        let side: LeafCache = serde_json::from_slice(&bytes).ok()?;
+        (&side.commit == want).then_some(side)
     }
+}
+
+/// Writes a derived file by rename, without fsync, in one write: a lost or stale cache only
+/// makes the next commit send more (see `ledger::commit`).
+fn save_derived<T: Serialize>(value: &T, path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    tmp.write_all(&bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The side file of a [`LEAVES`] folder's file stats.
+fn leaf_path(cache_path: &Path, leaf: &str) -> PathBuf {
+    let mut name = cache_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(leaf.rsplit('/').next().unwrap_or(leaf));
+    cache_path.with_file_name(name)
 }
 
 /// One durable file found on disk: its path relative to the repo root and its stat.
@@ -87,57 +115,80 @@ struct Found {
     stat: Stat,
 }
 
-/// What [`scan`] found: the durable files, and the stats of the [`LEAVES`] folders.
-type Scanned = (BTreeMap<String, Found>, BTreeMap<String, Stat>);
-
 /// Durable folders holding only files, each written by rename (never in place): while such a
-/// folder's own stat is unchanged its listing is, and the files' cached stats are reused
-/// without a `stat` each (ten thousand stage files and card copies cost one `stat` per folder).
+/// folder's own stat is unchanged its listing and files are, so a commit neither walks it nor
+/// reads its files' stats (ten thousand stage files and card copies cost one `stat` each).
 const LEAVES: [&str; 2] = ["stages", "cards"];
 
-/// Every durable file below `root`/state, keyed by its path relative to `root`, and the stats
-/// of the [`LEAVES`] folders (not racy at `scan_start`).
-fn scan(root: &Path, cache: Option<&Cache>, scan_start: i128) -> Result<Scanned, GitError> {
-    let mut out = BTreeMap::new();
-    let mut dirs = BTreeMap::new();
+/// How a commit treats one [`LEAVES`] folder.
+enum Leaf {
+    /// Unchanged since the cached commit: not walked; its side file stays as it is.
+    Kept { side: String },
+    /// Walked: its files are in `found`, compared with `old` (none known: all sent, after the
+    /// folder's whole tree is dropped, so that a file gone since is gone from the tree too).
+    Walked { old: Option<LeafCache> },
+}
+
+/// What [`scan`] found: the durable files (all but those of kept [`LEAVES`] folders), each
+/// leaf folder's treatment, and the folders' stats that are not racy.
+struct Scanned {
+    found: BTreeMap<String, Found>,
+    leaves: BTreeMap<String, Leaf>,
+    dirs: BTreeMap<String, Stat>,
+}
+
+/// Every durable file below `root`/state, keyed by its path relative to `root`, but those of
+/// the [`LEAVES`] folders whose stat did not change since `cache`.
+fn scan(
+    root: &Path,
+    cache: Option<&Cache>,
+    cache_path: &Path,
+    scan_start: i128,
+) -> Result<Scanned, GitError> {
+    let mut out = Scanned {
+        found: BTreeMap::new(),
+        leaves: BTreeMap::new(),
+        dirs: BTreeMap::new(),
+    };
     let state = root.join(STATE_DIR);
     for name in DURABLE {
         let rel = format!("{STATE_DIR}/{name}");
         let abs = state.join(name);
-        if LEAVES.contains(&name)
-            && let Ok(meta) = std::fs::symlink_metadata(&abs)
-            && meta.is_dir()
-        {
-            let stat = stat_of(&meta, 0o040_000);
-            let racy = stat[2] + RACY_NS >= scan_start;
-            if !racy {
-                dirs.insert(rel.clone(), stat);
+        if LEAVES.contains(&name) {
+            let stat = std::fs::symlink_metadata(&abs)
+                .ok()
+                .filter(std::fs::Metadata::is_dir)
+                .map(|m| stat_of(&m, 0o040_000));
+            let racy = stat.is_none_or(|s| s[2] + leaf_racy_ns(s[2]) >= scan_start);
+            if let Some(stat) = stat.filter(|_| !racy) {
+                out.dirs.insert(rel.clone(), stat);
             }
-            if let Some(c) = cache.filter(|c| !racy && c.dirs.get(&rel) == Some(&stat)) {
-                let prefix = format!("{rel}/");
-                for (file, old) in c.files.range(prefix.clone()..) {
-                    if !file.starts_with(&prefix) {
-                        break;
-                    }
-                    match old {
-                        Some(stat) => {
-                            out.insert(
-                                file.clone(),
-                                Found {
-                                    abs: root.join(file),
-                                    stat: *stat,
-                                },
-                            );
-                        }
-                        None => walk(&root.join(file), file, &mut out)?,
-                    }
-                }
+            let kept = cache
+                .filter(|c| !racy && c.dirs.get(&rel) == stat.as_ref())
+                .and_then(|c| c.leaves.get(&rel));
+            if let Some(side) = kept {
+                out.leaves.insert(rel, Leaf::Kept { side: side.clone() });
                 continue;
             }
+            let old = cache.and_then(|c| c.leaf(cache_path, &rel));
+            out.leaves.insert(rel.clone(), Leaf::Walked { old });
         }
-        walk(&abs, &rel, &mut out)?;
+        walk(&abs, &rel, &mut out.found)?;
     }
-    Ok((out, dirs))
+    Ok(out)
+}
+
+/// How long after its last change a [`LEAVES`] folder's stat is not trusted: a change in the
+/// same timestamp tick as the one the cache saw would leave the stat as it was. Only a holder
+/// of the tick lock writes these folders, one after the other, so the tick is the filesystem's
+/// timestamp granularity: at most a scheduler tick (10 ms) where timestamps carry nanoseconds;
+/// where they are whole seconds (FAT, exFAT: 2 s), the whole-second window and more.
+fn leaf_racy_ns(mtime_ns: i128) -> i128 {
+    if mtime_ns % 1_000_000_000 == 0 {
+        3_000_000_000
+    } else {
+        50_000_000
+    }
 }
 
 /// The stat of a file or folder: `mode` (git's), size, mtime and ctime (ns), inode.
@@ -266,7 +317,11 @@ pub(super) fn commit(
     #[cfg(test)]
     SENT.with(|n| n.set(0));
     let scan_start = now_ns();
-    let (found, dirs) = scan(git.root(), cache, scan_start)?;
+    let Scanned {
+        found,
+        leaves,
+        dirs,
+    } = scan(git.root(), cache, cache_path, scan_start)?;
     let mut stream = Vec::with_capacity(4096);
     let secs = scan_start / 1_000_000_000;
     let who = "nightshift <nightshift@localhost>";
@@ -280,12 +335,35 @@ pub(super) fn commit(
     }
     if cache.is_none() {
         stream.extend_from_slice(b"deleteall\n");
+    } else {
+        // (never the stage files' folder: a stage file is never removed from the ledger)
+        for (rel, leaf) in &leaves {
+            if matches!(leaf, Leaf::Walked { old: None }) && *rel != format!("{STATE_DIR}/stages") {
+                let _ = writeln!(stream, "D {}", quoted(rel));
+            }
+        }
     }
+    // The file's stat at the cached commit: its leaf folder's side file, or the cache.
+    let leaf_of = |rel: &str| {
+        leaves
+            .iter()
+            .find(|(dir, _)| {
+                rel.len() > dir.len()
+                    && rel.starts_with(dir.as_str())
+                    && rel.as_bytes()[dir.len()] == b'/'
+            })
+            .map(|(dir, leaf)| (dir.as_str(), leaf))
+    };
     let mut files = BTreeMap::new();
+    let mut leaf_files: BTreeMap<&str, BTreeMap<String, Option<Stat>>> = BTreeMap::new();
     for (rel, f) in &found {
-        let unchanged = cache
-            .and_then(|c| c.files.get(rel))
-            .is_some_and(|old| old.as_ref() == Some(&f.stat));
+        let leaf = leaf_of(rel);
+        let old = match leaf {
+            Some((_, Leaf::Walked { old })) => old.as_ref().and_then(|o| o.files.get(rel)),
+            Some((_, Leaf::Kept { .. })) => None,
+            None => cache.and_then(|c| c.files.get(rel)),
+        };
+        let unchanged = old.is_some_and(|old| old.as_ref() == Some(&f.stat));
         if !unchanged {
             let data = if f.stat[0] == 0o120_000 {
                 match std::fs::read_link(&f.abs) {
@@ -316,16 +394,35 @@ pub(super) fn commit(
             SENT.with(|n| n.set(n.get() + 1));
         }
         let racy = f.stat[2] + RACY_NS >= scan_start;
-        files.insert(rel.clone(), (!racy).then_some(f.stat));
+        let stat = (!racy).then_some(f.stat);
+        match leaf {
+            Some((dir, _)) => {
+                leaf_files.entry(dir).or_default().insert(rel.clone(), stat);
+            }
+            None => {
+                files.insert(rel.clone(), stat);
+            }
+        }
     }
     if let Some(c) = cache {
         // nightshift never removes a stage file: one missing from the folder (removed by hand)
         // keeps its last committed copy, which `nightshift repair` restores.
-        let stages = format!("{STATE_DIR}/stages/");
+        let stages = format!("{STATE_DIR}/stages");
+        let walked_old = leaves.iter().filter_map(|(dir, leaf)| match leaf {
+            Leaf::Walked { old: Some(o) } if *dir != stages => Some((dir.as_str(), o)),
+            _ => None,
+        });
+        let gone_leaf_files = walked_old.flat_map(|(dir, o)| {
+            let now = leaf_files.get(dir);
+            o.files
+                .keys()
+                .filter(move |r| now.is_none_or(|n| !n.contains_key(*r)))
+        });
         for rel in c
             .files
             .keys()
-            .filter(|r| !files.contains_key(*r) && !r.starts_with(&stages))
+            .filter(|r| !files.contains_key(*r) && leaf_of(r).is_none())
+            .chain(gone_leaf_files)
         {
             let _ = writeln!(stream, "D {}", quoted(&ledger_path(rel)));
         }
@@ -355,14 +452,34 @@ pub(super) fn commit(
             code: Some(0),
             stderr: format!("no commit id in its output: {text:?}"),
         })?;
+    // The side files first, then the cache that names them: a crash between leaves a cache
+    // naming older side files, which are then not trusted (the folder is sent whole).
+    let mut sides = BTreeMap::new();
+    for (dir, leaf) in &leaves {
+        match leaf {
+            Leaf::Kept { side } => {
+                sides.insert(dir.clone(), side.clone());
+            }
+            Leaf::Walked { .. } => {
+                let side = LeafCache {
+                    commit: id.clone(),
+                    files: leaf_files.remove(dir.as_str()).unwrap_or_default(),
+                };
+                if save_derived(&side, &leaf_path(cache_path, dir)).is_ok() {
+                    sides.insert(dir.clone(), id.clone());
+                }
+            }
+        }
+    }
     let cache = Cache {
         version: CACHE_VERSION,
         commit: id.clone(),
         files,
         dirs,
+        leaves: sides,
     };
     // A cache that cannot be written costs the next commit a full tree, nothing else.
-    if cache.save(cache_path).is_err() {
+    if save_derived(&cache, cache_path).is_err() {
         let _ = std::fs::remove_file(cache_path);
     }
     Ok(id)
