@@ -43,11 +43,39 @@ pub struct StageFile {
     pub stage: Stage,
 }
 
-/// Which stages the hot file held when a state was read: those whose file is older than their
-/// record. Not part of the state's value (two states compare equal whatever they hold).
+/// What the files held when a state was read: which stages the hot file held (their own file
+/// is older than their record), and a signature of every stage's record then, by place, so
+/// that a stage that changed while staying cold (a queued stage cancelled, a cancelled one
+/// queued again) is written too. Not part of the state's value (two states compare equal
+/// whatever they hold).
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
     hot: Arc<BTreeSet<StageId>>,
+    signs: Arc<Vec<Sign>>,
+}
+
+/// What a cold stage's record can change by: its status (and when it got there), its attempt
+/// numbers, its findings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sign {
+    status: &'static str,
+    at: Option<jiff::Timestamp>,
+    attempt: u32,
+    floor: u32,
+    findings: usize,
+}
+
+fn sign(s: &Stage) -> Sign {
+    Sign {
+        status: s.status.name(),
+        at: match s.status {
+            Status::Done { at, .. } | Status::Cancelled { at } => Some(at),
+            _ => None,
+        },
+        attempt: s.attempt,
+        floor: s.attempt_floor,
+        findings: s.findings.len(),
+    }
 }
 
 impl PartialEq for Loaded {
@@ -103,7 +131,9 @@ pub fn plan(state: &State) -> Plan<'_> {
         let cold = is_cold(s);
         if i >= known {
             files.push((order, s, true));
-        } else if cold && state.loaded.hot.contains(&s.id) {
+        } else if cold
+            && (state.loaded.hot.contains(&s.id) || state.loaded.signs.get(i) != Some(&sign(s)))
+        {
             files.push((order, s, false));
         }
         if !cold {
@@ -134,20 +164,30 @@ pub fn plan(state: &State) -> Plan<'_> {
 pub fn saved(state: &mut State, hot: &State) {
     state.stage_count = hot.stage_count;
     state.cold_stamp = hot.cold_stamp;
-    state.loaded = loaded_of(hot);
+    state.loaded = loaded_of(hot, &state.stages);
 }
 
-fn loaded_of(hot: &State) -> Loaded {
+fn loaded_of(hot: &State, stages: &[Stage]) -> Loaded {
     Loaded {
         hot: Arc::new(hot.stages.iter().map(|s| s.id.clone()).collect()),
+        signs: Arc::new(stages.iter().map(sign).collect()),
     }
 }
 
 /// The whole state from the hot file and the stage files' records (in order): each hot stage
 /// replaces its file's record; a hot stage without a file (a version-1 hot file) follows them.
 #[must_use]
-pub fn merge(mut hot: State, mut cold: Vec<Stage>) -> State {
-    hot.loaded = loaded_of(&hot);
+pub fn merge(hot: State, cold: Vec<Stage>) -> State {
+    let mut state = merge_stages(hot, cold);
+    state.loaded.signs = Arc::new(state.stages.iter().map(sign).collect());
+    state
+}
+
+fn merge_stages(mut hot: State, mut cold: Vec<Stage>) -> State {
+    hot.loaded = Loaded {
+        hot: Arc::new(hot.stages.iter().map(|s| s.id.clone()).collect()),
+        signs: Arc::default(),
+    };
     if cold.is_empty() {
         return hot;
     }

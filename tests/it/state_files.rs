@@ -277,3 +277,44 @@ fn a_version_one_state_is_read_then_written_split() {
     n.drain(30);
     n.assert_fsck_clean("after the migration");
 }
+
+/// A stage that changes while it stays in its own file (queued, cancelled, queued again,
+/// cancelled again, never run) is written each time: its file, the state read back without the
+/// caches, and the ledger agree after every command.
+#[test]
+fn a_stage_that_changes_without_running_is_written_each_time() {
+    let n = Night::new();
+    n.init();
+    let a = n.card("a", "acceptance: [\"true\"]\n", "body");
+    let b = n.card("b", "acceptance: [\"true\"]\n", "body");
+    n.add(&[&a, &b]);
+    for (cmd, want) in [
+        ("cancel", "cancelled"),
+        ("requeue", "queued"),
+        ("cancel", "cancelled"),
+    ] {
+        n.ok(&[cmd, "b"]);
+        assert_eq!(n.stage("b")["status"], want, "{cmd}");
+        let file = n.read("state/stages/b.yaml");
+        assert!(file.contains(&format!("kind: {want}")), "{cmd}: {file}");
+        std::fs::remove_dir_all(n.path("state/.cache")).unwrap();
+        assert_eq!(n.stage("b")["status"], want, "{cmd}: read from the files");
+        let listing = n.git(&[
+            "ls-tree",
+            "-r",
+            "--name-only",
+            "nightshift/ledger",
+            "state/stages",
+        ]);
+        let path = listing
+            .lines()
+            .find(|l| l.ends_with("/b.yaml"))
+            .expect("b's file in the ledger");
+        let committed = n.git(&["show", &format!("nightshift/ledger:{path}")]);
+        assert!(
+            committed.contains(&format!("kind: {want}")),
+            "{cmd}: {committed}"
+        );
+    }
+    assert_eq!(n.stage("a")["status"], "queued");
+}
