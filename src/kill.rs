@@ -193,7 +193,13 @@ fn join(pids: &[u32]) -> String {
 /// `/proc` again, and reports what was not proven. Never signals the calling process.
 #[must_use]
 pub fn kill_job(paths: &Paths, key: &JobKey, grace: Duration) -> KillReport {
-    kill_identity(&Identity::of(paths, key), grace)
+    let report = kill_identity(&Identity::of(paths, key), grace);
+    // Nothing of the job runs: what its wrapper left in its scratch folder (a private index
+    // and the lock a killed `git add` held on it) goes too.
+    if report.verified() {
+        let _ = std::fs::remove_dir_all(paths.scratch(key));
+    }
+    report
 }
 
 /// [`kill_job`] with an identity already read.

@@ -139,6 +139,14 @@ impl Paths {
             .join(job.stage.as_str())
             .join(job_tag(job))
     }
+    /// The job wrapper's own scratch folder (private git indexes), where no agent writes: a
+    /// wrapper killed mid-way leaves it, and the verified kill of the job removes it.
+    #[must_use]
+    pub fn scratch(&self, job: &JobKey) -> PathBuf {
+        self.state_dir()
+            .join(".scratch")
+            .join(format!("{}-{}", job.stage.as_str(), job_tag(job)))
+    }
     /// The stage's workspace (a linked worktree), outside the checkout.
     #[must_use]
     pub fn worktree(&self, stage: &StageId) -> PathBuf {

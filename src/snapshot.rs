@@ -24,23 +24,40 @@ pub const MAX_DIFF_BYTES: usize = 200 * 1024;
 /// # Errors
 /// [`WorktreeError::Io`] when the private index cannot be made, [`WorktreeError::Git`] when
 /// a git step fails.
-pub fn take(git: &Git, workspace: &Path, base: &str) -> Result<String, WorktreeError> {
+pub fn take(
+    git: &Git,
+    workspace: &Path,
+    base: &str,
+    scratch: &Path,
+) -> Result<String, WorktreeError> {
     if !crate::workspace::gitfile_is_own(workspace, &git.root().join(".git")) {
         return Err(WorktreeError::NotAWorktree {
             path: workspace.to_path_buf(),
         });
     }
-    let dir = tempfile::tempdir().map_err(|e| WorktreeError::Io {
-        path: std::env::temp_dir(),
+    // In the job's own scratch folder, not the shared temp dir: a wrapper killed during
+    // `git add` leaves its `index.lock` where the verified kill of the job removes it.
+    let io = |e: std::io::Error| WorktreeError::Io {
+        path: scratch.to_path_buf(),
         source: e,
-    })?;
+    };
+    std::fs::create_dir_all(scratch).map_err(io)?;
+    let dir = tempfile::Builder::new()
+        .prefix("index-")
+        .tempdir_in(scratch)
+        .map_err(io)?;
     let index = dir.path().join("index");
     let index = index.to_string_lossy();
     let env = [("GIT_INDEX_FILE", index.as_ref())];
-    git.run_in(workspace, &["read-tree", base], &env, None)?;
-    git.run_in(workspace, &["add", "-A", "--", "."], &env, None)?;
-    let out = git.run_in(workspace, &["write-tree"], &env, None)?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let tree = (|| {
+        git.run_in(workspace, &["read-tree", base], &env, None)?;
+        git.run_in(workspace, &["add", "-A", "--", "."], &env, None)?;
+        git.run_in(workspace, &["write-tree"], &env, None)
+    })();
+    drop(dir);
+    // Empty now unless a panel member of the job is inside: then it stays until the kill.
+    let _ = std::fs::remove_dir(scratch);
+    Ok(String::from_utf8_lossy(&tree?.stdout).trim().to_owned())
 }
 
 /// Makes `workspace` hold exactly `tree` (its non-ignored files; ignored files such as build
@@ -168,7 +185,13 @@ mod tests {
         std::fs::write(wt.join("a.txt"), "changed\n").unwrap();
         std::fs::write(wt.join("new.txt"), "new\n").unwrap();
         std::fs::write(wt.join("x.ignored"), "ignored\n").unwrap();
-        let tree = take(&r.git, &wt, "main").unwrap();
+        let tree = take(
+            &r.git,
+            &wt,
+            "main",
+            &std::env::temp_dir().join("nightshift-test-scratch"),
+        )
+        .unwrap();
         let head = r.git.run(&["rev-parse", "main^{tree}"]).unwrap();
         assert_eq!(changed(&r.git, &head, &tree).unwrap(), ["a.txt", "new.txt"]);
         // The workspace's own index was not touched.
@@ -186,7 +209,16 @@ mod tests {
             "changed\n"
         );
         assert!(wt.join("x.ignored").exists());
-        assert_eq!(take(&r.git, &wt, "main").unwrap(), tree);
+        assert_eq!(
+            take(
+                &r.git,
+                &wt,
+                "main",
+                &std::env::temp_dir().join("nightshift-test-scratch")
+            )
+            .unwrap(),
+            tree
+        );
         let d = diff(&r.git, "main", &tree).unwrap();
         assert!(d.contains("+changed") && d.contains("b/new.txt"), "{d}");
         let hit = find_in_blobs(&r.git, &tree, &["new.txt".into()], &["zz", "ew"]).unwrap();

@@ -123,7 +123,7 @@ fn worker(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let run = run_agent(cx, &s.config, agent, &wt, Some(&own_git), &text, &s.card)?;
     let after = protect::snapshot(&wt, &patterns);
     let escaped = guard.escaped();
-    let tree = crate::snapshot::take(&s.git, &wt, &base)?;
+    let tree = crate::snapshot::take(&s.git, &wt, &base, &cx.paths.scratch(&cx.args.job))?;
     let secret = guard::secret_in(&s.git, &base, &tree)?;
     let (envelope, envelope_error) = match &run.final_message {
         Some(m) => match envelope::parse_envelope(m, s.stage.id.as_str(), cx.args.job.attempt) {
@@ -163,7 +163,7 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         let dir = cx.paths.handoff_dir(&job.stage, job.attempt).join("panel");
         std::fs::create_dir_all(&dir)?;
         let _restoring = crate::lock::lock(&dir.join("restore.lock"))?;
-        if crate::snapshot::take(&s.git, &wt, &d.base)? != d.tree {
+        if crate::snapshot::take(&s.git, &wt, &d.base, &cx.paths.scratch(&job))? != d.tree {
             crate::snapshot::restore(&s.git, &wt, &d.tree)?;
         }
     } else {
@@ -197,7 +197,7 @@ fn verifier(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
     let guard = Guard::start(&s.paths, &s.git, &job, &s.state);
     let run = run_agent(cx, &s.config, agent, &wt, None, &text, &s.card)?;
     let escaped = guard.escaped();
-    let now = crate::snapshot::take(&s.git, &wt, &d.base)?;
+    let now = crate::snapshot::take(&s.git, &wt, &d.base, &cx.paths.scratch(&job))?;
     let wrote = crate::snapshot::changed(&s.git, &d.tree, &now)?;
     let (verdict, verdict_error) = match &run.final_message {
         Some(m) => match envelope::parse_verdict(m, s.stage.id.as_str(), cx.args.job.attempt) {
@@ -516,7 +516,7 @@ fn acceptance(cx: &mut RoleCtx<'_>) -> Result<OutcomeResult, JobError> {
         }
     }
     let escaped = guard.escaped();
-    let after = crate::snapshot::take(&s.git, &wt, &d.base)?;
+    let after = crate::snapshot::take(&s.git, &wt, &d.base, &cx.paths.scratch(&cx.args.job))?;
     Ok(OutcomeResult::Acceptance {
         deliverable: crate::snapshot::changed(&s.git, &d.base, &d.tree)?,
         commands: results,

@@ -222,8 +222,16 @@ fn a_wrapper_killed_while_its_agent_runs_is_judged_by_the_next_tick() {
     assert!(gone_within(wrapper, 10));
     assert!(pid_alive(agent), "the agent lives on, headless");
     assert_eq!(n.stage("s1")["job"], "vanished", "status sees it at once");
+    // What a wrapper killed during `git add` leaves in its scratch folder.
+    let scratch = n.path("state/.scratch/s1-a1-worker/index-x");
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(scratch.join("index.lock"), "").unwrap();
     assert!(n.tick().status.success());
     assert!(!pid_alive(agent), "the headless agent was killed");
+    assert!(
+        !n.path("state/.scratch/s1-a1-worker").exists(),
+        "the verified kill removes the job's scratch folder"
+    );
     assert_eq!(
         n.count_events("s1: a1 failed: the worker job died without an outcome; will retry"),
         1,
