@@ -162,10 +162,7 @@ fn add_stage_killed_at_each_point_leaves_all_or_nothing() {
     ] {
         let mut n = Night::new();
         n.init();
-        let cards: Vec<String> = ["a", "b", "c"]
-            .iter()
-            .map(|id| n.card(id, "acceptance: [\"true\"]\n", "body"))
-            .collect();
+        let cards = n.cards(&["a", "b", "c"], "acceptance: [\"true\"]\n");
         let refs: Vec<&str> = cards.iter().map(String::as_str).collect();
         let mut args = vec!["add-stage"];
         args.extend_from_slice(&refs);

@@ -227,6 +227,11 @@ impl Night {
         rel
     }
 
+    /// One card per id, each with the same front matter `front`; their paths.
+    pub fn cards(&self, ids: &[&str], front: &str) -> Vec<String> {
+        ids.iter().map(|id| self.card(id, front, "body")).collect()
+    }
+
     pub fn add(&self, cards: &[&str]) {
         let mut args = vec!["add-stage"];
         args.extend_from_slice(cards);

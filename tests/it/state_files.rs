@@ -235,10 +235,7 @@ fn a_version_one_state_is_read_then_written_split() {
     use serde_json::Value;
     let mut n = Night::new();
     n.init();
-    let cards: Vec<String> = ["a", "b", "c"]
-        .iter()
-        .map(|id| n.card(id, "acceptance: [\"true\"]\n", "body"))
-        .collect();
+    let cards = n.cards(&["a", "b", "c"], "acceptance: [\"true\"]\n");
     let refs: Vec<&str> = cards.iter().map(String::as_str).collect();
     n.add(&refs);
     let before = n.status()["stages"].clone();
