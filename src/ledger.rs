@@ -112,12 +112,15 @@ pub fn read_file(git: &Git, rel_path: &str) -> Result<Option<Vec<u8>>, GitError>
     Ok(Some(out.stdout))
 }
 
-/// The files under `dir` (e.g. `state/stages`) in `commit`'s tree, as paths in that tree.
+/// The files under `dirs` (e.g. `state/stages`) in `commit`'s tree, as paths in that tree,
+/// with one `ls-tree`.
 ///
 /// # Errors
 /// [`GitError`] when git fails.
-pub fn list(git: &Git, commit: &str, dir: &str) -> Result<Vec<String>, GitError> {
-    let out = git.run(&["ls-tree", "-r", "--name-only", commit, "--", dir])?;
+pub fn list(git: &Git, commit: &str, dirs: &[&str]) -> Result<Vec<String>, GitError> {
+    let mut args = vec!["ls-tree", "-r", "--name-only", commit, "--"];
+    args.extend_from_slice(dirs);
+    let out = git.run(&args)?;
     Ok(out.lines().map(str::to_owned).collect())
 }
 
@@ -473,17 +476,23 @@ mod tests {
 
     /// Backdates every durable file so that none counts as racily clean.
     fn age(r: &TestRepo) {
+        age_paths(
+            r,
+            [
+                "state/state.yaml",
+                "state/budget.json",
+                "state/cards/s1.md",
+                "state/handoffs/s1/a1/worker.json",
+            ]
+            .map(String::from),
+        );
+    }
+
+    /// Sets the modification time of files or folders a minute back (not racy any more).
+    fn age_paths(r: &TestRepo, rels: impl IntoIterator<Item = String>) {
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        for rel in [
-            "state/state.yaml",
-            "state/budget.json",
-            "state/cards/s1.md",
-            "state/handoffs/s1/a1/worker.json",
-        ] {
-            let f = std::fs::File::options()
-                .write(true)
-                .open(r.root().join(rel))
-                .unwrap();
+        for rel in rels {
+            let f = std::fs::File::open(r.root().join(rel)).unwrap();
             f.set_modified(old).unwrap();
         }
     }
@@ -531,16 +540,12 @@ mod tests {
             r.write(&format!("state/stages/s{i}.yaml"), &format!("order: {i}\n"));
         }
         age(&r);
-        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        for i in 0..50 {
-            let f = std::fs::File::options()
-                .write(true)
-                .open(r.root().join(format!("state/stages/s{i}.yaml")))
-                .unwrap();
-            f.set_modified(old).unwrap();
-        }
-        let dir = std::fs::File::open(r.root().join("state/stages")).unwrap();
-        dir.set_modified(old).unwrap();
+        age_paths(
+            &r,
+            (0..50)
+                .map(|i| format!("state/stages/s{i}.yaml"))
+                .chain(["state/stages".into()]),
+        );
         commit(&r.git, &paths(&r), "one").unwrap();
         assert_eq!(write::SENT.with(std::cell::Cell::get), 54);
         let cache = write::Cache::load(&paths(&r).ledger_index()).unwrap();

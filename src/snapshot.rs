@@ -60,6 +60,23 @@ pub fn take(
     Ok(String::from_utf8_lossy(&tree?.stdout).trim().to_owned())
 }
 
+/// [`take`] with a scratch folder of its own, removed after (tests).
+///
+/// # Errors
+/// As [`take`].
+#[cfg(test)]
+pub(crate) fn take_scratch(
+    git: &Git,
+    workspace: &Path,
+    base: &str,
+) -> Result<String, WorktreeError> {
+    let scratch = tempfile::tempdir().map_err(|e| WorktreeError::Io {
+        path: std::env::temp_dir(),
+        source: e,
+    })?;
+    take(git, workspace, base, &scratch.path().join("s"))
+}
+
 /// Makes `workspace` hold exactly `tree` (its non-ignored files; ignored files such as build
 /// caches stay): the workspace's index and files are reset to the tree and every other
 /// non-ignored file is removed.
@@ -185,13 +202,7 @@ mod tests {
         std::fs::write(wt.join("a.txt"), "changed\n").unwrap();
         std::fs::write(wt.join("new.txt"), "new\n").unwrap();
         std::fs::write(wt.join("x.ignored"), "ignored\n").unwrap();
-        let tree = take(
-            &r.git,
-            &wt,
-            "main",
-            &std::env::temp_dir().join("nightshift-test-scratch"),
-        )
-        .unwrap();
+        let tree = take_scratch(&r.git, &wt, "main").unwrap();
         let head = r.git.run(&["rev-parse", "main^{tree}"]).unwrap();
         assert_eq!(changed(&r.git, &head, &tree).unwrap(), ["a.txt", "new.txt"]);
         // The workspace's own index was not touched.
@@ -209,16 +220,7 @@ mod tests {
             "changed\n"
         );
         assert!(wt.join("x.ignored").exists());
-        assert_eq!(
-            take(
-                &r.git,
-                &wt,
-                "main",
-                &std::env::temp_dir().join("nightshift-test-scratch")
-            )
-            .unwrap(),
-            tree
-        );
+        assert_eq!(take_scratch(&r.git, &wt, "main").unwrap(), tree);
         let d = diff(&r.git, "main", &tree).unwrap();
         assert!(d.contains("+changed") && d.contains("b/new.txt"), "{d}");
         let hit = find_in_blobs(&r.git, &tree, &["new.txt".into()], &["zz", "ew"]).unwrap();

@@ -204,7 +204,7 @@ fn read_cold(paths: &Paths, hot: &State) -> NsResult<Vec<Stage>> {
     {
         return Ok(cold);
     }
-    let cold = split::read_files(paths, hot.stage_count, REPAIR_HINT)?;
+    let cold = split::read_files(paths, hot.stage_count)?;
     cache::store_at(paths, &file, &key, &cold);
     Ok(cold)
 }
@@ -256,7 +256,8 @@ fn to_state_error(e: NsError) -> NsError {
 
 /// Writes the stage files that changed, then the budget, then the hot file, which is the
 /// commit point: a crash before it leaves the old state whole (new stage files are numbered
-/// past its count and named in `state/.adding`, and the next writer removes them; a stage that
+/// past its count and named in `state/.adding`, and the next writer's [`load_reconciled`]
+/// removes them before anything else; a stage that
 /// turned cold is still in the old hot file, which wins); a crash between the budget and the
 /// hot file leaves a budget one seq ahead, which [`load_reconciled`] rolls back. Updates the
 /// state's record of what the files hold.
@@ -267,25 +268,24 @@ pub fn save(paths: &Paths, state: &mut State, budget: &Budget) -> NsResult<()> {
     let plan = split::plan(state);
     schema::check(&plan.hot, "state/state.yaml")?;
     schema::check(budget, "state/budget.json")?;
+    // Every file is validated before anything is written.
     let mut files = Vec::with_capacity(plan.files.len());
     let mut added = String::new();
     for (order, stage, new) in &plan.files {
-        let path = split::stage_path(paths, &stage.id);
-        let text = split::yaml(*order, stage)?;
-        if *new {
-            added.push_str(stage.id.as_str());
-            added.push('\n');
-        }
-        files.push((path, text.into_bytes()));
-    }
-    for (order, stage, _) in &plan.files {
         let file = split::StageFile {
             order: *order,
             stage: (*stage).clone(),
         };
-        schema::check(&file, &format!("state/stages/{}.yaml", stage.id))?;
+        let label = format!("state/{}/{}.yaml", split::STAGES_DIR, stage.id);
+        schema::check(&file, &label)?;
+        let text = serde_saphyr::to_string(&file)
+            .map_err(|e| NsError::bug(format!("cannot serialise {label}: {e}")))?;
+        if *new {
+            added.push_str(stage.id.as_str());
+            added.push('\n');
+        }
+        files.push((split::stage_path(paths, &stage.id), text.into_bytes()));
     }
-    split::clear_leftovers(paths, state.stage_count)?;
     if !added.is_empty() {
         write_atomic(&split::adding_path(paths), added.as_bytes())?;
     }
@@ -354,7 +354,7 @@ pub fn ledger_state(git: &Git) -> NsResult<Option<(State, Option<Budget>)>> {
 /// # Errors
 /// When git fails, the commit holds no state, or a file in it is invalid.
 pub fn ledger_full_state(git: &Git, commit: &str) -> NsResult<LedgerState> {
-    let stages = ledger::list(git, commit, &ledger_stages_dir())
+    let stages = ledger::list(git, commit, &[&ledger_stages_dir()])
         .map_err(|e| NsError::from(e).within("cannot read the ledger"))?;
     ledger_full_state_listed(git, commit, &stages)
 }
@@ -399,39 +399,30 @@ pub fn ledger_full_state_listed(
         )?),
         None => None,
     };
-    let n = usize::try_from(hot.stage_count).unwrap_or(usize::MAX);
-    let mut slots: Vec<Option<Stage>> = Vec::new();
-    slots.resize_with(n, || None);
     let mut files = Vec::with_capacity(stages.len());
+    let mut parsed = Vec::with_capacity(stages.len());
     for (path, blob) in stages.iter().zip(blobs) {
         let Some(bytes) = blob else { continue };
-        let name = path.rsplit('/').next().unwrap_or(path);
+        let name = path.rsplit('/').next().unwrap_or(path).to_owned();
         let label = format!(
             "state/{}/{name} at ledger commit {}",
             split::STAGES_DIR,
             short(commit)
         );
-        let file = split::parse(&String::from_utf8_lossy(&bytes), &label, REPAIR_HINT)?;
-        if let Some(slot) = usize::try_from(file.order)
-            .ok()
-            .and_then(|i| slots.get_mut(i))
-        {
-            *slot = Some(file.stage);
-            files.push((name.to_owned(), bytes));
+        let file = split::parse(&String::from_utf8_lossy(&bytes), &label)?;
+        // Only the stages (a crashed add-stage's file past the count is not restored).
+        if file.order < hot.stage_count {
+            files.push((name.clone(), bytes));
         }
+        parsed.push((name, file, label));
     }
-    let cold = slots
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            s.ok_or_else(|| {
-                NsError::state(format!(
-                    "ledger commit {} holds no stage file number {i} of {n}",
-                    short(commit)
-                ))
-            })
-        })
-        .collect::<NsResult<Vec<Stage>>>()?;
+    let n = hot.stage_count;
+    let cold = split::in_order(parsed, n, &|i| {
+        format!(
+            "ledger commit {} holds no stage file number {i} of {n}",
+            short(commit)
+        )
+    })?;
     Ok(LedgerState {
         state: split::merge(hot, cold),
         budget,

@@ -158,13 +158,7 @@ mod tests {
         // Nothing of it reached the repository; nightshift still sees the change as new.
         assert_eq!(r.git.run(&["for-each-ref"]).unwrap(), refs_before);
         let base = r.git.run(&["rev-parse", "main"]).unwrap();
-        let tree = crate::snapshot::take(
-            &r.git,
-            &ws,
-            base.trim(),
-            &std::env::temp_dir().join("nightshift-test-scratch"),
-        )
-        .unwrap();
+        let tree = crate::snapshot::take_scratch(&r.git, &ws, base.trim()).unwrap();
         assert_eq!(
             crate::snapshot::changed(&r.git, base.trim(), &tree).unwrap(),
             ["b.txt"]
@@ -181,15 +175,7 @@ mod tests {
         // Point s1's workspace at s2's admin directory: refused.
         std::fs::copy(ws2.join(".git"), ws1.join(".git")).unwrap();
         assert!(!gitfile_is_own(&ws1, &common));
-        assert!(
-            crate::snapshot::take(
-                &r.git,
-                &ws1,
-                "main",
-                &std::env::temp_dir().join("nightshift-test-scratch")
-            )
-            .is_err()
-        );
+        assert!(crate::snapshot::take_scratch(&r.git, &ws1, "main").is_err());
         // A directory of the agent's own: refused; prepare rebuilds the workspace.
         std::fs::remove_file(ws1.join(".git")).unwrap();
         std::fs::create_dir(ws1.join(".git")).unwrap();

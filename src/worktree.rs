@@ -365,13 +365,7 @@ mod tests {
         let (r, paths) = setup();
         let dir = prepare(&r.git, &paths, &stage("s1"), "main").unwrap();
         std::fs::write(dir.join("b.txt"), "work\n").unwrap();
-        let tree = crate::snapshot::take(
-            &r.git,
-            &dir,
-            "main",
-            &std::env::temp_dir().join("nightshift-test-scratch"),
-        )
-        .unwrap();
+        let tree = crate::snapshot::take_scratch(&r.git, &dir, "main").unwrap();
         // Written after the snapshot: never lands.
         std::fs::write(dir.join("late.txt"), "late\n").unwrap();
         let t = trailer("s1");

@@ -29,8 +29,7 @@ pub fn run(repo: &Path, _args: &Args) -> NsResult<i32> {
     // The stage files are read themselves, not through their cache, which would hide a
     // damaged one until the cache is next rebuilt.
     let state = store::read_hot_file(&paths).and_then(|hot| {
-        store::split::read_files(&paths, hot.stage_count, "")
-            .map(|cold| store::split::merge(hot, cold))
+        store::split::read_files(&paths, hot.stage_count).map(|cold| store::split::merge(hot, cold))
     });
     let budget = store::read_budget_file(&paths);
     if state.is_ok() && budget.is_ok() && store::load_reconciled(&paths, || Ok(&git)).is_ok() {

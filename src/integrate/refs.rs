@@ -262,13 +262,7 @@ mod tests {
     fn stage_with(r: &TestRepo, paths: &Paths, id: &str, file: &str, text: &str) -> String {
         let dir = prepare(&r.git, paths, &stage(id), "main").unwrap();
         std::fs::write(dir.join(file), text).unwrap();
-        let tree = crate::snapshot::take(
-            &r.git,
-            &dir,
-            "main",
-            &std::env::temp_dir().join("nightshift-test-scratch"),
-        )
-        .unwrap();
+        let tree = crate::snapshot::take_scratch(&r.git, &dir, "main").unwrap();
         let base = r.git.run(&["rev-parse", "main"]).unwrap();
         let branch = format!("nightshift/stage/{id}");
         let d = crate::worktree::Deliverable {

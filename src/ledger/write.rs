@@ -178,6 +178,15 @@ fn scan(
     Ok(out)
 }
 
+/// Whether the ledger keeps the files of a [`LEAVES`] folder that are gone from disk:
+/// nightshift never removes a stage file, so one missing (removed by hand) keeps its last
+/// committed copy, which `nightshift repair` restores.
+fn keeps_removed(leaf: &str) -> bool {
+    leaf.strip_prefix(STATE_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        == Some("stages")
+}
+
 /// How long after its last change a [`LEAVES`] folder's stat is not trusted: a change in the
 /// same timestamp tick as the one the cache saw would leave the stat as it was. Only a holder
 /// of the tick lock writes these folders, one after the other, so the tick is the filesystem's
@@ -336,9 +345,8 @@ pub(super) fn commit(
     if cache.is_none() {
         stream.extend_from_slice(b"deleteall\n");
     } else {
-        // (never the stage files' folder: a stage file is never removed from the ledger)
         for (rel, leaf) in &leaves {
-            if matches!(leaf, Leaf::Walked { old: None }) && *rel != format!("{STATE_DIR}/stages") {
+            if matches!(leaf, Leaf::Walked { old: None }) && !keeps_removed(rel) {
                 let _ = writeln!(stream, "D {}", quoted(rel));
             }
         }
@@ -405,11 +413,8 @@ pub(super) fn commit(
         }
     }
     if let Some(c) = cache {
-        // nightshift never removes a stage file: one missing from the folder (removed by hand)
-        // keeps its last committed copy, which `nightshift repair` restores.
-        let stages = format!("{STATE_DIR}/stages");
         let walked_old = leaves.iter().filter_map(|(dir, leaf)| match leaf {
-            Leaf::Walked { old: Some(o) } if *dir != stages => Some((dir.as_str(), o)),
+            Leaf::Walked { old: Some(o) } if !keeps_removed(dir) => Some((dir.as_str(), o)),
             _ => None,
         });
         let gone_leaf_files = walked_old.flat_map(|(dir, o)| {

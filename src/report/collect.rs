@@ -77,21 +77,11 @@ pub fn read(
             .hint("run `nightshift init`, then enqueue work with `nightshift add-stage CARD`")
     })?;
     // One listing of the handoffs and the stage files, one batch for the state.
-    let listing = git
-        .run(&[
-            "ls-tree",
-            "-r",
-            "--name-only",
-            &head,
-            "--",
-            "state/handoffs",
-            &crate::store::ledger_stages_dir(),
-        ])
-        .map_err(git_err)?;
-    let stages_dir = format!("{}/", crate::store::ledger_stages_dir());
+    let stages = crate::store::ledger_stages_dir();
+    let listing = crate::ledger::list(git, &head, &["state/handoffs", &stages]).map_err(git_err)?;
+    let stages_dir = format!("{stages}/");
     let (stage_files, handoffs): (Vec<String>, Vec<String>) = listing
-        .lines()
-        .map(str::to_owned)
+        .into_iter()
         .partition(|p| p.starts_with(&stages_dir));
     let read = crate::store::ledger_full_state_listed(git, &head, &stage_files)?;
     let state = read.state;

@@ -177,44 +177,27 @@ fn loaded_of(hot: &State, stages: &[Stage]) -> Loaded {
 /// The whole state from the hot file and the stage files' records (in order): each hot stage
 /// replaces its file's record; a hot stage without a file (a version-1 hot file) follows them.
 #[must_use]
-pub fn merge(hot: State, cold: Vec<Stage>) -> State {
-    let mut state = merge_stages(hot, cold);
-    state.loaded.signs = Arc::new(state.stages.iter().map(sign).collect());
-    state
-}
-
-fn merge_stages(mut hot: State, mut cold: Vec<Stage>) -> State {
-    hot.loaded = Loaded {
-        hot: Arc::new(hot.stages.iter().map(|s| s.id.clone()).collect()),
-        signs: Arc::default(),
-    };
-    if cold.is_empty() {
-        return hot;
-    }
+pub fn merge(mut hot: State, mut cold: Vec<Stage>) -> State {
     let hot_stages = std::mem::take(&mut hot.stages);
-    let mut extra = Vec::new();
-    {
-        let at: HashMap<&StageId, usize> = if hot_stages.is_empty() {
-            HashMap::new()
-        } else {
-            cold.iter().enumerate().map(|(i, s)| (&s.id, i)).collect()
-        };
-        let places: Vec<Option<usize>> =
-            hot_stages.iter().map(|s| at.get(&s.id).copied()).collect();
-        for (s, place) in hot_stages.into_iter().zip(places) {
-            match place {
-                Some(i) => extra.push((Some(i), s)),
-                None => extra.push((None, s)),
-            }
-        }
-    }
-    for (place, s) in extra {
+    let places: Vec<Option<usize>> = if hot_stages.is_empty() {
+        Vec::new()
+    } else {
+        let at: HashMap<&StageId, usize> =
+            cold.iter().enumerate().map(|(i, s)| (&s.id, i)).collect();
+        hot_stages.iter().map(|s| at.get(&s.id).copied()).collect()
+    };
+    let ids: BTreeSet<StageId> = hot_stages.iter().map(|s| s.id.clone()).collect();
+    for (s, place) in hot_stages.into_iter().zip(places) {
         match place {
             Some(i) => cold[i] = s,
             None => cold.push(s),
         }
     }
     hot.stages = cold;
+    hot.loaded = Loaded {
+        hot: Arc::new(ids),
+        signs: Arc::new(hot.stages.iter().map(sign).collect()),
+    };
     hot
 }
 
@@ -223,71 +206,73 @@ fn merge_stages(mut hot: State, mut cold: Vec<Stage>) -> State {
 ///
 /// # Errors
 /// A state-kind error naming the file at fault, or the number missing.
-pub fn read_files(paths: &Paths, count: u64, hint: &str) -> NsResult<Vec<Stage>> {
-    let dir = paths.state_dir().join(STAGES_DIR);
-    let n = usize::try_from(count).unwrap_or(usize::MAX);
-    let mut slots: Vec<Option<Stage>> = Vec::new();
-    slots.resize_with(n, || None);
-    let entries = std::fs::read_dir(&dir).map_err(|e| {
-        NsError::state(format!(
-            "state/{STAGES_DIR}/ cannot be read ({count} stages expected)"
-        ))
-        .cause(e.to_string())
-        .hint(hint)
-    })?;
-    for entry in entries {
-        let entry = entry.map_err(|e| {
-            NsError::state(format!("state/{STAGES_DIR}/ cannot be read"))
-                .cause(e.to_string())
-                .hint(hint)
-        })?;
+pub fn read_files(paths: &Paths, count: u64) -> NsResult<Vec<Stage>> {
+    let unreadable = |what: &str, e: &std::io::Error| {
+        NsError::state(format!("{what} cannot be read"))
+            .cause(e.to_string())
+            .hint(super::REPAIR_HINT)
+    };
+    let dir = format!("state/{STAGES_DIR}/");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(paths.state_dir().join(STAGES_DIR))
+        .map_err(|e| unreadable(&format!("{dir} ({count} stages expected)"), &e))?
+    {
+        let entry = entry.map_err(|e| unreadable(&dir, &e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name
-            .strip_suffix(".yaml")
-            .filter(|_| !name.starts_with('.'))
-        else {
+        if name.starts_with('.') || !name.ends_with(".yaml") {
             continue;
-        };
-        let label = format!("state/{STAGES_DIR}/{name}");
-        let text = std::fs::read_to_string(entry.path()).map_err(|e| {
-            NsError::state(format!("{label} cannot be read"))
-                .cause(e.to_string())
-                .hint(hint)
-        })?;
-        let file = parse(&text, &label, hint)?;
+        }
+        let label = format!("{dir}{name}");
+        let text = std::fs::read_to_string(entry.path()).map_err(|e| unreadable(&label, &e))?;
+        files.push((name, parse(&text, &label)?, label));
+    }
+    in_order(files, count, &|i| {
+        format!("{dir} holds no stage number {i} (state/state.yaml counts {count})")
+    })
+    .map_err(|e| e.hint(super::REPAIR_HINT))
+}
+
+/// The records of parsed stage files `(file name, file, label)`, by their number `0..count`;
+/// a file numbered past it is a crashed `add-stage`'s leftover, not a stage yet. `missing`
+/// words the error for a number no file has.
+///
+/// # Errors
+/// A state-kind error when a file holds another stage than its name says, two files have the
+/// same number, or a number is missing.
+pub fn in_order(
+    files: impl IntoIterator<Item = (String, StageFile, String)>,
+    count: u64,
+    missing: &dyn Fn(usize) -> String,
+) -> NsResult<Vec<Stage>> {
+    let state_error = NsError::state;
+    let mut slots: Vec<Option<Stage>> = Vec::new();
+    slots.resize_with(usize::try_from(count).unwrap_or(usize::MAX), || None);
+    for (name, file, label) in files {
         let Some(slot) = usize::try_from(file.order)
             .ok()
             .and_then(|i| slots.get_mut(i))
         else {
-            continue; // a crashed add-stage's leftover: not a stage yet
+            continue;
         };
-        if file.stage.id.as_str() != stem {
-            return Err(NsError::state(format!(
-                "{label} holds stage `{}`, not `{stem}`",
-                file.stage.id
-            ))
-            .hint(hint));
+        if name.strip_suffix(".yaml") != Some(file.stage.id.as_str()) {
+            return Err(state_error(format!(
+                "{label} holds stage `{}`, not `{}`",
+                file.stage.id,
+                name.trim_end_matches(".yaml")
+            )));
         }
         if slot.is_some() {
-            return Err(NsError::state(format!(
+            return Err(state_error(format!(
                 "{label}: another stage file is also number {}",
                 file.order
-            ))
-            .hint(hint));
+            )));
         }
         *slot = Some(file.stage);
     }
     slots
         .into_iter()
         .enumerate()
-        .map(|(i, s)| {
-            s.ok_or_else(|| {
-                NsError::state(format!(
-                    "state/{STAGES_DIR}/ holds no stage number {i} (state/state.yaml counts {count})"
-                ))
-                .hint(hint)
-            })
-        })
+        .map(|(i, s)| s.ok_or_else(|| state_error(missing(i))))
         .collect()
 }
 
@@ -295,30 +280,8 @@ pub fn read_files(paths: &Paths, count: u64, hint: &str) -> NsResult<Vec<Stage>>
 ///
 /// # Errors
 /// A state-kind error naming `label` and the line.
-pub fn parse(text: &str, label: &str, hint: &str) -> NsResult<StageFile> {
-    crate::schema::parse_yaml::<StageFile>(text, label).map_err(|e| NsError {
-        code: crate::error::EXIT_STATE,
-        hint: Some(hint.into()),
-        ..e
-    })
-}
-
-/// Serialises a stage file.
-///
-/// # Errors
-/// When serialisation fails (a bug).
-pub fn yaml(order: u64, stage: &Stage) -> NsResult<String> {
-    #[derive(Serialize)]
-    struct Ref<'a> {
-        order: u64,
-        stage: &'a Stage,
-    }
-    serde_saphyr::to_string(&Ref { order, stage }).map_err(|e| {
-        NsError::bug(format!(
-            "cannot serialise the file of stage {}: {e}",
-            stage.id
-        ))
-    })
+pub fn parse(text: &str, label: &str) -> NsResult<StageFile> {
+    crate::schema::parse_yaml::<StageFile>(text, label).map_err(super::to_state_error)
 }
 
 /// Removes the files a dead `add-stage` left (named in `state/.adding`, numbered at or past the
