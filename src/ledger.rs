@@ -69,14 +69,89 @@ pub fn head(git: &Git) -> Result<Option<String>, GitError> {
 pub fn commit(git: &Git, paths: &Paths, message: &str) -> Result<String, GitError> {
     let cache_path = absolute(git, &paths.ledger_index());
     let message = crate::redact::apply(message);
+    let wrote = take_written(paths);
     if let Some(cache) = write::Cache::load(&cache_path) {
         let parent = cache.commit.clone();
-        if let Ok(id) = write::commit(git, &cache_path, &message, Some(&parent), Some(&cache)) {
+        if let Ok(id) = write::commit(
+            git,
+            &cache_path,
+            &message,
+            Some(&parent),
+            Some(&cache),
+            &wrote,
+        ) {
             return Ok(id);
         }
     }
     let old = head(git)?;
-    write::commit(git, &cache_path, &message, old.as_deref(), None)
+    write::commit(git, &cache_path, &message, old.as_deref(), None, &wrote)
+}
+
+/// What this process wrote into one leaf folder (`state/stages/`, `state/cards/`) since its
+/// last ledger commit: the folder's stat before the first of those writes and after the last,
+/// and the files' names.
+#[derive(Debug, Default)]
+pub(crate) struct Wrote {
+    before: Option<write::Stat>,
+    after: Option<write::Stat>,
+    files: std::collections::BTreeSet<String>,
+}
+
+/// The leaf-folder writes of this process not yet committed, by folder.
+static WRITTEN: std::sync::Mutex<std::collections::BTreeMap<PathBuf, Wrote>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Notes that `path` is about to be written (renamed into place): nightshift's one writer path
+/// calls this before every file and [`did_write`] after it, and a file in a leaf folder of
+/// `state/` is remembered with the folder's stat before the first such write and after the
+/// last. The next [`commit`] of this process then sends those files without listing the
+/// folder, when the stat before is the one it recorded at the last commit and the stat after
+/// is the folder's now: the folder changed by these writes alone.
+pub fn will_write(path: &Path) {
+    note(path, |dir, w| {
+        if w.files.is_empty() && w.before.is_none() {
+            w.before = write::dir_stat(dir);
+        }
+    });
+}
+
+/// Notes that `path` was written (see [`will_write`]).
+pub fn did_write(path: &Path) {
+    note(path, |dir, w| {
+        w.after = write::dir_stat(dir);
+        if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            w.files.insert(name.to_owned());
+        }
+    });
+}
+
+/// Runs `f` on the record of `path`'s folder when that is a leaf folder.
+fn note(path: &Path, f: impl FnOnce(&Path, &mut Wrote)) {
+    let Some(dir) = path.parent() else { return };
+    let leaf = dir.file_name().and_then(|n| n.to_str());
+    if !leaf.is_some_and(|l| write::LEAVES.contains(&l)) {
+        return;
+    }
+    let mut written = WRITTEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(dir, written.entry(dir.to_path_buf()).or_default());
+}
+
+/// Takes this process's noted writes into `paths`' leaf folders, keyed by the folder's path in
+/// the tree (`state/stages`).
+fn take_written(paths: &Paths) -> std::collections::BTreeMap<String, Wrote> {
+    let mut written = WRITTEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let state = paths.state_dir();
+    write::LEAVES
+        .iter()
+        .filter_map(|leaf| {
+            let w = written.remove(&state.join(leaf))?;
+            Some((format!("{}/{leaf}", crate::paths::STATE_DIR), w))
+        })
+        .collect()
 }
 
 /// [`commit`] with the expected current head given: the new commit's parent, and the value the
@@ -92,7 +167,15 @@ pub(crate) fn commit_expecting(
     let message = crate::redact::apply(message);
     let cache =
         write::Cache::load(&cache_path).filter(|c| expected_old.is_some_and(|e| e == c.commit));
-    write::commit(git, &cache_path, &message, expected_old, cache.as_ref())
+    let wrote = take_written(paths);
+    write::commit(
+        git,
+        &cache_path,
+        &message,
+        expected_old,
+        cache.as_ref(),
+        &wrote,
+    )
 }
 
 /// The bytes of `rel_path` (e.g. `state/state.yaml`) at the ledger head; `None` when there is
@@ -569,6 +652,53 @@ mod tests {
         let path = write::ledger_path("state/stages/s7.yaml");
         let text = r.git.run(&["show", &format!("{three}:{path}")]).unwrap();
         assert!(text.contains("changed: true"), "{text}");
+    }
+
+    /// Files this process wrote into a leaf folder (through nightshift's writer) are sent
+    /// without walking the folder or rewriting its side file, while the folder changed by
+    /// those writes alone; a file put there by anything else meanwhile makes the commit walk it.
+    #[test]
+    fn a_folder_changed_by_this_process_alone_is_not_walked() {
+        use std::os::unix::fs::MetadataExt;
+        let r = repo();
+        write_state(&r, 1);
+        for i in 0..20 {
+            r.write(&format!("state/stages/s{i}.yaml"), &format!("order: {i}\n"));
+        }
+        age(&r);
+        commit(&r.git, &paths(&r), "one").unwrap();
+        let side = r.root().join("state/.ledger-index.stages");
+        let ino = || std::fs::metadata(&side).unwrap().ino();
+        let first = ino();
+        let ours = |i: u32| {
+            crate::store::write_atomic(
+                &r.root().join(format!("state/stages/s{i}.yaml")),
+                format!("order: {i}\nours: true\n").as_bytes(),
+            )
+            .unwrap();
+        };
+        ours(20);
+        ours(3);
+        let two = commit(&r.git, &paths(&r), "two").unwrap();
+        assert_eq!(write::SENT.with(std::cell::Cell::get), 2);
+        assert_eq!(ino(), first, "the side file is kept");
+        let show = |c: &str, rel: &str| {
+            r.git
+                .run(&["show", &format!("{c}:{}", write::ledger_path(rel))])
+                .unwrap()
+        };
+        assert!(show(&two, "state/stages/s3.yaml").contains("ours"));
+        assert!(show(&two, "state/stages/s20.yaml").contains("ours"));
+        // Ours, then one by hand (renamed in, not through the writer): the folder is walked.
+        ours(21);
+        let tmp = r.root().join("state/stages/.tmp-hand");
+        std::fs::write(&tmp, "order: 22\nhand: true\n").unwrap();
+        std::fs::rename(&tmp, r.root().join("state/stages/s22.yaml")).unwrap();
+        let three = commit(&r.git, &paths(&r), "three").unwrap();
+        assert!(show(&three, "state/stages/s22.yaml").contains("hand"));
+        assert!(show(&three, "state/stages/s21.yaml").contains("ours"));
+        assert_ne!(ino(), first, "walked: the side file is new");
+        assert_eq!(tree_files(&r, &three).len(), 4 + 23);
     }
 
     /// Card copies are sharded by a hash prefix; `read_file` finds them by their `state/` path.

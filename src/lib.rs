@@ -35,6 +35,7 @@ pub mod logview;
 pub mod notify;
 pub mod now;
 pub mod observe;
+pub mod par;
 pub mod paths;
 pub mod proc;
 pub mod prompt;

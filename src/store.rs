@@ -34,17 +34,24 @@ fn rename_into<'p>(path: &'p Path, bytes: &[u8], sync_file: bool) -> NsResult<&'
     let dir = path
         .parent()
         .ok_or_else(|| NsError::bug(format!("{} has no parent directory", path.display())))?;
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(io)?;
+    // Before the temp file changes the folder: the ledger's next commit sends this file.
+    ledger::will_write(path);
+    let temp = || tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir);
+    let mut tmp = match temp() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            temp()
+        }
+        made => made,
+    }
+    .map_err(io)?;
     tmp.write_all(&crate::redact::apply_bytes(bytes))
         .map_err(io)?;
     if sync_file {
         tmp.as_file().sync_all().map_err(io)?;
     }
     tmp.persist(path).map_err(|e| io(e.error))?;
+    ledger::did_write(path);
     Ok(dir)
 }
 
@@ -71,6 +78,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> NsResult<()> {
 /// # Errors
 /// When a write, rename or the flush fails; files renamed before the failure stay.
 pub fn write_batch(files: &[(std::path::PathBuf, Vec<u8>)]) -> NsResult<()> {
+    let files: Vec<(&Path, &[u8])> = files
+        .iter()
+        .map(|(p, b)| (p.as_path(), b.as_slice()))
+        .collect();
+    write_files(&files)
+}
+
+/// [`write_batch`] of borrowed paths and bytes.
+fn write_files(files: &[(&Path, &[u8])]) -> NsResult<()> {
     /// Up to this many files, an fsync each is cheaper than flushing the whole filesystem.
     const FSYNC_EACH: usize = 8;
     let flush = cfg!(target_os = "linux") && files.len() > FSYNC_EACH;
@@ -198,15 +214,21 @@ fn read_cold(paths: &Paths, hot: &State) -> NsResult<Vec<Stage>> {
         return Ok(Vec::new());
     }
     let key = cache::stages_key(paths, hot.cold_stamp, hot.stage_count);
-    let file = cache::stages_path(paths);
-    if let Some(cold) = cache::load_at::<Vec<Stage>>(paths, &file, &key)
+    if let Some(cold) = cache::load_stages(paths, &key)
         && cold.len() as u64 == hot.stage_count
     {
         return Ok(cold);
     }
     let cold = split::read_files(paths, hot.stage_count)?;
-    cache::store_at(paths, &file, &key, &cold);
+    store_stages_cache(paths, &key, &cold);
     Ok(cold)
+}
+
+/// Writes the stage files' cache of `stages` under `key`, dropping stages appended to an older
+/// one.
+fn store_stages_cache(paths: &Paths, key: &str, stages: &[Stage]) {
+    cache::store_at(paths, &cache::stages_path(paths), key, &stages);
+    cache::remove(&cache::stages_add_path(paths));
 }
 
 fn known_version(v: u32) -> bool {
@@ -269,57 +291,178 @@ pub fn save(paths: &Paths, state: &mut State, budget: &Budget) -> NsResult<()> {
     schema::check(&plan.hot, "state/state.yaml")?;
     schema::check(budget, "state/budget.json")?;
     // Every file is validated before anything is written.
-    let mut files = Vec::with_capacity(plan.files.len());
-    let mut added = String::new();
-    for (order, stage, new) in &plan.files {
+    let files = stage_files(paths, &plan.files)?;
+    let hot = plan.hot;
+    if write_stage_files(paths, &files, &[])? {
+        // Ready before the hot file that keys it, so no reader rebuilds it from the files.
+        let key = cache::stages_key(paths, hot.cold_stamp, hot.stage_count);
+        store_stages_cache(paths, &key, &state.stages);
+    }
+    write_hot(paths, &hot, budget, &files)?;
+    split::saved(state, &hot);
+    Ok(())
+}
+
+/// Stage files to write: their paths and bytes, validated; and the ids of the new ones, one a
+/// line (what `state/.adding` names while they are written).
+struct StageFiles {
+    files: Vec<(std::path::PathBuf, Vec<u8>)>,
+    added: String,
+}
+
+/// Validates and serialises the stage files `(order, stage, new)`.
+fn stage_files(paths: &Paths, plan: &[(u64, &Stage, bool)]) -> NsResult<StageFiles> {
+    let texts = crate::par::map(plan, |(order, stage, _)| {
         let file = split::StageFile {
             order: *order,
             stage: (*stage).clone(),
         };
         let label = format!("state/{}/{}.yaml", split::STAGES_DIR, stage.id);
         schema::check(&file, &label)?;
-        let text = serde_saphyr::to_string(&file)
-            .map_err(|e| NsError::bug(format!("cannot serialise {label}: {e}")))?;
+        serde_saphyr::to_string(&file)
+            .map_err(|e| NsError::bug(format!("cannot serialise {label}: {e}")))
+    });
+    let mut out = StageFiles {
+        files: Vec::with_capacity(plan.len()),
+        added: String::new(),
+    };
+    for ((_, stage, new), text) in plan.iter().zip(texts) {
         if *new {
-            added.push_str(stage.id.as_str());
-            added.push('\n');
+            out.added.push_str(stage.id.as_str());
+            out.added.push('\n');
         }
-        files.push((split::stage_path(paths, &stage.id), text.into_bytes()));
+        out.files
+            .push((split::stage_path(paths, &stage.id), text?.into_bytes()));
     }
-    if !added.is_empty() {
-        write_atomic(&split::adding_path(paths), added.as_bytes())?;
+    Ok(out)
+}
+
+/// Writes the stage files and `with` (the new stages' card copies), flushed together, after
+/// the intent naming the new stages. Returns whether the stage files were written as
+/// serialised (redaction changed none), so that a cache of their records can be written.
+fn write_stage_files(
+    paths: &Paths,
+    files: &StageFiles,
+    with: &[(std::path::PathBuf, Vec<u8>)],
+) -> NsResult<bool> {
+    if !files.added.is_empty() {
+        write_atomic(&split::adding_path(paths), files.added.as_bytes())?;
     }
-    let hot = plan.hot;
-    if !files.is_empty() {
-        write_batch(&files)?;
-        failpoint::hit("after-stage-files");
-        // Ready before the hot file that keys it, so no reader rebuilds it from the files.
-        let clean = files
-            .iter()
-            .all(|(_, b)| matches!(crate::redact::apply_bytes(b), std::borrow::Cow::Borrowed(_)));
-        if clean {
-            cache::store_at(
-                paths,
-                &cache::stages_path(paths),
-                &cache::stages_key(paths, hot.cold_stamp, hot.stage_count),
-                &state.stages,
-            );
-        }
+    if files.files.is_empty() && with.is_empty() {
+        return Ok(false);
     }
+    let all: Vec<(&Path, &[u8])> = with
+        .iter()
+        .chain(&files.files)
+        .map(|(p, b)| (p.as_path(), b.as_slice()))
+        .collect();
+    write_files(&all)?;
+    failpoint::hit("after-stage-files");
+    Ok(files
+        .files
+        .iter()
+        .all(|(_, b)| matches!(crate::redact::apply_bytes(b), std::borrow::Cow::Borrowed(_))))
+}
+
+/// Writes the budget, then the hot file (the commit point) with its cache, then drops the
+/// intent of the stage files just written.
+fn write_hot(paths: &Paths, hot: &State, budget: &Budget, files: &StageFiles) -> NsResult<()> {
     write_json(&paths.budget_file(), budget)?;
     failpoint::hit("after-budget-write");
-    let yaml = state_yaml(&hot)?;
+    let yaml = state_yaml(hot)?;
     // The next reader finds the hot state already parsed (unless redaction changes the file).
     if let std::borrow::Cow::Borrowed(_) = crate::redact::apply_bytes(yaml.as_bytes()) {
-        cache::store(paths, &cache::digest(yaml.as_bytes()), &hot);
+        cache::store(paths, &cache::digest(yaml.as_bytes()), hot);
     }
     write_atomic(&paths.state_file(), yaml.as_bytes())?;
     failpoint::hit("after-state-write");
-    if !added.is_empty() {
+    if !files.added.is_empty() {
         let _ = std::fs::remove_file(split::adding_path(paths));
     }
-    split::saved(state, &hot);
     Ok(())
+}
+
+/// The queue as `add-stage` reads it: the hot file alone when that is enough, else everything.
+pub enum ForAdd {
+    /// The hot file (its stages the hot ones only) and the budget, in step with the ledger; no
+    /// stage file changed since nightshift last wrote one, so a stage exists exactly when its
+    /// file does (or the hot file holds it).
+    Hot(State, Budget),
+    /// The whole state and budget, reconciled ([`load_reconciled`]).
+    Full(State, Budget),
+}
+
+/// Loads the queue for `add-stage` under the tick lock. Adding stages needs only their
+/// number, the ids in use (a file per stage) and the hot file to stay right, so when the files
+/// are in step with the ledger and with the stage files' cache the cold stages are not read at
+/// all, and one card into ten thousand costs what one card into ten costs; otherwise (an old
+/// layout, a crash to recover from, a stage file changed by hand) it is [`load_reconciled`].
+///
+/// # Errors
+/// As [`load_reconciled`].
+pub fn load_for_add(paths: &Paths, git: &Git) -> NsResult<ForAdd> {
+    let hot = read_hot_file(paths)?;
+    if hot.version == crate::engine::state::STATE_VERSION {
+        split::clear_leftovers(paths, hot.stage_count)?;
+        let budget = read_budget_file(paths)?;
+        let cached = std::fs::read_to_string(paths.ledger_seq_file())
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        let key = cache::stages_key(paths, hot.cold_stamp, hot.stage_count);
+        if budget.seq == hot.seq
+            && cached == Some(hot.seq)
+            && (hot.stage_count == 0 || cache::stages_current(paths, &key))
+        {
+            return Ok(ForAdd::Hot(hot, budget));
+        }
+    }
+    let (state, budget) = load_reconciled(paths, || Ok(git))?;
+    Ok(ForAdd::Full(state, budget))
+}
+
+/// Persists new stages `added` onto a queue loaded as [`ForAdd::Hot`], and commits: their
+/// files (numbered past the count) and `copies` (their card copies) with one flush, the stage
+/// files' cache extended by them, the budget, the hot file counting them (the commit point, as
+/// in [`save`]), one ledger commit. Nothing here reads or writes another stage's file.
+///
+/// # Errors
+/// When validation, a write, or the ledger commit fails.
+pub fn append(
+    paths: &Paths,
+    git: &Git,
+    (mut hot, mut budget): (State, Budget),
+    added: &[Stage],
+    copies: &[(std::path::PathBuf, Vec<u8>)],
+    events: &[Event],
+) -> NsResult<()> {
+    hot.seq += 1;
+    budget.seq = hot.seq;
+    hot.journal = events.iter().map(Event::line).collect();
+    let before = cache::stages_key(paths, hot.cold_stamp, hot.stage_count);
+    let first = hot.stage_count;
+    let plan: Vec<(u64, &Stage, bool)> = added
+        .iter()
+        .zip(first..)
+        .map(|(s, o)| (o, s, true))
+        .collect();
+    hot.stage_count += added.len() as u64;
+    hot.cold_stamp = hot.seq;
+    schema::check(&hot, "state/state.yaml")?;
+    schema::check(&budget, "state/budget.json")?;
+    let files = stage_files(paths, &plan)?;
+    if write_stage_files(paths, &files, copies)? {
+        let after = cache::stages_key(paths, hot.cold_stamp, hot.stage_count);
+        if first == 0 {
+            store_stages_cache(paths, &after, added);
+        } else {
+            cache::append_stages(paths, &before, &after, added);
+        }
+    }
+    write_hot(paths, &hot, &budget, &files)?;
+    // The message names the stages its events are about, from a state that holds them.
+    let mut view = hot;
+    view.stages.extend(added.iter().cloned());
+    committed(paths, git, &view, &budget)
 }
 
 /// The hot state (its stages are the hot ones only) and budget at the ledger head, if any.
@@ -555,12 +698,18 @@ pub fn persist(
     budget.seq = state.seq;
     state.journal = events.iter().map(Event::line).collect();
     save(paths, &mut state, &budget)?;
-    commit(paths, git, &state, &budget, false)?;
+    committed(paths, git, &state, &budget)?;
+    Ok(state)
+}
+
+/// Commits a state just saved, and now and then packs the ledger.
+fn committed(paths: &Paths, git: &Git, state: &State, budget: &Budget) -> NsResult<()> {
+    commit(paths, git, state, budget, false)?;
     failpoint::hit("after-ledger-commit");
     if state.seq.is_multiple_of(pack_every()) {
         pack_ledger(paths, git);
     }
-    Ok(state)
+    Ok(())
 }
 
 /// The most stages a repository holds: [`crate::engine::state::MAX_STAGES`], or

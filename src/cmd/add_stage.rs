@@ -3,6 +3,7 @@
 //! worker/verifier pairs (unless the card allows them). Stores a copy of each card and its
 //! hash; the copy is what agents read.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::card::Card;
@@ -14,6 +15,7 @@ use crate::ids::StageId;
 use crate::ids::stage_branch;
 use crate::paths::Paths;
 use crate::store;
+use crate::store::split;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -31,27 +33,47 @@ pub struct Args {
 /// # Errors
 /// When a card is invalid or refused; nothing is enqueued then.
 pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
-    let super::Locked {
+    let super::Opened {
         paths,
         config,
         git,
-        mut state,
-        budget,
         lock: _guard,
-    } = super::locked(repo)?;
+    } = super::opened(repo)?;
+    let queue = store::load_for_add(&paths, &git)?;
     let now = crate::now::now()?;
-    let mut cards = Vec::new();
-    for file in &args.cards {
+    // Parsed and validated in a few threads; the first card at fault (in the order given) is
+    // the one named.
+    let cards = crate::par::map(&args.cards, |file| {
         let label = label_of(&paths, file);
         let card = Card::load(file, &label)?;
         let stage = stage_of(&config, &card, &label, now)?;
-        cards.push((card, stage));
-    }
-    ops::check_room(&state, cards.len(), store::max_stages()).map_err(|e| {
+        Ok((card, stage))
+    })
+    .into_iter()
+    .collect::<NsResult<Vec<(Card, Stage)>>>()?;
+    // Which ids are taken: every stage of a whole state; with the hot file alone, those it
+    // holds and those with a stage file (every stage has one).
+    let (have, taken): (usize, Box<Taken>) = match &queue {
+        store::ForAdd::Full(state, _) => {
+            let ids: HashSet<StageId> = state.stages.iter().map(|s| s.id.clone()).collect();
+            (state.stages.len(), Box::new(move |id| ids.contains(id)))
+        }
+        store::ForAdd::Hot(hot, _) => {
+            let held: HashSet<StageId> = hot.stages.iter().map(|s| s.id.clone()).collect();
+            let paths = paths.clone();
+            (
+                usize::try_from(hot.stage_count).unwrap_or(usize::MAX),
+                Box::new(move |id| held.contains(id) || split::stage_path(&paths, id).exists()),
+            )
+        }
+    };
+    ops::check_room(have, cards.len(), store::max_stages()).map_err(|e| {
         NsError::failure(format!("refused: {e}"))
             .hint("nothing was enqueued; archive or cancel stages, or enqueue fewer cards")
     })?;
     let mut events = Vec::new();
+    let mut accepted: Vec<Stage> = Vec::new();
+    let mut ids: HashSet<StageId> = HashSet::new();
     // The card copies are written only once every card is accepted, and taken back if the
     // state cannot be persisted: a refused command leaves nothing behind.
     let mut copies = Vec::new();
@@ -60,56 +82,57 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         let before = pending.len();
         let mut rest = Vec::new();
         for (card, stage) in pending {
-            let waits = stage
-                .depends_on
-                .iter()
-                .any(|d| state.stage(d).is_none() && d != &stage.id);
-            if waits {
+            let known = |d: &StageId| ids.contains(d) || taken(d);
+            if stage.depends_on.iter().any(|d| !known(d) && d != &stage.id) {
                 rest.push((card, stage));
                 continue;
             }
-            let id = stage.id.clone();
-            let card_file = stage.card_path.clone();
-            events.extend(ops::add_stage(&mut state, stage).map_err(|e| refused(&card_file, &e))?);
-            copies.push((paths.card_copy(&id), card.text.into_bytes()));
+            let event = ops::admit(&known, &stage).map_err(|e| refused(&stage.card_path, &e))?;
+            events.push(event);
+            ids.insert(stage.id.clone());
+            copies.push((paths.card_copy(&stage.id), card.text.into_bytes()));
+            accepted.push(stage);
         }
         if rest.len() == before {
-            let (card_file, e) = unresolved(&rest, &state);
+            let (card_file, e) = unresolved(&rest, &|d| ids.contains(d) || taken(d));
             return Err(refused(&card_file, &e));
         }
         pending = rest;
     }
-    let added: Vec<String> = events
-        .iter()
-        .filter_map(|e| e.stage.as_ref().map(ToString::to_string))
-        .collect();
-    // Every copy is durable (one flush for the batch) before the state that refers to them.
-    let written = store::write_batch(&copies);
-    let state = match written.and_then(|()| store::persist(&paths, &git, state, budget, &events)) {
-        Ok(state) => state,
-        Err(e) => {
-            for (path, _) in &copies {
-                let _ = std::fs::remove_file(path);
-            }
-            return Err(e);
+    // Every copy is durable before the state that refers to them: with the new stage files
+    // (one flush for the batch), or before the whole state is saved.
+    let written = match queue {
+        store::ForAdd::Full(mut state, budget) => store::write_batch(&copies).and_then(|()| {
+            state.stages.extend(accepted.iter().cloned());
+            store::persist(&paths, &git, state, budget, &events).map(drop)
+        }),
+        store::ForAdd::Hot(hot, budget) => {
+            store::append(&paths, &git, (hot, budget), &accepted, &copies, &events)
         }
     };
+    if let Err(e) = written {
+        for (path, _) in &copies {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
+    }
     if args.json {
-        let stages: Vec<_> = state.stages.iter().filter(|s| added.contains(&s.id.to_string())).map(|s| serde_json::json!({"id": s.id, "worker": s.worker, "verifier": s.verifier, "card_hash": s.card_hash, "branch": stage_branch(&s.id)})).collect();
+        let stages: Vec<_> = accepted.iter().map(|s| serde_json::json!({"id": s.id, "worker": s.worker, "verifier": s.verifier, "card_hash": s.card_hash, "branch": stage_branch(&s.id)})).collect();
         super::print_json(&serde_json::json!({ "version": 1, "added": stages }))?;
     } else {
-        for id in &added {
-            if let Some(s) = state.stages.iter().find(|s| s.id.as_str() == id) {
-                println!(
-                    "added {id}: worker {}, verifier {} ({})",
-                    s.worker, s.verifier, s.title
-                );
-            }
+        for s in &accepted {
+            println!(
+                "added {}: worker {}, verifier {} ({})",
+                s.id, s.worker, s.verifier, s.title
+            );
         }
         println!("the next `nightshift tick` dispatches what is ready");
     }
     Ok(0)
 }
+
+/// Whether a stage id is taken in the queue.
+type Taken = dyn Fn(&StageId) -> bool;
 
 fn label_of(paths: &Paths, file: &Path) -> String {
     std::fs::canonicalize(file).map_or_else(|_| file.display().to_string(), |abs| paths.rel(&abs))
@@ -121,14 +144,10 @@ fn refused(card_file: &str, e: &OpError) -> NsError {
         .hint("nothing was enqueued; fix the card(s) and run add-stage again")
 }
 
-fn unresolved(rest: &[(Card, Stage)], state: &crate::engine::state::State) -> (String, OpError) {
+fn unresolved(rest: &[(Card, Stage)], known: &dyn Fn(&StageId) -> bool) -> (String, OpError) {
     let in_batch = |d: &StageId| rest.iter().any(|(_, s)| &s.id == d);
     for (_, s) in rest {
-        if let Some(d) = s
-            .depends_on
-            .iter()
-            .find(|d| state.stage(d).is_none() && !in_batch(d))
-        {
+        if let Some(d) = s.depends_on.iter().find(|d| !known(d) && !in_batch(d)) {
             return (
                 s.card_path.clone(),
                 OpError::UnknownDependency {

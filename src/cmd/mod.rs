@@ -89,11 +89,12 @@ pub struct Locked {
 /// # Errors
 /// When the repo is not set up, the lock cannot be taken, or the state is invalid.
 pub fn locked(repo: &Path) -> NsResult<Locked> {
-    let paths = initialised(repo)?;
-    let config = crate::config::Config::load(&paths.config())?;
-    let lock = crate::lock::lock(&paths.lock_file())
-        .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
-    let git = crate::store::open_git(&paths)?;
+    let Opened {
+        paths,
+        config,
+        git,
+        lock,
+    } = opened(repo)?;
     let (state, budget) = crate::store::load_reconciled(&paths, || Ok(&git))?;
     Ok(Locked {
         paths,
@@ -101,6 +102,33 @@ pub fn locked(repo: &Path) -> NsResult<Locked> {
         git,
         state,
         budget,
+        lock,
+    })
+}
+
+/// A repository opened under the tick lock, its state not read yet.
+pub struct Opened {
+    pub paths: Paths,
+    pub config: crate::config::Config,
+    pub git: crate::git::Git,
+    /// Held until this value is dropped: bind it by name when destructuring.
+    pub lock: crate::lock::FileLock,
+}
+
+/// Opens `repo` for a state-changing operator command that reads the state its own way.
+///
+/// # Errors
+/// When the repo is not set up or the lock cannot be taken.
+pub fn opened(repo: &Path) -> NsResult<Opened> {
+    let paths = initialised(repo)?;
+    let config = crate::config::Config::load(&paths.config())?;
+    let lock = crate::lock::lock(&paths.lock_file())
+        .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
+    let git = crate::store::open_git(&paths)?;
+    Ok(Opened {
+        paths,
+        config,
+        git,
         lock,
     })
 }

@@ -43,8 +43,8 @@ pub enum OpError {
 ///
 /// # Errors
 /// [`OpError::TooManyStages`].
-pub fn check_room(state: &State, adding: usize, limit: usize) -> Result<(), OpError> {
-    let total = state.stages.len().saturating_add(adding);
+pub fn check_room(have: usize, adding: usize, limit: usize) -> Result<(), OpError> {
+    let total = have.saturating_add(adding);
     if total > limit {
         return Err(OpError::TooManyStages {
             adding,
@@ -60,8 +60,19 @@ pub fn check_room(state: &State, adding: usize, limit: usize) -> Result<(), OpEr
 /// # Errors
 /// [`OpError::Duplicate`], [`OpError::UnknownDependency`] or [`OpError::Cycle`].
 pub fn add_stage(state: &mut State, stage: Stage) -> Result<Vec<Event>, OpError> {
-    if state.stage(&stage.id).is_some() {
-        return Err(OpError::Duplicate(stage.id));
+    let event = admit(&|id| state.stage(id).is_some(), &stage)?;
+    state.stages.push(stage);
+    Ok(vec![event])
+}
+
+/// Whether `stage` may join a queue in which `exists` tells which ids are taken, and the event
+/// that records it: refused when its id is taken, a dependency is not, or it depends on itself.
+///
+/// # Errors
+/// [`OpError::Duplicate`], [`OpError::UnknownDependency`] or [`OpError::Cycle`].
+pub fn admit(exists: &dyn Fn(&StageId) -> bool, stage: &Stage) -> Result<Event, OpError> {
+    if exists(&stage.id) {
+        return Err(OpError::Duplicate(stage.id.clone()));
     }
     for d in &stage.depends_on {
         if d == &stage.id {
@@ -70,7 +81,7 @@ pub fn add_stage(state: &mut State, stage: Stage) -> Result<Vec<Event>, OpError>
                 cycle: format!("{d} -> {d}"),
             });
         }
-        if state.stage(d).is_none() {
+        if !exists(d) {
             return Err(OpError::UnknownDependency {
                 stage: stage.id.clone(),
                 dependency: d.clone(),
@@ -79,16 +90,14 @@ pub fn add_stage(state: &mut State, stage: Stage) -> Result<Vec<Event>, OpError>
     }
     // Dependencies can only name existing stages, so a new stage cannot close a cycle among
     // them; the check above (self-reference) is the only cycle a single add can create.
-    let event = Event::stage(
+    Ok(Event::stage(
         &stage.id,
         format!(
             "added ({}, card {})",
             stage.title,
             short_hash(&stage.card_hash)
         ),
-    );
-    state.stages.push(stage);
-    Ok(vec![event])
+    ))
 }
 
 fn short_hash(h: &str) -> &str {

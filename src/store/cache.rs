@@ -13,9 +13,12 @@
 //!
 //! The stage files under `state/stages/` ([`super::split`]) have a cache of their own,
 //! `state/.cache/stages.json`, keyed by the hot file's `cold_stamp` and `stage_count` (which
-//! every write of a stage file changes) rather than a digest of ten thousand files. Neither
-//! cache is fsynced: after a power loss one may be old, missing or mismatched with its seal,
-//! and is then ignored.
+//! every write of a stage file changes) rather than a digest of ten thousand files. An
+//! `add-stage` does not rewrite it whole: it writes the stages it adds into
+//! `state/.cache/stages.add.json`, keyed by the key of the cache it extends and the new key,
+//! so one card into ten thousand costs what one card costs; the next reader that loads every
+//! stage folds a long one back into `stages.json`. Neither cache is fsynced: after a power
+//! loss one may be old, missing or mismatched with its seal, and is then ignored.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use crate::engine::state::Stage;
 use crate::paths::Paths;
 
 /// The first line's prefix; a change of the cache's format changes it (old caches are ignored).
@@ -38,6 +42,93 @@ pub fn path(paths: &Paths) -> PathBuf {
 #[must_use]
 pub fn stages_path(paths: &Paths) -> PathBuf {
     paths.state_dir().join(".cache/stages.json")
+}
+
+/// The file of stages appended to the stage files' cache since it was written.
+#[must_use]
+pub fn stages_add_path(paths: &Paths) -> PathBuf {
+    paths.state_dir().join(".cache/stages.add.json")
+}
+
+/// The key of the stages appended by `add-stage` in [`stages_add_path`]: the key of the cache
+/// they extend, then the key with them.
+fn add_key(base: &str, key: &str) -> String {
+    format!("{base} + {key}")
+}
+
+/// The key the cache `file` says it was made under (its first line), unverified: enough to
+/// tell whether a writer may extend it, never to trust what it holds.
+fn head_key(file: &Path) -> Option<String> {
+    use std::io::{BufRead, Read};
+    let mut line = String::new();
+    std::io::BufReader::new(std::fs::File::open(file).ok()?.take(4096))
+        .read_line(&mut line)
+        .ok()?;
+    Some(
+        line.strip_prefix(MAGIC)?
+            .strip_prefix(' ')?
+            .trim_end()
+            .to_owned(),
+    )
+}
+
+/// Whether the stage files' cache (with its appended stages) says it was made under `key`:
+/// no stage file changed since nightshift last wrote one (or the cache was rebuilt), so a
+/// writer that only adds stages can extend it, and knows no stage file went missing meanwhile.
+#[must_use]
+pub fn stages_current(paths: &Paths, key: &str) -> bool {
+    head_key(&stages_path(paths)).as_deref() == Some(key)
+        || head_key(&stages_add_path(paths)).is_some_and(|k| k.ends_with(&format!(" + {key}")))
+}
+
+/// The cached records of every stage under `key`: the cache, and the stages appended to it
+/// since (each file's seal verified). More than a few hundred appended stages are written
+/// back into the cache, so that the appended file stays small for the `add-stage` that
+/// rewrites it.
+#[must_use]
+pub fn load_stages(paths: &Paths, key: &str) -> Option<Vec<Stage>> {
+    let file = stages_path(paths);
+    let (base_key, mut stages) = load_keyed::<Vec<Stage>>(paths, &file)?;
+    if base_key == key {
+        return Some(stages);
+    }
+    let add = stages_add_path(paths);
+    let added = load_at::<Vec<Stage>>(paths, &add, &add_key(&base_key, key))?;
+    let fold = added.len() > FOLD_AT;
+    stages.extend(added);
+    if fold {
+        store_at(paths, &file, key, &stages);
+        remove(&add);
+    }
+    Some(stages)
+}
+
+/// Appended stages past this many are folded into the stage files' cache by the next reader.
+const FOLD_AT: usize = 256;
+
+/// Records that `added` were appended to the stages cached under `before`, which are now the
+/// stages under `after`: the appended file grows, the cache stays. When the cache is not the
+/// one under `before` (stale, rebuilt since, missing) nothing is written: the next reader
+/// rebuilds it from the files.
+pub fn append_stages(paths: &Paths, before: &str, after: &str, added: &[Stage]) {
+    let add = stages_add_path(paths);
+    if head_key(&stages_path(paths)).as_deref() == Some(before) {
+        store_at(paths, &add, &add_key(before, after), &added);
+        return;
+    }
+    let Some(base) =
+        head_key(&add).and_then(|k| k.strip_suffix(&format!(" + {before}")).map(str::to_owned))
+    else {
+        remove(&add);
+        return;
+    };
+    match load_at::<Vec<Stage>>(paths, &add, &add_key(&base, before)) {
+        Some(mut all) => {
+            all.extend_from_slice(added);
+            store_at(paths, &add, &add_key(&base, after), &all);
+        }
+        None => remove(&add),
+    }
 }
 
 /// The key of the stage files' cache: the hot file's stamp and count, and the change and
@@ -79,16 +170,30 @@ pub fn load<T: DeserializeOwned>(paths: &Paths, digest: &str) -> Option<T> {
 /// The cached value in `file` made under `key`, if its seal verifies.
 #[must_use]
 pub fn load_at<T: DeserializeOwned>(paths: &Paths, file: &Path, key: &str) -> Option<T> {
+    load_if(paths, file, |k| k == key).map(|(_, v)| v)
+}
+
+/// The cached value in `file` and the key it was made under, if its seal verifies.
+fn load_keyed<T: DeserializeOwned>(paths: &Paths, file: &Path) -> Option<(String, T)> {
+    load_if(paths, file, |_| true)
+}
+
+fn load_if<T: DeserializeOwned>(
+    paths: &Paths,
+    file: &Path,
+    want: impl Fn(&str) -> bool,
+) -> Option<(String, T)> {
     let bytes = std::fs::read(file).ok()?;
     let nl = bytes.iter().position(|b| *b == b'\n')?;
     let head = std::str::from_utf8(&bytes[..nl]).ok()?;
-    if head.strip_prefix(MAGIC)?.strip_prefix(' ')? != key {
+    let key = head.strip_prefix(MAGIC)?.strip_prefix(' ')?;
+    if !want(key) || !crate::seal::verify(paths, file, &bytes) {
         return None;
     }
-    if !crate::seal::verify(paths, file, &bytes) {
-        return None;
-    }
-    serde_json::from_slice(&bytes[nl + 1..]).ok()
+    Some((
+        key.to_owned(),
+        serde_json::from_slice(&bytes[nl + 1..]).ok()?,
+    ))
 }
 
 /// Writes the cache of `value`, derived from the `state.yaml` bytes whose digest is `digest`.

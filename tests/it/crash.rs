@@ -217,6 +217,58 @@ fn add_stage_killed_at_each_point_leaves_all_or_nothing() {
     }
 }
 
+/// `add-stage` onto a queue that already holds stages (the path that extends the stage files'
+/// cache instead of rewriting it) killed at each point: the queue is the old one or the new
+/// one, the caches agree with the files, and the next add sees every stage.
+#[test]
+fn add_stage_onto_a_queue_killed_at_each_point_leaves_all_or_nothing() {
+    let ids = |n: &Night| -> Vec<String> {
+        n.status()["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for point in [
+        "after-stage-files",
+        "after-budget-write",
+        "after-state-write",
+        "after-ledger-commit",
+    ] {
+        let n = Night::new();
+        n.init();
+        let first = n.cards(&["a", "b"], "acceptance: [\"true\"]\n");
+        n.add(&[&first[0], &first[1]]);
+        let more = n.cards(&["c", "d"], "depends_on: [a]\nacceptance: [\"true\"]\n");
+        let out = n.ns_env(
+            &["add-stage", &more[0], &more[1]],
+            &[("NIGHTSHIFT_FAILPOINT", point)],
+        );
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "{point}: add-stage must die by SIGKILL"
+        );
+        let committed = matches!(point, "after-state-write" | "after-ledger-commit");
+        let want: &[&str] = if committed {
+            &["a", "b", "c", "d"]
+        } else {
+            &["a", "b"]
+        };
+        assert_eq!(ids(&n), want, "{point}");
+        let e = n.card("e", "depends_on: [b]\nacceptance: [\"true\"]\n", "body");
+        n.add(&[&e]);
+        let mut want = want.to_vec();
+        want.push("e");
+        assert_eq!(ids(&n), want, "{point}");
+        std::fs::remove_dir_all(n.path("state/.cache")).unwrap();
+        assert_eq!(ids(&n), want, "{point}: read from the files");
+        assert!(!n.path("state/.adding").exists(), "{point}");
+        n.assert_fsck_clean(point);
+    }
+}
+
 /// A tick killed after writing the file of a stage that ended, before its hot file: the next
 /// tick finds the stage still hot and ends it once.
 #[test]

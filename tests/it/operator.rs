@@ -54,6 +54,55 @@ fn bad_card_errors_name_the_file_and_line() {
     assert!(err.contains("line 3") || err.contains("3:"), "{err}");
 }
 
+/// A batch large enough to be parsed in several threads names the first bad card in the
+/// order given (not the first thread to finish), and enqueues nothing.
+#[test]
+fn a_large_batch_names_its_first_bad_card_in_order() {
+    let n = Night::new();
+    n.init();
+    let mut cards = Vec::new();
+    for i in 0..200 {
+        let id = format!("p{i:03}");
+        let front = match i {
+            70 => "acceptence: [x]\n".to_owned(),
+            130 => "worker: nobody\n".to_owned(),
+            _ => String::new(),
+        };
+        let rel = format!("stage-cards/{id}.md");
+        n.write(
+            &rel,
+            &format!("---\nid: {id}\ntitle: t\n{front}---\nbody\n"),
+        );
+        cards.push(rel);
+    }
+    let mut args = vec!["add-stage"];
+    args.extend(cards.iter().map(String::as_str));
+    let out = n.ns(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("stage-cards/p070.md"), "{err}");
+    assert!(!err.contains("p130"), "{err}");
+    // The later card alone at fault is named when the earlier one is left out.
+    let rest: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| !a.contains("p070"))
+        .collect();
+    let err = stderr(&n.ns(&rest));
+    assert!(
+        err.contains("stage-cards/p130.md") && err.contains("nobody"),
+        "{err}"
+    );
+    assert!(
+        !n.path("state/stages").exists()
+            || std::fs::read_dir(n.path("state/stages"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    assert!(n.status()["stages"].as_array().unwrap().is_empty());
+}
+
 /// Regression: a glob that cannot compile was accepted and silently matched nothing.
 #[test]
 fn a_protected_glob_that_cannot_compile_is_refused_naming_card_field_and_pattern() {

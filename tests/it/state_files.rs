@@ -296,13 +296,7 @@ fn a_stage_that_changes_without_running_is_written_each_time() {
         assert!(file.contains(&format!("kind: {want}")), "{cmd}: {file}");
         std::fs::remove_dir_all(n.path("state/.cache")).unwrap();
         assert_eq!(n.stage("b")["status"], want, "{cmd}: read from the files");
-        let listing = n.git(&[
-            "ls-tree",
-            "-r",
-            "--name-only",
-            "nightshift/ledger",
-            "state/stages",
-        ]);
+        let listing = ledger_stage_files(&n);
         let path = listing
             .lines()
             .find(|l| l.ends_with("/b.yaml"))
@@ -314,4 +308,131 @@ fn a_stage_that_changes_without_running_is_written_each_time() {
         );
     }
     assert_eq!(n.stage("a")["status"], "queued");
+}
+
+/// One card into a long queue reads and writes only what it adds: the cold stages' cache is
+/// extended, not rewritten; the ledger does not walk the folders of stage files and card
+/// copies (their side files stay as they are); the commit holds the new stage's file and card
+/// copy, the hot file and the budget. Every command still reads the whole queue back, in
+/// order. A stage file changed by hand makes the next add read everything again; a long run of
+/// appended stages is folded back into the cache by the next reader.
+#[test]
+fn one_card_into_a_long_queue_touches_only_what_it_adds() {
+    use std::os::unix::fs::MetadataExt;
+    let n = Night::new();
+    n.init();
+    let write_cards = |ids: &[String], front: &str| -> Vec<String> {
+        let rels: Vec<String> = ids
+            .iter()
+            .map(|id| {
+                let rel = format!("stage-cards/{id}.md");
+                n.write(
+                    &rel,
+                    &format!("---\nid: {id}\ntitle: Stage {id}\n{front}---\nbody\n"),
+                );
+                rel
+            })
+            .collect();
+        n.commit_all("cards");
+        rels
+    };
+    let add = |rels: &[String]| {
+        let refs: Vec<&str> = rels.iter().map(String::as_str).collect();
+        n.add(&refs);
+    };
+    let ids: Vec<String> = (0..40).map(|i| format!("q{i:02}")).collect();
+    add(&write_cards(&ids, "acceptance: [\"true\"]\n"));
+    let ino = |rel: &str| std::fs::metadata(n.path(rel)).map(|m| m.ino()).ok();
+    let watched = [
+        "state/.cache/stages.json",
+        "state/.ledger-index.stages",
+        "state/.ledger-index.cards",
+    ];
+    let before: Vec<_> = watched.iter().map(|r| ino(r)).collect();
+    assert!(before.iter().all(Option::is_some), "{before:?}");
+    let changed = || {
+        n.git(&[
+            "diff-tree",
+            "-r",
+            "--name-only",
+            "nightshift/ledger~1",
+            "nightshift/ledger",
+        ])
+    };
+    for (i, id) in ["x1", "x2"].iter().enumerate() {
+        // Depends on a cold stage: found by its file.
+        add(&write_cards(
+            &[(*id).to_owned()],
+            "depends_on: [q05]\nacceptance: [\"true\"]\n",
+        ));
+        let after: Vec<_> = watched.iter().map(|r| ino(r)).collect();
+        assert_eq!(after, before, "{id}: rewritten");
+        let files = changed();
+        let mut names: Vec<&str> = files
+            .lines()
+            .map(|l| l.rsplit('/').next().unwrap_or(l))
+            .collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "budget.json",
+                "state.yaml",
+                &format!("{id}.md"),
+                &format!("{id}.yaml")
+            ],
+            "{id}: {files}"
+        );
+        let stages = n.status()["stages"].as_array().unwrap().clone();
+        assert_eq!(stages.len(), 41 + i, "{id}");
+        assert_eq!(stages[40 + i]["id"], *id);
+        assert_eq!(stages[5]["id"], "q05");
+    }
+    // Refusals on the same path: a taken id (cold), an unknown dependency. Nothing moves.
+    let head = n.git(&["rev-parse", "nightshift/ledger"]);
+    let dup = write_cards(&["q03".into()], "acceptance: [\"false\"]\n");
+    let out = n.ns(&["add-stage", &dup[0]]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("q03"), "{}", stderr(&out));
+    let orphan = write_cards(&["y1".into()], "depends_on: [nope]\n");
+    let out = n.ns(&["add-stage", &orphan[0]]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    assert_eq!(n.git(&["rev-parse", "nightshift/ledger"]), head);
+    assert!(!n.path("state/cards/y1.md").exists());
+    // A stage file saved again by hand (same bytes, new inode): the next add reads it all.
+    let q07 = n.read("state/stages/q07.yaml");
+    n.write("state/stages/.edit", &q07);
+    std::fs::rename(
+        n.path("state/stages/.edit"),
+        n.path("state/stages/q07.yaml"),
+    )
+    .unwrap();
+    add(&write_cards(&["x3".into()], "acceptance: [\"true\"]\n"));
+    assert_ne!(ino("state/.cache/stages.json"), before[0], "rebuilt");
+    assert!(!n.path("state/.cache/stages.add.json").exists());
+    // Hundreds appended at once: the next reader folds them into the cache.
+    let many: Vec<String> = (0..300).map(|i| format!("m{i:03}")).collect();
+    add(&write_cards(&many, "acceptance: [\"true\"]\n"));
+    assert!(n.path("state/.cache/stages.add.json").exists());
+    let stages = n.status()["stages"].as_array().unwrap().clone();
+    assert_eq!(stages.len(), 343);
+    assert_eq!(stages[342]["id"], "m299");
+    assert!(!n.path("state/.cache/stages.add.json").exists(), "folded");
+    // The files alone (no cache) say the same, and so does the ledger.
+    std::fs::remove_dir_all(n.path("state/.cache")).unwrap();
+    assert_eq!(n.status()["stages"].as_array().unwrap(), &stages);
+    n.assert_fsck_clean("after the appends");
+    assert_eq!(ledger_stage_files(&n).lines().count(), 343);
+}
+
+/// The stage files at the ledger's head, one path a line.
+fn ledger_stage_files(n: &Night) -> String {
+    n.git(&[
+        "ls-tree",
+        "-r",
+        "--name-only",
+        "nightshift/ledger",
+        "state/stages",
+    ])
 }
