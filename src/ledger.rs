@@ -125,11 +125,15 @@ pub fn did_write(path: &Path) {
     });
 }
 
-/// Runs `f` on the record of `path`'s folder when that is a leaf folder.
+/// Runs `f` on the record of `path`'s folder when that is a leaf folder (`state/<leaf>`).
 fn note(path: &Path, f: impl FnOnce(&Path, &mut Wrote)) {
     let Some(dir) = path.parent() else { return };
     let leaf = dir.file_name().and_then(|n| n.to_str());
-    if !leaf.is_some_and(|l| write::LEAVES.contains(&l)) {
+    let under_state = dir
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == crate::paths::STATE_DIR);
+    if !under_state || !leaf.is_some_and(|l| write::LEAVES.contains(&l)) {
         return;
     }
     let mut written = WRITTEN
