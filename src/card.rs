@@ -166,6 +166,46 @@ impl Card {
     }
 }
 
+/// A batch's card copies in one file (`state/cards/batch-<seq>.json`): a JSON object from each
+/// stage id to its card's text, as added. One file instead of one per card: creating a
+/// thousand files and flushing them is most of what a thousand-card `add-stage` costs.
+#[must_use]
+pub fn pack(cards: &[(&StageId, &str)]) -> Vec<u8> {
+    let map: std::collections::BTreeMap<&str, &str> = cards
+        .iter()
+        .map(|(id, text)| (id.as_str(), *text))
+        .collect();
+    let mut bytes = serde_json::to_vec_pretty(&map).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// The name of the pack of the batch that makes ledger seq `seq`.
+#[must_use]
+pub fn pack_name(seq: u64) -> String {
+    format!("batch-{seq}.json")
+}
+
+/// Reads the card copy of stage `id` (in `pack` when given, else `state/cards/<id>.md`) and
+/// parses it.
+///
+/// # Errors
+/// When the file cannot be read, the pack does not hold the card, or [`Card::parse`] fails.
+pub fn load_copy(paths: &crate::paths::Paths, id: &StageId, pack: Option<&str>) -> NsResult<Card> {
+    let Some(pack) = pack else {
+        return Card::load(&paths.card_copy(id), &format!("state/cards/{id}.md"));
+    };
+    let label = format!("state/cards/{pack}");
+    let bytes = std::fs::read(paths.state_dir().join("cards").join(pack))
+        .map_err(|e| NsError::failure(format!("cannot read card {label}")).cause(e.to_string()))?;
+    let mut map: std::collections::BTreeMap<String, String> = serde_json::from_slice(&bytes)
+        .map_err(|e| NsError::failure(format!("{label} is not valid")).cause(e.to_string()))?;
+    let text = map
+        .remove(id.as_str())
+        .ok_or_else(|| NsError::failure(format!("{label} holds no card `{id}`")))?;
+    Card::parse(&text, &format!("{label} (card {id})"))
+}
+
 fn find_closing_fence(rest: &str) -> Option<usize> {
     let mut offset = 0;
     for line in rest.split_inclusive('\n') {

@@ -1,7 +1,7 @@
 //! `nightshift add-stage CARD...`: validates cards and enqueues them in one ledger commit.
 //! Refuses duplicates, unknown or cyclic dependencies, unknown agents and same-family
 //! worker/verifier pairs (unless the card allows them). Stores a copy of each card and its
-//! hash; the copy is what agents read.
+//! hash (a batch's copies in one file); the copy is what agents read.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -74,9 +74,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let mut events = Vec::new();
     let mut accepted: Vec<Stage> = Vec::new();
     let mut ids: HashSet<StageId> = HashSet::new();
-    // The card copies are written only once every card is accepted, and taken back if the
-    // state cannot be persisted: a refused command leaves nothing behind.
-    let mut copies = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
     let mut pending: Vec<(Card, Stage)> = cards;
     while !pending.is_empty() {
         let before = pending.len();
@@ -90,7 +88,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
             let event = ops::admit(&known, &stage).map_err(|e| refused(&stage.card_path, &e))?;
             events.push(event);
             ids.insert(stage.id.clone());
-            copies.push((paths.card_copy(&stage.id), card.text.into_bytes()));
+            texts.push(card.text);
             accepted.push(stage);
         }
         if rest.len() == before {
@@ -99,6 +97,13 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         }
         pending = rest;
     }
+    // The card copies are written only once every card is accepted, and taken back if the
+    // state cannot be persisted: a refused command leaves nothing behind.
+    let seq = match &queue {
+        store::ForAdd::Full(state, _) => state.seq,
+        store::ForAdd::Hot(hot, _) => hot.seq,
+    };
+    let copies = card_copies(&paths, &mut accepted, texts, seq + 1);
     // Every copy is durable before the state that refers to them: with the new stage files
     // (one flush for the batch), or before the whole state is saved.
     let written = match queue {
@@ -129,6 +134,38 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         println!("the next `nightshift tick` dispatches what is ready");
     }
     Ok(0)
+}
+
+/// A batch of at least this many cards keeps their copies in one file.
+const PACK_AT: usize = 16;
+
+/// The card copies to write for the stages `accepted` (their texts in `texts`), to be committed
+/// as ledger seq `seq`: a file each (`state/cards/<id>.md`), or for a large batch one pack
+/// (`state/cards/batch-<seq>.json`) that each stage then names.
+fn card_copies(
+    paths: &Paths,
+    accepted: &mut [Stage],
+    texts: Vec<String>,
+    seq: u64,
+) -> Vec<(PathBuf, Vec<u8>)> {
+    if accepted.len() < PACK_AT {
+        return accepted
+            .iter()
+            .zip(texts)
+            .map(|(s, text)| (paths.card_copy(&s.id), text.into_bytes()))
+            .collect();
+    }
+    let name = crate::card::pack_name(seq);
+    let cards: Vec<(&StageId, &str)> = accepted
+        .iter()
+        .zip(&texts)
+        .map(|(s, t)| (&s.id, t.as_str()))
+        .collect();
+    let bytes = crate::card::pack(&cards);
+    for s in accepted.iter_mut() {
+        s.card_pack = Some(name.clone());
+    }
+    vec![(paths.state_dir().join("cards").join(name), bytes)]
 }
 
 /// Whether a stage id is taken in the queue.
@@ -258,6 +295,7 @@ fn stage_of(config: &Config, card: &Card, label: &str, now: jiff::Timestamp) -> 
         history: Vec::new(),
         added_at: now,
         panel,
+        card_pack: None,
     })
 }
 

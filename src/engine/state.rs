@@ -353,6 +353,10 @@ pub struct Stage {
     /// The stage's verifier panel, when it has one, with every round it judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub panel: Option<Panel>,
+    /// The file under `state/cards/` that holds the card copy when it is one of a batch's
+    /// (`add-stage` of many cards writes them all into one file); none: `state/cards/<id>.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_pack: Option<String>,
 }
 
 impl Stage {

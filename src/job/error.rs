@@ -21,7 +21,9 @@ pub enum JobError {
     Load(#[from] NsError),
     #[error("stage `{0}` is not in state.yaml")]
     StageGone(StageId),
-    #[error("state/cards/{0}.md no longer matches the hash taken at add-stage")]
+    #[error(
+        "the card copy of {0} under state/cards/ no longer matches the hash taken at add-stage"
+    )]
     CardChanged(StageId),
     #[error("no agent named `{0}` in nightshift.yaml")]
     UnknownAgent(String),

@@ -71,8 +71,7 @@ fn setup(cx: &RoleCtx<'_>) -> Result<Setup, JobError> {
         .cloned()
         .ok_or_else(|| JobError::StageGone(cx.args.job.stage.clone()))?;
     let git = Git::open(&cx.paths.root)?;
-    let label = format!("state/cards/{}.md", stage.id);
-    let card = crate::card::Card::load(&cx.paths.card_copy(&stage.id), &label)?;
+    let card = crate::card::load_copy(cx.paths, &stage.id, stage.card_pack.as_deref())?;
     if card.hash != stage.card_hash {
         return Err(JobError::CardChanged(stage.id));
     }

@@ -211,18 +211,25 @@ fn add_stage_of_many_cards_flushes_once() {
     }
     let st = n.status();
     assert_eq!(st["stages"].as_array().unwrap().len(), 40);
+    // The copies are one file, the batch's pack.
+    let names: Vec<String> = std::fs::read_dir(n.path("state/cards"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| !f.starts_with('.'))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("batch-") && names[0].ends_with(".json"));
+    let pack = n.read(&format!("state/cards/{}", names[0]));
     for i in [0, 39] {
-        let copy = n.read(&format!("state/cards/c{i:02}.md"));
-        assert!(copy.contains(&format!("id: c{i:02}")), "{copy}");
+        assert!(pack.contains(&format!("id: c{i:02}")), "{pack}");
     }
     let tree = n.git(&["ls-tree", "-r", "--name-only", "nightshift/ledger"]);
-    assert_eq!(
-        tree.lines()
-            .filter(|l| l.starts_with("state/cards/"))
-            .count(),
-        40,
-        "{tree}"
-    );
+    let copies: Vec<&str> = tree
+        .lines()
+        .filter(|l| l.starts_with("state/cards/"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{tree}");
+    assert!(copies[0].ends_with(&names[0]), "{tree}");
     assert!(!tree.contains(".tmp-"), "{tree}");
 }
 

@@ -1,7 +1,7 @@
 //! Corrupt, missing and out-of-step state files: ticks refuse (never overwrite), name the
 //! file and line, and `repair` restores from the ledger.
 
-use super::night::{Night, stderr};
+use super::night::{Night, PASS, script, stderr, writes};
 
 fn night_with_a_stage() -> Night {
     let n = Night::new();
@@ -435,4 +435,74 @@ fn ledger_stage_files(n: &Night) -> String {
         "nightshift/ledger",
         "state/stages",
     ])
+}
+
+/// A batch of many cards keeps their copies in one file, `state/cards/batch-<seq>.json`, which
+/// each of its stages names: the ledger holds that file; a dispatched stage gets its card from
+/// it; a card changed in it is refused like a changed copy (`card_changed`) while the others
+/// still run.
+#[test]
+fn a_large_batch_keeps_its_card_copies_in_one_file() {
+    use serde_json::Value;
+    let mut n = Night::new();
+    n.init();
+    let ids: Vec<String> = (0..20).map(|i| format!("p{i:02}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let front = format!(
+        "acceptance: [\"test -f out.txt\"]\n{}",
+        script(&[writes("out.txt", "x")], &[PASS])
+    );
+    let cards = n.cards(&refs, &front);
+    let cards: Vec<&str> = cards.iter().map(String::as_str).collect();
+    n.add(&cards);
+    let names: Vec<String> = std::fs::read_dir(n.path("state/cards"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let pack = names[0].clone();
+    assert!(
+        pack.starts_with("batch-") && pack.ends_with(".json"),
+        "{pack}"
+    );
+    assert!(
+        n.read("state/stages/p07.yaml")
+            .contains(&format!("card_pack: {pack}"))
+    );
+    let tree = ledger_card_files(&n);
+    assert_eq!(tree.len(), 1, "{tree:?}");
+    assert!(tree[0].ends_with(&pack), "{tree:?}");
+    // Only p00 and p01 run; p01's card is changed inside the pack.
+    for id in &ids[2..] {
+        n.ok(&["cancel", id]);
+    }
+    let file = format!("state/cards/{pack}");
+    let mut copies: Value = serde_json::from_str(&n.read(&file)).unwrap();
+    let edited = copies["p01"]
+        .as_str()
+        .unwrap()
+        .replace("body", "edited body");
+    copies["p01"] = Value::String(edited);
+    n.write(&file, &serde_json::to_string_pretty(&copies).unwrap());
+    n.drain(40);
+    let p00 = n.stage("p00");
+    assert_eq!(p00["status"], "done", "{p00:#}");
+    let p01 = n.stage("p01");
+    assert_eq!(p01["status"], "escalated", "{p01:#}");
+    let reason = p01["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("card_changed"), "{reason}");
+}
+
+/// The card copies at the ledger's head.
+fn ledger_card_files(n: &Night) -> Vec<String> {
+    n.git(&[
+        "ls-tree",
+        "-r",
+        "--name-only",
+        "nightshift/ledger",
+        "state/cards",
+    ])
+    .lines()
+    .map(str::to_owned)
+    .collect()
 }

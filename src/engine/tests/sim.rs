@@ -190,6 +190,7 @@ impl Sim {
             history: Vec::new(),
             added_at: self.now,
             panel: None,
+            card_pack: None,
         };
         ops::add_stage(&mut self.state, stage).expect("add_stage");
         self
