@@ -287,13 +287,23 @@ fn to_state_error(e: NsError) -> NsError {
 /// # Errors
 /// When a value fails validation (nothing is written then) or a write fails.
 pub fn save(paths: &Paths, state: &mut State, budget: &Budget) -> NsResult<()> {
+    save_with(paths, state, budget, &[])
+}
+
+/// [`save`], writing `copies` (new stages' card copies) with the stage files.
+fn save_with(
+    paths: &Paths,
+    state: &mut State,
+    budget: &Budget,
+    copies: &[(std::path::PathBuf, Vec<u8>)],
+) -> NsResult<()> {
     let plan = split::plan(state);
     schema::check(&plan.hot, "state/state.yaml")?;
     schema::check(budget, "state/budget.json")?;
     // Every file is validated before anything is written.
     let files = stage_files(paths, &plan.files)?;
     let hot = plan.hot;
-    if write_stage_files(paths, &files, &[])? {
+    if write_stage_files(paths, &files, copies)? {
         // Ready before the hot file that keys it, so no reader rebuilds it from the files.
         let key = cache::stages_key(paths, hot.cold_stamp, hot.stage_count);
         store_stages_cache(paths, &key, &state.stages);
@@ -338,15 +348,24 @@ fn stage_files(paths: &Paths, plan: &[(u64, &Stage, bool)]) -> NsResult<StageFil
 }
 
 /// Writes the stage files and `with` (the new stages' card copies), flushed together, after
-/// the intent naming the new stages. Returns whether the stage files were written as
-/// serialised (redaction changed none), so that a cache of their records can be written.
+/// the intent naming the new stages and the copies. Returns whether the stage files were
+/// written as serialised (redaction changed none), so that a cache of their records can be
+/// written.
 fn write_stage_files(
     paths: &Paths,
     files: &StageFiles,
     with: &[(std::path::PathBuf, Vec<u8>)],
 ) -> NsResult<bool> {
     if !files.added.is_empty() {
-        write_atomic(&split::adding_path(paths), files.added.as_bytes())?;
+        let mut intent = files.added.clone();
+        for (path, _) in with {
+            if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                intent.push_str(split::COPY_LINE);
+                intent.push_str(name);
+                intent.push('\n');
+            }
+        }
+        write_atomic(&split::adding_path(paths), intent.as_bytes())?;
     }
     if files.files.is_empty() && with.is_empty() {
         return Ok(false);
@@ -700,6 +719,26 @@ pub fn persist(
     save(paths, &mut state, &budget)?;
     committed(paths, git, &state, &budget)?;
     Ok(state)
+}
+
+/// [`persist`] of a state with new stages, writing their card copies `copies` with their stage
+/// files (one flush, named in the same intent: a command that dies before its commit point
+/// leaves neither behind).
+///
+/// # Errors
+/// When validation, a write, or the ledger commit fails.
+pub fn persist_adding(
+    paths: &Paths,
+    git: &Git,
+    (mut state, mut budget): (State, Budget),
+    copies: &[(std::path::PathBuf, Vec<u8>)],
+    events: &[Event],
+) -> NsResult<()> {
+    state.seq += 1;
+    budget.seq = state.seq;
+    state.journal = events.iter().map(Event::line).collect();
+    save_with(paths, &mut state, &budget, copies)?;
+    committed(paths, git, &state, &budget)
 }
 
 /// Commits a state just saved, and now and then packs the ledger.

@@ -104,13 +104,13 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         store::ForAdd::Hot(hot, _) => hot.seq,
     };
     let copies = card_copies(&paths, &mut accepted, texts, seq + 1);
-    // Every copy is durable before the state that refers to them: with the new stage files
-    // (one flush for the batch), or before the whole state is saved.
+    // Every copy is durable before the state that refers to them, written and flushed with the
+    // new stage files.
     let written = match queue {
-        store::ForAdd::Full(mut state, budget) => store::write_batch(&copies).and_then(|()| {
+        store::ForAdd::Full(mut state, budget) => {
             state.stages.extend(accepted.iter().cloned());
-            store::persist(&paths, &git, state, budget, &events).map(drop)
-        }),
+            store::persist_adding(&paths, &git, (state, budget), &copies, &events)
+        }
         store::ForAdd::Hot(hot, budget) => {
             store::append(&paths, &git, (hot, budget), &accepted, &copies, &events)
         }

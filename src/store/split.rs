@@ -14,8 +14,8 @@
 //!
 //! Every stage is in `state/stages/`, numbered `0..stage_count` (the hot file's count); a file
 //! numbered at or past it is the leftover of an `add-stage` that died before its commit point
-//! (the hot file): `state/.adding` names those files while they are written, and the next
-//! writer removes them. Reading every file again is slow at ten thousand stages, so their
+//! (the hot file): `state/.adding` names those files (and the card copies written with them)
+//! while they are written, and the next writer removes them. Reading every file again is slow at ten thousand stages, so their
 //! records are cached ([`super::cache`]), keyed by the hot file's `cold_stamp` and
 //! `stage_count`.
 
@@ -284,8 +284,13 @@ pub fn parse(text: &str, label: &str) -> NsResult<StageFile> {
     crate::schema::parse_yaml::<StageFile>(text, label).map_err(super::to_state_error)
 }
 
-/// Removes the files a dead `add-stage` left (named in `state/.adding`, numbered at or past the
-/// hot file's count), then the intent itself. Runs under the tick lock.
+/// The prefix of a line of `state/.adding` that names a card copy (a file name under
+/// `state/cards/`) written with the new stages; the other lines are stage ids.
+pub const COPY_LINE: &str = "copy ";
+
+/// Removes the files a dead `add-stage` left (named in `state/.adding`: stage files numbered at
+/// or past the hot file's count, and the card copies written with them when none of its stages
+/// reached the count), then the intent itself. Runs under the tick lock.
 ///
 /// # Errors
 /// When a leftover cannot be removed.
@@ -294,7 +299,19 @@ pub fn clear_leftovers(paths: &Paths, stage_count: u64) -> NsResult<()> {
     let Ok(text) = std::fs::read_to_string(&intent) else {
         return Ok(());
     };
-    for id in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+    let remove = |file: &std::path::Path| match std::fs::remove_file(file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(NsError::failure(format!("cannot remove {}", paths.rel(file))).cause(e.to_string()))
+        }
+        _ => Ok(()),
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut committed = false;
+    for id in lines.iter().filter(|l| !l.starts_with(COPY_LINE)) {
         let Ok(id) = StageId::new(id) else { continue };
         let file = stage_path(paths, &id);
         let Ok(body) = std::fs::read_to_string(&file) else {
@@ -306,11 +323,17 @@ pub fn clear_leftovers(paths: &Paths, stage_count: u64) -> NsResult<()> {
             .and_then(|n| n.trim().parse::<u64>().ok());
         // Numbered inside the count: the add reached its commit point; the file is a stage.
         if order.is_some_and(|o| o < stage_count) {
+            committed = true;
             continue;
         }
-        std::fs::remove_file(&file).map_err(|e| {
-            NsError::failure(format!("cannot remove {}", paths.rel(&file))).cause(e.to_string())
-        })?;
+        remove(&file)?;
+    }
+    // The copies go with their stages: all of them reached the commit point, or none did.
+    for name in lines.iter().filter_map(|l| l.strip_prefix(COPY_LINE)) {
+        let plain = !name.is_empty() && !name.contains(['/', '\\']) && !name.starts_with('.');
+        if !committed && plain {
+            remove(&paths.state_dir().join("cards").join(name))?;
+        }
     }
     std::fs::remove_file(&intent).map_err(|e| {
         NsError::failure(format!("cannot remove {}", paths.rel(&intent))).cause(e.to_string())

@@ -189,6 +189,19 @@ fn add_stage_killed_at_each_point_leaves_all_or_nothing() {
             &["d.yaml"]
         };
         assert_eq!(files, want, "{point}");
+        // The dead command's card copies went with its stage files.
+        let mut copies: Vec<String> = std::fs::read_dir(n.path("state/cards"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| !f.starts_with('.'))
+            .collect();
+        copies.sort();
+        let want_copies: &[&str] = if committed {
+            &["a.md", "b.md", "c.md", "d.md"]
+        } else {
+            &["d.md"]
+        };
+        assert_eq!(copies, want_copies, "{point}: card copies");
         assert!(!n.path("state/.adding").exists(), "{point}");
         if !committed {
             // The dead command's cards can be added again, after d.
