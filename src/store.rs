@@ -454,9 +454,7 @@ pub fn append(
     copies: &[(std::path::PathBuf, Vec<u8>)],
     events: &[Event],
 ) -> NsResult<()> {
-    hot.seq += 1;
-    budget.seq = hot.seq;
-    hot.journal = events.iter().map(Event::line).collect();
+    next_seq(&mut hot, &mut budget, events);
     let before = cache::stages_key(paths, hot.cold_stamp, hot.stage_count);
     let first = hot.stage_count;
     let plan: Vec<(u64, &Stage, bool)> = added
@@ -713,9 +711,7 @@ pub fn persist(
     mut budget: Budget,
     events: &[Event],
 ) -> NsResult<State> {
-    state.seq += 1;
-    budget.seq = state.seq;
-    state.journal = events.iter().map(Event::line).collect();
+    next_seq(&mut state, &mut budget, events);
     save(paths, &mut state, &budget)?;
     committed(paths, git, &state, &budget)?;
     Ok(state)
@@ -734,11 +730,16 @@ pub fn persist_adding(
     copies: &[(std::path::PathBuf, Vec<u8>)],
     events: &[Event],
 ) -> NsResult<()> {
+    next_seq(&mut state, &mut budget, events);
+    save_with(paths, &mut state, &budget, copies)?;
+    committed(paths, git, &state, &budget)
+}
+
+/// The next change's seq on both files, and its events as the state's journal.
+fn next_seq(state: &mut State, budget: &mut Budget, events: &[Event]) {
     state.seq += 1;
     budget.seq = state.seq;
     state.journal = events.iter().map(Event::line).collect();
-    save_with(paths, &mut state, &budget, copies)?;
-    committed(paths, git, &state, &budget)
 }
 
 /// Commits a state just saved, and now and then packs the ledger.

@@ -178,11 +178,7 @@ fn add_stage_killed_at_each_point_leaves_all_or_nothing() {
         // Another card goes in: its save removes the dead command's leftovers first.
         let d = n.card("d", "acceptance: [\"true\"]\n", "body");
         n.add(&[&d]);
-        let mut files: Vec<String> = std::fs::read_dir(n.path("state/stages"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        files.sort();
+        let files = names_in(&n, "state/stages");
         let want: &[&str] = if committed {
             &["a.yaml", "b.yaml", "c.yaml", "d.yaml"]
         } else {
@@ -190,12 +186,7 @@ fn add_stage_killed_at_each_point_leaves_all_or_nothing() {
         };
         assert_eq!(files, want, "{point}");
         // The dead command's card copies went with its stage files.
-        let mut copies: Vec<String> = std::fs::read_dir(n.path("state/cards"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|f| !f.starts_with('.'))
-            .collect();
-        copies.sort();
+        let copies = names_in(&n, "state/cards");
         let want_copies: &[&str] = if committed {
             &["a.md", "b.md", "c.md", "d.md"]
         } else {
@@ -228,6 +219,17 @@ fn add_stage_killed_at_each_point_leaves_all_or_nothing() {
         assert_eq!(n.stage("b"), before, "{point}");
         n.assert_fsck_clean(point);
     }
+}
+
+/// The names of the files in `dir` (not dot-files), sorted.
+fn names_in(n: &Night, dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(n.path(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| !f.starts_with('.'))
+        .collect();
+    names.sort();
+    names
 }
 
 /// `add-stage` onto a queue that already holds stages (the path that extends the stage files'
