@@ -575,6 +575,20 @@ mod tests {
         );
     }
 
+    /// Stage files `s0.yaml`..`s<n-1>.yaml`, written in place (not through nightshift's writer).
+    fn write_stage_files(r: &TestRepo, n: u32) {
+        for i in 0..n {
+            r.write(&format!("state/stages/s{i}.yaml"), &format!("order: {i}\n"));
+        }
+    }
+
+    /// Saves `text` as `rel` by rename, as an editor does (not through nightshift's writer).
+    fn rename_in(r: &TestRepo, rel: &str, text: &str) {
+        let tmp = r.root().join("state/stages/.tmp-hand");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, r.root().join(rel)).unwrap();
+    }
+
     /// Sets the modification time of files or folders a minute back (not racy any more).
     fn age_paths(r: &TestRepo, rels: impl IntoIterator<Item = String>) {
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
@@ -623,9 +637,7 @@ mod tests {
     fn an_unchanged_folder_of_stage_files_is_not_walked() {
         let r = repo();
         write_state(&r, 1);
-        for i in 0..50 {
-            r.write(&format!("state/stages/s{i}.yaml"), &format!("order: {i}\n"));
-        }
+        write_stage_files(&r, 50);
         age(&r);
         age_paths(
             &r,
@@ -647,9 +659,7 @@ mod tests {
         commit(&r.git, &paths(&r), "two").unwrap();
         assert_eq!(write::SENT.with(std::cell::Cell::get), 0);
         // A new version of one file, saved by rename: the folder changed, the file is sent.
-        let tmp = r.root().join("state/stages/.tmp-x");
-        std::fs::write(&tmp, "order: 7\nchanged: true\n").unwrap();
-        std::fs::rename(&tmp, r.root().join("state/stages/s7.yaml")).unwrap();
+        rename_in(&r, "state/stages/s7.yaml", "order: 7\nchanged: true\n");
         let three = commit(&r.git, &paths(&r), "three").unwrap();
         // The folder is walked again: both files are sent.
         assert_eq!(write::SENT.with(std::cell::Cell::get), 2);
@@ -666,9 +676,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let r = repo();
         write_state(&r, 1);
-        for i in 0..20 {
-            r.write(&format!("state/stages/s{i}.yaml"), &format!("order: {i}\n"));
-        }
+        write_stage_files(&r, 20);
         age(&r);
         commit(&r.git, &paths(&r), "one").unwrap();
         let side = r.root().join("state/.ledger-index.stages");
@@ -695,9 +703,7 @@ mod tests {
         assert!(show(&two, "state/stages/s20.yaml").contains("ours"));
         // Ours, then one by hand (renamed in, not through the writer): the folder is walked.
         ours(21);
-        let tmp = r.root().join("state/stages/.tmp-hand");
-        std::fs::write(&tmp, "order: 22\nhand: true\n").unwrap();
-        std::fs::rename(&tmp, r.root().join("state/stages/s22.yaml")).unwrap();
+        rename_in(&r, "state/stages/s22.yaml", "order: 22\nhand: true\n");
         let three = commit(&r.git, &paths(&r), "three").unwrap();
         assert!(show(&three, "state/stages/s22.yaml").contains("hand"));
         assert!(show(&three, "state/stages/s21.yaml").contains("ours"));

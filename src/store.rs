@@ -405,7 +405,7 @@ fn write_hot(paths: &Paths, hot: &State, budget: &Budget, files: &StageFiles) ->
 pub enum ForAdd {
     /// The hot file (its stages the hot ones only) and the budget, in step with the ledger; no
     /// stage file changed since nightshift last wrote one, so a stage exists exactly when its
-    /// file does (or the hot file holds it).
+    /// file does.
     Hot(State, Budget),
     /// The whole state and budget, reconciled ([`load_reconciled`]).
     Full(State, Budget),
@@ -424,12 +424,9 @@ pub fn load_for_add(paths: &Paths, git: &Git) -> NsResult<ForAdd> {
     if hot.version == crate::engine::state::STATE_VERSION {
         split::clear_leftovers(paths, hot.stage_count)?;
         let budget = read_budget_file(paths)?;
-        let cached = std::fs::read_to_string(paths.ledger_seq_file())
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok());
         let key = cache::stages_key(paths, hot.cold_stamp, hot.stage_count);
         if budget.seq == hot.seq
-            && cached == Some(hot.seq)
+            && cached_ledger_seq(paths) == Some(hot.seq)
             && (hot.stage_count == 0 || cache::stages_current(paths, &key))
         {
             return Ok(ForAdd::Hot(hot, budget));
@@ -621,10 +618,7 @@ pub fn load_reconciled<'g>(
     let state = read_state_file(paths)?;
     split::clear_leftovers(paths, state.stage_count)?;
     let mut budget = read_budget_file(paths)?;
-    let cached = std::fs::read_to_string(paths.ledger_seq_file())
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    if budget.seq == state.seq && cached == Some(state.seq) {
+    if budget.seq == state.seq && cached_ledger_seq(paths) == Some(state.seq) {
         return Ok((state, budget));
     }
     let git = git()?;
@@ -663,6 +657,14 @@ pub fn load_reconciled<'g>(
         }
     }
     Ok((state, budget))
+}
+
+/// The ledger seq the files were last known to be committed at (`state/.ledger-seq`), if any.
+#[must_use]
+pub fn cached_ledger_seq(paths: &Paths) -> Option<u64> {
+    std::fs::read_to_string(paths.ledger_seq_file())
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
 }
 
 /// Commits the current files to the ledger with the state's journal as the message.
@@ -707,32 +709,30 @@ pub fn open_git(paths: &Paths) -> NsResult<Git> {
 pub fn persist(
     paths: &Paths,
     git: &Git,
-    mut state: State,
-    mut budget: Budget,
+    state: State,
+    budget: Budget,
     events: &[Event],
 ) -> NsResult<State> {
-    next_seq(&mut state, &mut budget, events);
-    save(paths, &mut state, &budget)?;
-    committed(paths, git, &state, &budget)?;
-    Ok(state)
+    persist_with(paths, git, (state, budget), &[], events)
 }
 
-/// [`persist`] of a state with new stages, writing their card copies `copies` with their stage
-/// files (one flush, named in the same intent: a command that dies before its commit point
-/// leaves neither behind).
+/// [`persist`], writing `copies` (new stages' card copies) with the stage files: one flush,
+/// named in the same intent, so a command that dies before its commit point leaves neither
+/// behind.
 ///
 /// # Errors
 /// When validation, a write, or the ledger commit fails.
-pub fn persist_adding(
+pub fn persist_with(
     paths: &Paths,
     git: &Git,
     (mut state, mut budget): (State, Budget),
     copies: &[(std::path::PathBuf, Vec<u8>)],
     events: &[Event],
-) -> NsResult<()> {
+) -> NsResult<State> {
     next_seq(&mut state, &mut budget, events);
     save_with(paths, &mut state, &budget, copies)?;
-    committed(paths, git, &state, &budget)
+    committed(paths, git, &state, &budget)?;
+    Ok(state)
 }
 
 /// The next change's seq on both files, and its events as the state's journal.

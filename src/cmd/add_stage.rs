@@ -51,19 +51,18 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     })
     .into_iter()
     .collect::<NsResult<Vec<(Card, Stage)>>>()?;
-    // Which ids are taken: every stage of a whole state; with the hot file alone, those it
-    // holds and those with a stage file (every stage has one).
+    // Which ids are taken: every stage of a whole state; with the hot file alone, those with a
+    // stage file (every stage has one, hot or not).
     let (have, taken): (usize, Box<Taken>) = match &queue {
         store::ForAdd::Full(state, _) => {
             let ids: HashSet<StageId> = state.stages.iter().map(|s| s.id.clone()).collect();
             (state.stages.len(), Box::new(move |id| ids.contains(id)))
         }
         store::ForAdd::Hot(hot, _) => {
-            let held: HashSet<StageId> = hot.stages.iter().map(|s| s.id.clone()).collect();
             let paths = paths.clone();
             (
                 usize::try_from(hot.stage_count).unwrap_or(usize::MAX),
-                Box::new(move |id| held.contains(id) || split::stage_path(&paths, id).exists()),
+                Box::new(move |id| split::stage_path(&paths, id).exists()),
             )
         }
     };
@@ -109,7 +108,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let written = match queue {
         store::ForAdd::Full(mut state, budget) => {
             state.stages.extend(accepted.iter().cloned());
-            store::persist_adding(&paths, &git, (state, budget), &copies, &events)
+            store::persist_with(&paths, &git, (state, budget), &copies, &events).map(drop)
         }
         store::ForAdd::Hot(hot, budget) => {
             store::append(&paths, &git, (hot, budget), &accepted, &copies, &events)

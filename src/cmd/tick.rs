@@ -58,9 +58,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let before = if args.quiet {
         None
     } else {
-        std::fs::read_to_string(paths.ledger_seq_file())
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
+        crate::store::cached_ledger_seq(&paths)
             .or_else(|| crate::store::read_state_file(&paths).ok().map(|s| s.seq))
     };
     let report = tick::run(&paths)?;

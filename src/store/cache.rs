@@ -56,6 +56,16 @@ fn add_key(base: &str, key: &str) -> String {
     format!("{base} + {key}")
 }
 
+/// The key of the cache that appended stages keyed `add` extend, when they lead to `key`.
+fn base_of<'k>(add: &'k str, key: &str) -> Option<&'k str> {
+    add.strip_suffix(key)?.strip_suffix(" + ")
+}
+
+/// The key in a cache file's first line.
+fn key_of(line: &str) -> Option<&str> {
+    line.strip_prefix(MAGIC)?.strip_prefix(' ')
+}
+
 /// The key the cache `file` says it was made under (its first line), unverified: enough to
 /// tell whether a writer may extend it, never to trust what it holds.
 fn head_key(file: &Path) -> Option<String> {
@@ -64,12 +74,7 @@ fn head_key(file: &Path) -> Option<String> {
     std::io::BufReader::new(std::fs::File::open(file).ok()?.take(4096))
         .read_line(&mut line)
         .ok()?;
-    Some(
-        line.strip_prefix(MAGIC)?
-            .strip_prefix(' ')?
-            .trim_end()
-            .to_owned(),
-    )
+    Some(key_of(line.trim_end())?.to_owned())
 }
 
 /// Whether the stage files' cache (with its appended stages) says it was made under `key`:
@@ -78,7 +83,7 @@ fn head_key(file: &Path) -> Option<String> {
 #[must_use]
 pub fn stages_current(paths: &Paths, key: &str) -> bool {
     head_key(&stages_path(paths)).as_deref() == Some(key)
-        || head_key(&stages_add_path(paths)).is_some_and(|k| k.ends_with(&format!(" + {key}")))
+        || head_key(&stages_add_path(paths)).is_some_and(|k| base_of(&k, key).is_some())
 }
 
 /// The cached records of every stage under `key`: the cache, and the stages appended to it
@@ -116,9 +121,7 @@ pub fn append_stages(paths: &Paths, before: &str, after: &str, added: &[Stage]) 
         store_at(paths, &add, &add_key(before, after), &added);
         return;
     }
-    let Some(base) =
-        head_key(&add).and_then(|k| k.strip_suffix(&format!(" + {before}")).map(str::to_owned))
-    else {
+    let Some(base) = head_key(&add).and_then(|k| base_of(&k, before).map(str::to_owned)) else {
         remove(&add);
         return;
     };
@@ -186,7 +189,7 @@ fn load_if<T: DeserializeOwned>(
     let bytes = std::fs::read(file).ok()?;
     let nl = bytes.iter().position(|b| *b == b'\n')?;
     let head = std::str::from_utf8(&bytes[..nl]).ok()?;
-    let key = head.strip_prefix(MAGIC)?.strip_prefix(' ')?;
+    let key = key_of(head)?;
     if !want(key) || !crate::seal::verify(paths, file, &bytes) {
         return None;
     }
