@@ -172,6 +172,12 @@ fn report(e: &NsError) -> i32 {
     e.code
 }
 
+/// Ends the process quietly with exit 0: its reader stopped reading (`| head -1`), so there
+/// is no one left to tell anything.
+pub(crate) fn reader_gone() -> ! {
+    std::process::exit(crate::error::EXIT_OK)
+}
+
 /// A reader that stopped reading (`nightshift status | head -1`) is not an error: `print!`
 /// panics on a closed stdout, so the panic hook ends such a process quietly with exit 0. Any
 /// other panic is a bug in nightshift: the default report, then the documented exit code 70.
@@ -185,7 +191,7 @@ fn quiet_on_closed_stdout() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("");
         if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
-            std::process::exit(crate::error::EXIT_OK);
+            reader_gone();
         }
         default(info);
         eprintln!("nightshift: this is a bug in nightshift; please report it with the lines above");

@@ -6,10 +6,13 @@
 //! modules that parse documents never import each other through it.
 
 use crate::hostreg::docs::HostDocument;
-use crate::schema::{Document, compiles, schema_of};
+use crate::schema::{Document, Remembered, compiles, schema_of};
 
 impl Document for crate::config::RawConfig {
     const SCHEMA_FILE: &'static str = "config.schema.json";
+}
+impl Remembered for crate::config::RawConfig {
+    const SCHEMA_TEXT: &'static str = include_str!("../schemas/config.schema.json");
 }
 impl Document for crate::card::FrontMatter {
     const SCHEMA_FILE: &'static str = "stage-card.schema.json";
@@ -22,6 +25,9 @@ impl Document for crate::store::split::StageFile {
 }
 impl Document for crate::engine::budget::Budget {
     const SCHEMA_FILE: &'static str = "budget.schema.json";
+}
+impl Remembered for crate::engine::budget::Budget {
+    const SCHEMA_TEXT: &'static str = include_str!("../schemas/budget.schema.json");
 }
 impl Document for crate::envelope::Envelope {
     const SCHEMA_FILE: &'static str = "envelope.schema.json";

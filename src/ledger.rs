@@ -70,21 +70,42 @@ pub fn commit(git: &Git, paths: &Paths, message: &str) -> Result<String, GitErro
     let cache_path = absolute(git, &paths.ledger_index());
     let message = crate::redact::apply(message);
     let wrote = take_written(paths);
-    if let Some(cache) = write::Cache::load(&cache_path) {
+    let id = match write::Cache::load(&cache_path).and_then(|cache| {
         let parent = cache.commit.clone();
-        if let Ok(id) = write::commit(
+        write::commit(
             git,
             &cache_path,
             &message,
             Some(&parent),
             Some(&cache),
             &wrote,
-        ) {
-            return Ok(id);
+        )
+        .ok()
+    }) {
+        Some(id) => id,
+        None => {
+            let old = head(git)?;
+            write::commit(git, &cache_path, &message, old.as_deref(), None, &wrote)?
         }
-    }
-    let old = head(git)?;
-    write::commit(git, &cache_path, &message, old.as_deref(), None, &wrote)
+    };
+    COMMITTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(message.into_owned());
+    Ok(id)
+}
+
+/// The messages of the ledger commits this process made, oldest first.
+static COMMITTED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes the messages of the ledger commits this process made since the last call, oldest
+/// first: what `tick` reports, without reading the ledger back.
+pub fn take_committed() -> Vec<String> {
+    std::mem::take(
+        &mut *COMMITTED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
 }
 
 /// What this process wrote into one leaf folder (`state/stages/`, `state/cards/`) since its

@@ -22,25 +22,54 @@ pub trait Document: DeserializeOwned + Serialize + JsonSchema {
     const SCHEMA_FILE: &'static str;
 }
 
+/// A document whose validated value may be remembered by the digest of its bytes (the cache in
+/// `state/.cache/`, [`crate::store::cache::load_doc`]), so that the next reader of the same
+/// bytes neither parses nor validates them again. `SCHEMA_TEXT` is the committed schema (which
+/// a test keeps equal to the generated one): a value validated under another schema, by
+/// another build, is never taken.
+pub trait Remembered: Document {
+    const SCHEMA_TEXT: &'static str;
+}
+
 /// The schema of `T`, generated from the Rust type.
 #[must_use]
 pub fn schema_of<T: JsonSchema>() -> serde_json::Value {
     schemars::schema_for!(T).to_value()
 }
 
-/// The compiled validator of `T`'s schema, built once per process.
+/// The compiled validator of `T`'s schema, built once per process. Each type has its own cell,
+/// so a thread building one schema ([`prebuild`]) never holds up a reader of another.
 fn validator<T: Document>() -> Option<&'static jsonschema::Validator> {
-    static CACHE: OnceLock<Mutex<HashMap<&'static str, Option<&'static jsonschema::Validator>>>> =
-        OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut map = cache
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    *map.entry(T::SCHEMA_FILE).or_insert_with(|| {
+    type Cell = OnceLock<Option<&'static jsonschema::Validator>>;
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static Cell>>> = OnceLock::new();
+    let cell: &'static Cell = {
+        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+        let mut map = cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(T::SCHEMA_FILE)
+            .or_insert_with(|| Box::leak(Box::new(OnceLock::new())))
+    };
+    *cell.get_or_init(|| {
         jsonschema::validator_for(&schema_of::<T>())
             .ok()
             .map(|v| &*Box::leak(Box::new(v)))
     })
+}
+
+/// Builds the validator of `T`'s schema now (see [`prebuild`]).
+pub fn build<T: Document>() {
+    let _ = validator::<T>();
+}
+
+/// Runs `build` (calls of [`build`]) on a thread of its own: a command that will validate
+/// documents starts building their validators (a few milliseconds each, the first one also
+/// building the JSON Schema meta-schema's) while it reads its files, instead of after. The
+/// thread is not waited for; whoever needs a validator it is still building waits for it.
+pub fn prebuild(build: fn()) {
+    let _ = std::thread::Builder::new()
+        .name("schemas".into())
+        .spawn(build);
 }
 
 /// Whether `T`'s schema compiles (a test checks every registered document).

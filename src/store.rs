@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::config::Config;
 use crate::engine::budget::Budget;
 use crate::engine::effect::Event;
 use crate::engine::state::{Stage, State};
@@ -134,10 +135,15 @@ fn write_derived(path: &Path, bytes: &[u8]) -> NsResult<()> {
 /// # Errors
 /// As [`write_atomic`], or when the value cannot be serialised.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> NsResult<()> {
+    write_atomic(path, &json_bytes(path, value)?)
+}
+
+/// The bytes [`write_json`] writes for `value` (pretty JSON and a newline).
+fn json_bytes<T: Serialize>(path: &Path, value: &T) -> NsResult<Vec<u8>> {
     let mut text = serde_json::to_vec_pretty(value)
         .map_err(|e| NsError::bug(format!("cannot serialise {}: {e}", path.display())))?;
     text.push(b'\n');
-    write_atomic(path, &text)
+    Ok(text)
 }
 
 /// Serialises the state as YAML.
@@ -251,13 +257,39 @@ pub fn parse_state(text: &str, label: &str) -> NsResult<State> {
     Ok(state)
 }
 
-/// Reads and validates `state/budget.json`.
+/// Reads and validates `state/budget.json`; the bytes a reader validated before (under the
+/// same schema) are taken from their cache ([`cache::load_doc`]) without validating again.
 ///
 /// # Errors
 /// A state-kind error naming the file, line and column when it is missing or invalid.
 pub fn read_budget_file(paths: &Paths) -> NsResult<Budget> {
     let text = read_text(&paths.budget_file(), "state/budget.json")?;
-    parse_budget(&text, "state/budget.json")
+    if let Some(budget) = cache::load_doc(paths, "budget", text.as_bytes()) {
+        return Ok(budget);
+    }
+    let budget = parse_budget(&text, "state/budget.json")?;
+    cache::store_doc(paths, "budget", text.as_bytes(), &budget);
+    Ok(budget)
+}
+
+/// Reads and validates `nightshift.yaml` ([`Config::load`]), taking the parsed document from
+/// its cache when these bytes were parsed and validated before: every tick, `status` and job
+/// reads the same few hundred bytes, and building the schema's validator cost more than the
+/// rest of an idle command. The checks no schema says ([`Config::from_raw`]) run every time.
+///
+/// # Errors
+/// As [`Config::load`].
+pub fn read_config(paths: &Paths) -> NsResult<Config> {
+    let text = Config::read_text(&paths.config())?;
+    let raw = match cache::load_doc(paths, "config", text.as_bytes()) {
+        Some(raw) => raw,
+        None => {
+            let raw = Config::parse_raw(&text)?;
+            cache::store_doc(paths, "config", text.as_bytes(), &raw);
+            raw
+        }
+    };
+    Config::from_raw(raw)
 }
 
 /// Parses and validates budget text.
@@ -386,7 +418,10 @@ fn write_stage_files(
 /// Writes the budget, then the hot file (the commit point) with its cache, then drops the
 /// intent of the stage files just written.
 fn write_hot(paths: &Paths, hot: &State, budget: &Budget, files: &StageFiles) -> NsResult<()> {
-    write_json(&paths.budget_file(), budget)?;
+    let bytes = json_bytes(&paths.budget_file(), budget)?;
+    write_atomic(&paths.budget_file(), &bytes)?;
+    // Validated before it was written: the next reader need not validate it again.
+    cache::store_doc(paths, "budget", &bytes, budget);
     failpoint::hit("after-budget-write");
     let yaml = state_yaml(hot)?;
     // The next reader finds the hot state already parsed (unless redaction changes the file).
@@ -809,6 +844,23 @@ mod tests {
             "added_at": "2027-01-01T01:00:00Z"
         }))
         .expect("a queued stage")
+    }
+
+    /// A config remembered by its digest is its JSON ([`read_config`]): taking it back gives
+    /// the value parsed from the YAML, for the example `init` writes and for the keys it
+    /// leaves out.
+    #[test]
+    fn a_remembered_config_is_the_parsed_one() {
+        let example =
+            crate::prompt::render(crate::cmd::init::CONFIG_TEMPLATE, &[("base", "main")]).unwrap();
+        let rich = "version: 1\nlanes: 2\nagents:\n  a: { kind: claude, model: claude-sonnet-4-5, auth: { route: api, env: MY_KEY } }\n  b: { kind: codex, auth: { route: api, command: \"pass show openai\" } }\n  c: { kind: aider, family: gpt, model: openai/gpt-4o, auth: { route: api, env: K, pass_as: OPENAI_API_KEY } }\ndefaults: { worker: a, verifier: b }\nnotify: { command: [sh, notify.sh], events: [escalated, halted] }\n";
+        for text in [example.as_str(), rich] {
+            let raw = Config::parse_raw(text).unwrap();
+            let json = serde_json::to_vec(&raw).unwrap();
+            let back: crate::config::RawConfig = serde_json::from_slice(&json).unwrap();
+            assert_eq!(back, raw, "{text}");
+            assert!(Config::from_raw(back).is_ok());
+        }
     }
 
     /// What the writer produces, the reader takes back: at 10,000 queued stages the YAML

@@ -66,8 +66,15 @@ fn once(paths: &Paths) -> NsResult<bool> {
     if crate::idle::looks(paths, crate::now::now()?) {
         return Ok(false);
     }
+    // This round reads the whole state and will likely write it: the validators its writes
+    // check against are built while it reads.
+    crate::schema::prebuild(|| {
+        crate::schema::build::<crate::engine::state::State>();
+        crate::schema::build::<crate::engine::budget::Budget>();
+        crate::schema::build::<crate::job::Registration>();
+    });
     let before = crate::idle::before(paths);
-    let config = Config::load(&paths.config())?;
+    let config = crate::store::read_config(paths)?;
     crate::confine::check_dispatch(paths, &config)?;
     crate::redact::install(&config);
     let git = LazyGit::new(paths);

@@ -61,15 +61,29 @@ pub fn top(repo: &Path) -> NsResult<std::path::PathBuf> {
     })
 }
 
-/// Prints a value as pretty JSON on stdout.
+/// Prints a value as pretty JSON on stdout, streamed (no copy of the whole text first).
 ///
 /// # Errors
-/// When serialisation fails (a bug).
+/// When serialisation fails (a bug) or stdout cannot be written (a reader that went away ends
+/// the process with exit 0).
 pub fn print_json<T: serde::Serialize>(value: &T) -> NsResult<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| NsError::bug(format!("cannot print json: {e}")))?;
-    println!("{text}");
-    Ok(())
+    use std::io::{ErrorKind, Write};
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    // A reader that went away (`| head -1`) is not an error: exit 0 at once, as `print!`'s
+    // panic on a closed stdout does.
+    let unwritten = |kind: ErrorKind, e: &dyn std::fmt::Display| match kind {
+        ErrorKind::BrokenPipe => crate::cli::reader_gone(),
+        _ => Err(NsError::failure("cannot write to standard output").cause(e.to_string())),
+    };
+    if let Err(e) = serde_json::to_writer_pretty(&mut out, value) {
+        return match e.io_error_kind() {
+            Some(kind) => unwritten(kind, &e),
+            None => Err(NsError::bug(format!("cannot print json: {e}"))),
+        };
+    }
+    writeln!(out)
+        .and_then(|()| out.flush())
+        .or_else(|e| unwritten(e.kind(), &e))
 }
 
 /// A repository opened for an operator command: the tick lock held (waiting for a running
@@ -121,7 +135,7 @@ pub struct Opened {
 /// When the repo is not set up or the lock cannot be taken.
 pub fn opened(repo: &Path) -> NsResult<Opened> {
     let paths = initialised(repo)?;
-    let config = crate::config::Config::load(&paths.config())?;
+    let config = crate::store::read_config(&paths)?;
     let lock = crate::lock::lock(&paths.lock_file())
         .map_err(|e| NsError::failure("cannot take the tick lock").cause(e.to_string()))?;
     let git = crate::store::open_git(&paths)?;

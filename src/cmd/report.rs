@@ -43,7 +43,7 @@ pub struct Args {
 /// cannot be written.
 pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     let paths = super::initialised(repo)?;
-    let config = crate::config::Config::load(&paths.config())?;
+    let config = crate::store::read_config(&paths)?;
     let git = crate::git::Git::open(&paths.root).map_err(|e| {
         NsError::failure(format!(
             "{} is not a usable git repository",

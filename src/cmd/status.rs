@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::config::{Config, format_duration};
+use crate::config::format_duration;
 use crate::error::NsResult;
 use crate::store;
 use crate::view::StatusView;
@@ -29,7 +29,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         return super::all::status_all(args.json);
     }
     let paths = super::initialised(repo)?;
-    let config = Config::load(&paths.config())?;
+    let config = crate::store::read_config(&paths)?;
     let state = store::read_state_file(&paths)?;
     let budget = store::read_budget_file(&paths)?;
     let view = crate::view::build(&paths, &config, &state, &budget, crate::now::now()?);

@@ -1,6 +1,6 @@
 //! `nightshift tick`: one step of the night. Silent when idle; otherwise one line per event it
-//! recorded (`stage: a1 dispatched to w`), read back from the ledger commits it made, so what
-//! it prints is what the ledger says. `--quiet` prints nothing; `--json` prints
+//! recorded (`stage: a1 dispatched to w`), from the messages of the ledger commits it made, so
+//! what it prints is what the ledger says. `--quiet` prints nothing; `--json` prints
 //! [`TickOutput`].
 
 use std::path::Path;
@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::error::NsResult;
 use crate::ledger_message::{EventView, SpentView};
-use crate::paths::Paths;
 use crate::tick::{self, TickReport};
 
 #[derive(Debug, clap::Args)]
@@ -52,15 +51,6 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         return super::all::tick_all(std::time::Duration::from_secs(args.slice), args.json);
     }
     let paths = super::initialised(repo)?;
-    // The ledger's sequence number as last cached (`state/.ledger-seq`), else the state
-    // file's: no git read and no parse of the whole state before the tick takes its lock, so
-    // an idle tick stays a look.
-    let before = if args.quiet {
-        None
-    } else {
-        crate::store::cached_ledger_seq(&paths)
-            .or_else(|| crate::store::read_state_file(&paths).ok().map(|s| s.seq))
-    };
     let report = tick::run(&paths)?;
     let (result, changes) = match report {
         TickReport::Busy => ("busy", 0),
@@ -71,7 +61,7 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
         return Ok(0);
     }
     let (events, spent) = if changes > 0 {
-        recorded_since(&paths, before, changes)
+        recorded(&crate::ledger::take_committed())
     } else {
         (Vec::new(), None)
     };
@@ -94,41 +84,15 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     Ok(0)
 }
 
-fn seq_of(message: &str) -> Option<u64> {
-    message
-        .lines()
-        .find_map(|l| l.strip_prefix("Nightshift-Seq: "))
-        .and_then(|s| s.trim().parse().ok())
-}
-
-/// The events of the ledger commits after `before` (oldest first; without `before`, the
-/// newest `changes` commits), and the spend after the newest. `changes` bounds the read: a
-/// tick commits once per change, plus at most one recovery commit per round.
-fn recorded_since(
-    paths: &Paths,
-    before: Option<u64>,
-    changes: usize,
-) -> (Vec<EventView>, Option<SpentView>) {
-    let Ok(git) = crate::store::open_git(paths) else {
-        return (Vec::new(), None);
-    };
-    let Ok(entries) = crate::ledger::log(&git, Some(changes * 2 + 2)) else {
-        return (Vec::new(), None);
-    };
-    let newer: Vec<_> = match before {
-        Some(before) => entries
-            .iter()
-            .filter(|e| seq_of(&e.message).is_some_and(|s| s > before))
-            .collect(),
-        None => entries.iter().take(changes).collect(),
-    };
-    let spent = newer
-        .first()
-        .and_then(|e| crate::ledger_message::spent(&e.message));
-    let events = newer
+/// The events of the ledger commits this tick made (their messages, oldest first), and the
+/// spend after the newest.
+fn recorded(messages: &[String]) -> (Vec<EventView>, Option<SpentView>) {
+    let spent = messages
+        .last()
+        .and_then(|m| crate::ledger_message::spent(m));
+    let events = messages
         .iter()
-        .rev()
-        .flat_map(|e| crate::ledger_message::structured_events(&e.message))
+        .flat_map(|m| crate::ledger_message::structured_events(m))
         .collect();
     (events, spent)
 }

@@ -44,7 +44,7 @@ pub struct Snapshot {
 /// # Errors
 /// When the config or a state file is missing or invalid.
 pub fn load(paths: &Paths) -> NsResult<Snapshot> {
-    let config = crate::config::Config::load(&paths.config())?;
+    let config = crate::store::read_config(paths)?;
     let state = crate::store::read_state_file(paths)?;
     let budget = crate::store::read_budget_file(paths)?;
     let now = crate::now::now()?;

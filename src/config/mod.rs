@@ -157,8 +157,17 @@ impl Config {
     /// When the file is missing, is not valid YAML, has unknown keys or wrong types (naming the
     /// line), or fails validation (naming the key).
     pub fn load(path: &Path) -> NsResult<Self> {
+        Self::from_raw(Self::parse_raw(&Self::read_text(path)?)?)
+    }
+
+    /// The text of `nightshift.yaml` at `path`.
+    ///
+    /// # Errors
+    /// When it cannot be read (the hint says `init`) or is not UTF-8 (the hint says how to get
+    /// a good one).
+    pub fn read_text(path: &Path) -> NsResult<String> {
         let root = path.parent().unwrap_or(path);
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        std::fs::read_to_string(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::InvalidData {
                 // The file is there, so `init` would keep it: say how to get a good one.
                 return NsError::failure(format!(
@@ -177,8 +186,24 @@ impl Config {
             )
             .cause(e.to_string())
             .hint(format!("run `nightshift --repo {} init`", root.display()))
-        })?;
-        let raw: RawConfig = schema::parse_yaml(&text, "nightshift.yaml")?;
+        })
+    }
+
+    /// Parses and schema-validates the text of `nightshift.yaml` (strict YAML; errors name the
+    /// line).
+    ///
+    /// # Errors
+    /// When it is not valid YAML, has unknown keys or wrong types, or breaks the schema.
+    pub fn parse_raw(text: &str) -> NsResult<RawConfig> {
+        schema::parse_yaml(text, "nightshift.yaml")
+    }
+
+    /// Validates a parsed `nightshift.yaml` (the checks no schema can say: names, families,
+    /// prices, durations).
+    ///
+    /// # Errors
+    /// Naming the key at fault.
+    pub fn from_raw(raw: RawConfig) -> NsResult<Self> {
         Self::validate(raw).map_err(|m| {
             NsError::failure(format!("nightshift.yaml: {m}"))
                 .hint("fix nightshift.yaml; `nightshift template config` prints an example that documents every key")

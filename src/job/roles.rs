@@ -63,7 +63,7 @@ struct Setup {
 }
 
 fn setup(cx: &RoleCtx<'_>) -> Result<Setup, JobError> {
-    let config = Config::load(&cx.paths.config())?;
+    let config = crate::store::read_config(cx.paths)?;
     crate::redact::install(&config);
     let state = store::read_state_file(cx.paths)?;
     let stage = state

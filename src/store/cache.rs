@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::state::Stage;
 use crate::paths::Paths;
+use crate::schema::Remembered;
 
 /// The first line's prefix; a change of the cache's format changes it (old caches are ignored).
 const MAGIC: &str = "nightshift-state-cache 1";
@@ -149,6 +150,34 @@ pub fn stages_key(paths: &Paths, cold_stamp: u64, stage_count: u64) -> String {
         "stamp {cold_stamp} count {stage_count} dir {}.{:09} {}.{:09}",
         times.0, times.1, times.2, times.3
     )
+}
+
+/// The cache of a remembered document (`config`, `budget`): its parsed, validated value.
+#[must_use]
+pub fn doc_path(paths: &Paths, name: &str) -> PathBuf {
+    paths.state_dir().join(format!(".cache/{name}.json"))
+}
+
+/// The key of a remembered document's cache: the digest of its bytes and of its schema.
+#[must_use]
+pub fn doc_key<T: Remembered>(bytes: &[u8]) -> String {
+    format!(
+        "{} schema {}",
+        digest(bytes),
+        digest(T::SCHEMA_TEXT.as_bytes())
+    )
+}
+
+/// The value of the document `name` whose bytes are `bytes`, when it was parsed and validated
+/// before under the same schema (and the cache's seal verifies).
+#[must_use]
+pub fn load_doc<T: Remembered>(paths: &Paths, name: &str, bytes: &[u8]) -> Option<T> {
+    load_at(paths, &doc_path(paths, name), &doc_key::<T>(bytes))
+}
+
+/// Remembers `value`, parsed and validated from `bytes` (best effort, as [`store`]).
+pub fn store_doc<T: Remembered>(paths: &Paths, name: &str, bytes: &[u8], value: &T) {
+    store_at(paths, &doc_path(paths, name), &doc_key::<T>(bytes), value);
 }
 
 /// `sha256:<hex>` of `bytes`.

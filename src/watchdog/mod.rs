@@ -19,7 +19,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::awake::{By, SchedulerView, Sleep};
-use crate::config::Config;
 use crate::error::NsResult;
 use crate::ids::Role;
 use crate::paths::Paths;
@@ -143,7 +142,7 @@ pub fn run(paths: &Paths) -> NsResult<HeartbeatDoc> {
     let sleeps = crate::awake::sleeps();
     // Registrations before state: a registration listed here was written after its state.
     let regs = check::registrations(paths);
-    let config = Config::load(&paths.config())?;
+    let config = crate::store::read_config(paths)?;
     let state = crate::store::read_state_file(paths)?;
     let prev = previous(paths);
     let cx = check::Cx {

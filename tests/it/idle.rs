@@ -137,3 +137,91 @@ fn a_stale_corrupt_or_forged_state_cache_is_ignored() {
     ]);
     assert!(!tree.contains(".cache"), "{tree}");
 }
+
+/// `nightshift.yaml` and `budget.json` are parsed and validated once per content: the value is
+/// remembered in `state/.cache/` under the digest of the bytes (and of the schema), sealed. A
+/// forged cache is ignored, and bytes never seen are validated as before.
+#[test]
+fn a_config_or_budget_is_validated_once_per_content_and_its_cache_cannot_be_forged() {
+    let n = Night::new();
+    n.init();
+    let c = n.card("s1", "", "body");
+    n.add(&[&c]);
+    let status = n.status();
+    let lanes = status["lanes"].clone();
+    let attempts = status["budget"]["attempts"].clone();
+    for (name, key, value) in [("config", "lanes", 7), ("budget", "attempts", 99)] {
+        let cache = n.path(&format!("state/.cache/{name}.json"));
+        let good = std::fs::read_to_string(&cache)
+            .unwrap_or_else(|e| panic!("{name} is not remembered: {e}"));
+        let (head, json) = good.split_once('\n').unwrap();
+        assert!(head.contains(" schema sha256:"), "{head}");
+        // Forged: the right key, another value, the old seal.
+        let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v[key] = value.into();
+        std::fs::write(&cache, format!("{head}\n{v}\n")).unwrap();
+    }
+    let status = n.status();
+    assert_eq!(status["lanes"], lanes);
+    assert_eq!(status["budget"]["attempts"], attempts);
+    // A config never seen is read and validated: an unknown key is refused, naming the file.
+    let cfg = n.read("nightshift.yaml");
+    n.write("nightshift.yaml", &format!("{cfg}surprise: 1\n"));
+    let out = n.ns(&["status"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("nightshift.yaml") && err.contains("surprise"),
+        "{err}"
+    );
+    // So is a budget.
+    n.write("nightshift.yaml", &cfg);
+    let budget = n.read("state/budget.json");
+    n.write(
+        "state/budget.json",
+        &budget.replacen('{', "{\"surprise\": 1,", 1),
+    );
+    let out = n.ns(&["status"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("state/budget.json"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A tick prints the events of the ledger commits it made from their messages: it writes the
+/// ledger once per change and never reads it back.
+#[test]
+fn a_dispatch_tick_reports_its_commits_without_reading_the_ledger_back() {
+    let mut n = Night::new();
+    n.init();
+    let c = n.card("s1", "", "body");
+    n.add(&[&c]);
+    let log = git_shim(&mut n);
+    let out = n.ns(&["tick", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["result"], "advanced");
+    let texts: Vec<&str> = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert!(texts.iter().any(|t| t.contains("dispatched")), "{report}");
+    assert!(report["spent"].is_object(), "{report}");
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !calls
+            .lines()
+            .any(|l| l.contains(" log ") || l.starts_with("log ")),
+        "the tick read the ledger back:\n{calls}"
+    );
+    assert_eq!(
+        calls.lines().filter(|l| l.contains("fast-import")).count(),
+        1,
+        "{calls}"
+    );
+    n.extra_env.clear();
+}
