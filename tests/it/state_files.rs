@@ -506,3 +506,39 @@ fn ledger_card_files(n: &Night) -> Vec<String> {
     .map(str::to_owned)
     .collect()
 }
+
+/// A new stage's file is created under its own name (the intent names it); a stray file that
+/// already has that name (a stage file numbered past the count, which no stage is) is
+/// replaced, and the new stage is read back whole.
+#[test]
+fn a_stray_file_at_a_new_stages_name_is_replaced() {
+    let n = Night::new();
+    n.init();
+    let a = n.card("a", "", "body");
+    n.add(&[&a]);
+    // The whole-state path (no stage cache) takes the ids from the state, not the folder.
+    std::fs::remove_file(n.path("state/.cache/stages.json")).unwrap();
+    let stray = n
+        .read("state/stages/a.yaml")
+        .replace("order: 0", "order: 7")
+        .replace("id: a\n", "id: b\n");
+    assert!(
+        stray.contains("order: 7") && stray.contains("id: b\n"),
+        "{stray}"
+    );
+    n.write("state/stages/b.yaml", &stray);
+    let b = n.card("b", "", "body b");
+    n.add(&[&b]);
+    assert_eq!(n.stage("b")["title"], "Stage b");
+    let text = n.read("state/stages/b.yaml");
+    assert!(text.contains("order: 1"), "{text}");
+    assert!(!n.path("state/.adding").exists());
+    let leftovers: Vec<String> = std::fs::read_dir(n.path("state/stages"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let repair = n.ok(&["repair"]);
+    assert!(repair.contains("nothing to repair"), "{repair}");
+}
