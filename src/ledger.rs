@@ -67,32 +67,34 @@ pub fn head(git: &Git) -> Result<Option<String>, GitError> {
 /// [`GitError`] when a git step fails, including [`GitError::Failed`] when the ledger moved
 /// while this commit was being built (a concurrent writer).
 pub fn commit(git: &Git, paths: &Paths, message: &str) -> Result<String, GitError> {
-    let cache_path = absolute(git, &paths.ledger_index());
     let message = crate::redact::apply(message);
-    let wrote = take_written(paths);
-    let id = match write::Cache::load(&cache_path).and_then(|cache| {
-        let parent = cache.commit.clone();
-        write::commit(
-            git,
-            &cache_path,
-            &message,
-            Some(&parent),
-            Some(&cache),
-            &wrote,
-        )
-        .ok()
-    }) {
-        Some(id) => id,
-        None => {
-            let old = head(git)?;
-            write::commit(git, &cache_path, &message, old.as_deref(), None, &wrote)?
-        }
-    };
+    let id = commit_redacted(git, paths, &message)?;
     COMMITTED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push(message.into_owned());
     Ok(id)
+}
+
+/// [`commit`] of a message already redacted.
+fn commit_redacted(git: &Git, paths: &Paths, message: &str) -> Result<String, GitError> {
+    let cache_path = absolute(git, &paths.ledger_index());
+    let wrote = take_written(paths);
+    if let Some(cache) = write::Cache::load(&cache_path) {
+        let parent = cache.commit.clone();
+        if let Ok(id) = write::commit(
+            git,
+            &cache_path,
+            message,
+            Some(&parent),
+            Some(&cache),
+            &wrote,
+        ) {
+            return Ok(id);
+        }
+    }
+    let old = head(git)?;
+    write::commit(git, &cache_path, message, old.as_deref(), None, &wrote)
 }
 
 /// The messages of the ledger commits this process made, oldest first.

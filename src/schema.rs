@@ -57,12 +57,7 @@ fn validator<T: Document>() -> Option<&'static jsonschema::Validator> {
     })
 }
 
-/// Builds the validator of `T`'s schema now (see [`prebuild`]).
-pub fn build<T: Document>() {
-    let _ = validator::<T>();
-}
-
-/// Runs `build` (calls of [`build`]) on a thread of its own: a command that will validate
+/// Runs `build` (calls of [`compiles`], which builds a validator) on a thread of its own: a command that will validate
 /// documents starts building their validators (a few milliseconds each, the first one also
 /// building the JSON Schema meta-schema's) while it reads its files, instead of after. The
 /// thread is not waited for; whoever needs a validator it is still building waits for it.

@@ -303,18 +303,15 @@ pub fn parse_state(text: &str, label: &str) -> NsResult<State> {
 }
 
 /// Reads and validates `state/budget.json`; the bytes a reader validated before (under the
-/// same schema) are taken from their cache ([`cache::load_doc`]) without validating again.
+/// same schema) are taken from their cache ([`cache::remembered`]) without validating again.
 ///
 /// # Errors
 /// A state-kind error naming the file, line and column when it is missing or invalid.
 pub fn read_budget_file(paths: &Paths) -> NsResult<Budget> {
     let text = read_text(&paths.budget_file(), "state/budget.json")?;
-    if let Some(budget) = cache::load_doc(paths, "budget", text.as_bytes()) {
-        return Ok(budget);
-    }
-    let budget = parse_budget(&text, "state/budget.json")?;
-    cache::store_doc(paths, "budget", text.as_bytes(), &budget);
-    Ok(budget)
+    cache::remembered(paths, "budget", text.as_bytes(), || {
+        parse_budget(&text, "state/budget.json")
+    })
 }
 
 /// Reads and validates `nightshift.yaml` ([`Config::load`]), taking the parsed document from
@@ -326,14 +323,9 @@ pub fn read_budget_file(paths: &Paths) -> NsResult<Budget> {
 /// As [`Config::load`].
 pub fn read_config(paths: &Paths) -> NsResult<Config> {
     let text = Config::read_text(&paths.config())?;
-    let raw = match cache::load_doc(paths, "config", text.as_bytes()) {
-        Some(raw) => raw,
-        None => {
-            let raw = Config::parse_raw(&text)?;
-            cache::store_doc(paths, "config", text.as_bytes(), &raw);
-            raw
-        }
-    };
+    let raw = cache::remembered(paths, "config", text.as_bytes(), || {
+        Config::parse_raw(&text)
+    })?;
     Config::from_raw(raw)
 }
 

@@ -69,9 +69,12 @@ fn once(paths: &Paths) -> NsResult<bool> {
     // This round reads the whole state and will likely write it: the validators its writes
     // check against are built while it reads.
     crate::schema::prebuild(|| {
-        crate::schema::build::<crate::engine::state::State>();
-        crate::schema::build::<crate::engine::budget::Budget>();
-        crate::schema::build::<crate::job::Registration>();
+        use crate::schema::compiles;
+        let _ = [
+            compiles::<crate::engine::state::State>(),
+            compiles::<crate::engine::budget::Budget>(),
+            compiles::<crate::job::Registration>(),
+        ];
     });
     let before = crate::idle::before(paths);
     let config = crate::store::read_config(paths)?;

@@ -180,6 +180,25 @@ pub fn store_doc<T: Remembered>(paths: &Paths, name: &str, bytes: &[u8], value: 
     store_at(paths, &doc_path(paths, name), &doc_key::<T>(bytes), value);
 }
 
+/// The document `name` whose bytes are `bytes`: remembered ([`load_doc`]), or `parse`d (and
+/// validated) and then remembered.
+///
+/// # Errors
+/// `parse`'s, when the bytes were not remembered.
+pub fn remembered<T: Remembered>(
+    paths: &Paths,
+    name: &str,
+    bytes: &[u8],
+    parse: impl FnOnce() -> crate::error::NsResult<T>,
+) -> crate::error::NsResult<T> {
+    if let Some(value) = load_doc(paths, name, bytes) {
+        return Ok(value);
+    }
+    let value = parse()?;
+    store_doc(paths, name, bytes, &value);
+    Ok(value)
+}
+
 /// `sha256:<hex>` of `bytes`.
 #[must_use]
 pub fn digest(bytes: &[u8]) -> String {

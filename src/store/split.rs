@@ -15,9 +15,9 @@
 //! Every stage is in `state/stages/`, numbered `0..stage_count` (the hot file's count); a file
 //! numbered at or past it is the leftover of an `add-stage` that died before its commit point
 //! (the hot file): `state/.adding` names those files (and the card copies written with them)
-//! while they are written, and the next writer removes them. Reading every file again is slow at ten thousand stages, so their
-//! records are cached ([`super::cache`]), keyed by the hot file's `cold_stamp` and
-//! `stage_count`.
+//! while they are written, and the next writer removes them. Reading every file again is slow
+//! at ten thousand stages, so their records are cached ([`super::cache`]), keyed by the hot
+//! file's `cold_stamp` and `stage_count`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
