@@ -149,9 +149,16 @@ pub fn run_job(args: &JobArgs, poke: impl FnOnce(&Paths)) -> NsResult<i32> {
 /// Starts the detached `nightshift __job` wrapper that runs `plan` (stdin /dev/null, its own
 /// session, output to the job's log). Returns the wrapper's pid.
 ///
+/// The job's log is created first, before anything can fail: it is the record that a tick
+/// began this start. A job with neither a log, a registration nor an outcome was never begun
+/// ([`JobSeen::Unstarted`](crate::engine::observe::JobSeen::Unstarted)), and the next tick
+/// starts it; one with a log that never registered failed to start, and counts as such.
+///
 /// # Errors
-/// When the binary cannot be found or the process cannot be started.
+/// When the log cannot be created, the binary cannot be found or the process cannot be
+/// started.
 pub fn spawn(paths: &Paths, plan: &crate::engine::SpawnPlan) -> std::io::Result<u32> {
+    let log = crate::proc::open_log(&paths.log_file(&plan.job))?;
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("__job")
@@ -174,7 +181,7 @@ pub fn spawn(paths: &Paths, plan: &crate::engine::SpawnPlan) -> std::io::Result<
     if let Some(m) = &plan.job.member {
         cmd.args(["--member", &m.name, "--run", &m.run.to_string()]);
     }
-    crate::proc::spawn_detached(cmd, &paths.log_file(&plan.job))
+    crate::proc::spawn_detached_to(cmd, log)
 }
 
 /// Adds `path` to the files the job's result reports as written outside its workspace.

@@ -81,6 +81,8 @@ pub fn job_seen(paths: &Paths, key: &JobKey) -> JobSeen {
         None if held => JobSeen::Running { pgids: Vec::new() },
         // The job may have finished between our two looks.
         Some(_) => finished(read_sealed(paths, &outcome_path)).unwrap_or(JobSeen::Vanished),
-        None => JobSeen::Absent,
+        // The start creates the job's log before anything else ([`crate::job::spawn`]).
+        None if paths.log_file(key).exists() => JobSeen::Absent,
+        None => JobSeen::Unstarted,
     }
 }

@@ -14,15 +14,30 @@ use rustix::process::{Pid, Signal};
 ///
 /// # Errors
 /// When the log cannot be opened or the spawn fails.
-pub fn spawn_detached(mut cmd: Command, log: &Path) -> std::io::Result<u32> {
-    use std::os::unix::process::CommandExt;
+pub fn spawn_detached(cmd: Command, log: &Path) -> std::io::Result<u32> {
+    spawn_detached_to(cmd, open_log(log)?)
+}
+
+/// Opens (creating it and its folder) a log to append to.
+///
+/// # Errors
+/// When the folder or the file cannot be created or opened.
+pub fn open_log(log: &Path) -> std::io::Result<std::fs::File> {
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let out = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(log)?;
+        .open(log)
+}
+
+/// [`spawn_detached`] with its log already open.
+///
+/// # Errors
+/// When the spawn fails.
+pub fn spawn_detached_to(mut cmd: Command, out: std::fs::File) -> std::io::Result<u32> {
+    use std::os::unix::process::CommandExt;
     let err = out.try_clone()?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     // SAFETY: setsid is async-signal-safe and allocates nothing.

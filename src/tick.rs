@@ -220,13 +220,20 @@ impl<'a> LazyGit<'a> {
 }
 
 /// Executes effects. Failures are logged, not returned: their consequences are observed by
-/// the next tick (a spawn that failed shows up as a job that never registered).
+/// the next tick (a spawn that failed shows up as a job that never registered; one this tick
+/// never began, because it stopped first, as a job without a log, which the next tick starts).
 pub fn execute(paths: &Paths, git: &Git, config: &Config, effects: &[Effect]) {
     for effect in effects {
         match effect {
             Effect::Spawn(plan) => {
                 if let Err(e) = crate::job::spawn(paths, plan) {
-                    eprintln!("nightshift: cannot start the {} job: {e}", plan.job);
+                    let line = format!("nightshift: cannot start the {} job: {e}", plan.job);
+                    eprintln!("{line}");
+                    // The job's own log says why it never ran (`nightshift logs`).
+                    if let Ok(mut log) = crate::proc::open_log(&paths.log_file(&plan.job)) {
+                        use std::io::Write as _;
+                        let _ = writeln!(log, "{line}");
+                    }
                 }
             }
             Effect::Kill { job } => {

@@ -222,8 +222,12 @@ fn drained(dir: &Path) -> NsResult<bool> {
     });
     // Halted with nothing running: nothing more will happen without the operator.
     let running = v["stages"].as_array().is_some_and(|s| {
-        s.iter()
-            .any(|x| matches!(x["job"].as_str(), Some("running" | "starting")))
+        s.iter().any(|x| {
+            matches!(
+                x["job"].as_str(),
+                Some("running" | "starting" | "not started")
+            )
+        })
     });
     Ok(all_final || (halted && !running))
 }

@@ -96,7 +96,7 @@ pub(super) fn dispatch(state: &mut State, moved: &[bool], cx: &mut Ctx<'_>) {
             escalate(&mut state.stages[i], cx, reason);
             continue;
         }
-        let start = start_point(state, i, cx.limits);
+        let start = start_point(&state.stages[i], cx.limits);
         let stage = &mut state.stages[i];
         stage.attempt += 1;
         let attempt = stage.attempt;
@@ -175,8 +175,8 @@ pub(super) fn ready(stage: &Stage, done: &HashSet<StageId>) -> bool {
 
 /// Where a stage's worktree starts: the base branch, its one dependency's branch, or (several
 /// dependencies) the integration branch, which by then holds all of them.
-pub(super) fn start_point(state: &State, i: usize, limits: &Limits) -> String {
-    match state.stages[i].depends_on.as_slice() {
+pub(super) fn start_point(stage: &Stage, limits: &Limits) -> String {
+    match stage.depends_on.as_slice() {
         [] => limits.base.clone(),
         [one] => stage_branch(one),
         _ => limits.integration_branch.clone(),

@@ -58,8 +58,13 @@ pub fn slept_secs(sleeps: &[Sleep], a: Timestamp, b: Timestamp) -> i64 {
 /// What became of one job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobSeen {
-    /// No registration and no outcome yet.
+    /// No registration and no outcome yet: its start is under way, or failed after the tick
+    /// began it.
     Absent,
+    /// No registration, no outcome, and no log: no tick ever began to start it (the tick that
+    /// dispatched it stopped between its commit and the start). Starting it now cannot run it
+    /// twice: a second wrapper waits on the first's lock and then finds its outcome.
+    Unstarted,
     /// Registered and alive (its lock is held); the process groups to kill if needed.
     Running { pgids: Vec<i32> },
     /// Registered, but nothing holds its lock any more and there is no outcome: a crash.

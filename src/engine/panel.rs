@@ -125,8 +125,10 @@ enum Seen {
         criteria: Vec<crate::envelope::Criterion>,
         findings: Vec<String>,
     },
-    /// Crashed, timed out or never started: re-dispatched alone if it has runs left.
+    /// Crashed, timed out or failed to start: re-dispatched alone if it has runs left.
     Crashed(FailReason),
+    /// No tick began to start it: started now, as the same run.
+    Unstarted,
     /// Voids the whole attempt (a write outside the workspace, a forged outcome).
     Fatal(FailReason),
 }
@@ -155,6 +157,7 @@ pub(super) fn collect(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32) -> bool
                 }
                 judged(&o.result, stage)
             }
+            JobSeen::Unstarted => Seen::Unstarted,
             JobSeen::Finished(_) | JobSeen::Absent => {
                 let slept = crate::engine::observe::slept_secs(&cx.seen.sleeps, since, cx.now);
                 if secs_between(since, cx.now) - slept > SPAWN_GRACE_SECS {
@@ -207,6 +210,27 @@ pub(super) fn collect(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32) -> bool
                     criteria,
                     findings,
                 };
+            }
+            Seen::Unstarted => {
+                // The tick that dispatched it stopped before starting it: the same run starts
+                // now, with its whole time.
+                let timeout = stage.timeouts.verifier;
+                m.state = MemberState::Running {
+                    since: cx.now,
+                    deadline: later(cx.now, timeout),
+                };
+                cx.effects.push(Effect::Spawn(SpawnPlan {
+                    job: key.clone(),
+                    timeout_secs: timeout,
+                    start_point: None,
+                }));
+                cx.events.push(Event::stage(
+                    &stage.id,
+                    format!(
+                        "a{attempt} panel: {} r{} was never started (the tick that dispatched it stopped first); starting it now",
+                        m.member, m.runs
+                    ),
+                ));
             }
             Seen::Crashed(reason) if m.runs < runs_cap => {
                 cx.events.push(Event::stage(

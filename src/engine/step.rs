@@ -357,6 +357,10 @@ pub(super) fn waiting(
             finished(stage, cx, role, attempt, outcome);
             true
         }
+        JobSeen::Unstarted => {
+            restart(stage, cx, role, attempt);
+            true
+        }
         JobSeen::Finished(_) | JobSeen::Absent => {
             // The grace is awake time too: a machine that slept right after the dispatch has
             // not yet had the time to start the job.
@@ -396,6 +400,19 @@ pub(super) fn waiting(
             true
         }
     }
+}
+
+/// Starts again, as the same attempt and with its whole time, a job no tick began to start:
+/// the tick that dispatched it stopped between its commit and the start. Nothing of the
+/// attempt ran, so nothing is counted against it.
+fn restart(stage: &mut Stage, cx: &mut Ctx<'_>, role: Role, attempt: u32) {
+    let start_point =
+        (role == Role::Worker).then(|| super::dispatch::start_point(stage, cx.limits));
+    start_job(stage, cx, role, attempt, start_point);
+    cx.events.push(Event::stage(
+        &stage.id,
+        format!("a{attempt} {role} job was never started (the tick that dispatched it stopped first); starting it now"),
+    ));
 }
 
 pub(super) fn secs_between(a: Timestamp, b: Timestamp) -> i64 {

@@ -67,7 +67,8 @@ pub struct StageView {
     pub verifier: String,
     /// Why it is escalated, retrying or halted-waiting; null otherwise.
     pub reason: Option<String>,
-    /// For a stage waiting on a job: `running`, `starting`, `finished` or `vanished`.
+    /// For a stage waiting on a job: `running`, `starting`, `not started` (no tick began its start;
+    /// the next one does), `finished`, `vanished` or `forged`.
     pub job: Option<String>,
     pub commit: Option<String>,
     pub wall_secs: u64,
@@ -308,17 +309,19 @@ fn stage_view(
         Some(JobSeen::Vanished) => "vanished",
         Some(JobSeen::Forged { .. }) => "forged",
         Some(JobSeen::Absent) | None => "starting",
+        Some(JobSeen::Unstarted) => "not started",
     };
     let waiting = s.waiting_jobs();
     let job = if s.panel_round().is_some() {
         // A panel: `running` while any member runs, `starting` while one has yet to
-        // register, else `finished` (its votes wait for the next tick).
+        // register, `not started` while one was never begun, else `finished` (its votes
+        // wait for the next tick).
         let names: Vec<&str> = waiting
             .iter()
             .map(|(k, ..)| name(seen.jobs.get(k)))
             .collect();
         Some(
-            ["running", "starting", "vanished", "forged"]
+            ["running", "starting", "not started", "vanished", "forged"]
                 .into_iter()
                 .find(|n| names.contains(n))
                 .unwrap_or("finished")

@@ -48,16 +48,28 @@ fn tick_killed_at_each_failpoint_recovers_without_losing_or_doubling_attempts() 
             );
         }
         match point {
-            // The intent was durable but the spawn never ran: recorded as a failed spawn (an
-            // infrastructure failure: no attempt of the stage's allowance used), then the next
-            // attempt runs (nothing silently lost, nothing run twice).
+            // The intent was durable but no start was begun (the job has no log): the next
+            // tick starts the same attempt, and nothing counts against the stage (nothing
+            // silently lost, nothing run twice, no attempt spent on the dead tick).
             "after-state-write" | "after-ledger-commit" => {
                 assert_eq!(s["attempts_used"], 1, "{point}: {s:#}");
-                assert_eq!(s["attempt"], 2, "{point}");
+                assert_eq!(s["attempt"], 1, "{point}: {events:#?}");
                 assert!(
                     events.iter().any(|e| e
-                        == "s1: a1 failed: the worker job never started; will retry (not counted)"),
+                        == "s1: a1 worker job was never started (the tick that dispatched it stopped first); starting it now"),
                     "{point}: {events:#?}"
+                );
+                assert!(
+                    !events
+                        .iter()
+                        .any(|e| e.contains("never started; will retry")),
+                    "{point}: {events:#?}"
+                );
+                let log = n.read("state/logs/s1/a1-worker.log");
+                assert_eq!(
+                    log.matches("\"subtype\":\"init\"").count(),
+                    1,
+                    "{point}: the worker ran once: {log}"
                 );
             }
             // Nothing durable happened (budget rolled back), or the spawn did run.
@@ -311,4 +323,34 @@ fn a_tick_killed_after_a_stage_file_ends_the_stage_once() {
     assert_eq!(n.count_events("s1: a1 done"), 1, "{:#?}", n.events());
     assert!(!n.read("state/state.yaml").contains("id: s1"));
     n.assert_fsck_clean("after the recovery");
+}
+
+#[test]
+fn a_start_begun_but_failed_counts_as_never_started_and_is_not_begun_again() {
+    let mut n = Night::new();
+    n.init();
+    let c = card(&n);
+    n.add(&[&c]);
+    // The wrapper starts but cannot register: a directory stands where its registration goes.
+    std::fs::create_dir_all(n.repo.join("state/active-agents/s1@a1-worker.json")).unwrap();
+    n.tick();
+    n.settle();
+    assert_eq!(n.stage("s1")["job"], "starting", "begun: its log is there");
+    n.drain(20);
+    let s = n.stage("s1");
+    assert_eq!(s["status"], "done", "{s:#}");
+    assert_eq!(s["attempt"], 2, "{s:#}");
+    let events = n.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "s1: a1 failed: the worker job never started; will retry (not counted)"),
+        "{events:#?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.contains("was never started")),
+        "a start that was begun is not begun again: {events:#?}"
+    );
+    let log = n.read("state/logs/s1/a1-worker.log");
+    assert!(log.contains("s1@a1-worker.json"), "the log says why: {log}");
 }

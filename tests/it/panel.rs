@@ -382,3 +382,44 @@ fn another_repos_tick_proceeds_while_a_panel_runs() {
     assert_eq!(b.stage("s1")["status"], "done", "{}", stdout(&b.tick()));
     assert_eq!(a.stage("s1")["job"], "running");
 }
+
+#[test]
+fn members_a_dead_tick_never_started_are_started_as_the_same_runs() {
+    let mut n = panel_night(&[PASS], &[PASS], &[PASS]);
+    for _ in 0..2 {
+        assert!(n.tick().status.success());
+        n.settle();
+    }
+    // The tick that dispatches the panel dies right after its commit: no member was begun.
+    let out = n.ns_env(
+        &["tick"],
+        &[("NIGHTSHIFT_FAILPOINT", "after-ledger-commit")],
+    );
+    n.minute += 1;
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9)
+    );
+    assert_eq!(n.stage("s1")["job"], "not started", "{:#}", n.status());
+    let out = n.tick();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for m in ["pa", "pb", "pc"] {
+        assert_eq!(
+            n.count_events(&format!(
+                "panel: {m} r1 was never started (the tick that dispatched it stopped first); starting it now"
+            )),
+            1
+        );
+        wait_outcome(&n, 1, m, 1);
+    }
+    n.settle();
+    assert!(n.tick().status.success());
+    assert!(n.tick().status.success());
+    let s = n.stage("s1");
+    assert_eq!(s["status"], "done", "{s:#}");
+    for m in ["pa", "pb", "pc"] {
+        assert_eq!(member(&s, m)["runs"], 1, "{m}: {s:#}");
+        assert_eq!(member(&s, m)["vote"], "pass", "{m}: {s:#}");
+    }
+    assert_eq!(n.count_events("gave no vote"), 0);
+}

@@ -8,18 +8,22 @@ use std::collections::BTreeSet;
 
 use super::outcomes::spawns;
 use crate::engine::budget::{Budget, reservation, reserved_secs};
+use crate::engine::observe::{JobSeen, Observations};
 use crate::engine::state::State;
 use crate::engine::step::{Limits, Step};
 use crate::ids::{JobKey, Role};
 
 /// The invariants every step keeps, checked on every tick of every test:
-/// (a) no job is spawned twice; (b) no worker or verifier is spawned when the wall-time check
-/// would fail ([`check_wall_cap`]); (c) no attempt is dispatched while the repo was halted;
-/// (d) no more stages in flight than lanes; (e) terminal statuses never change.
+/// (a) no job is spawned twice, unless it was seen never begun ([`JobSeen::Unstarted`]);
+/// (b) no worker or verifier is spawned when the wall-time check would fail
+/// ([`check_wall_cap`]); (c) no attempt is dispatched while the repo was halted (starting a
+/// job never begun is no new attempt); (d) no more stages in flight than lanes; (e) terminal
+/// statuses never change.
 pub(super) fn check_step(
     prev: &State,
     prev_budget: &Budget,
     limits: &Limits,
+    seen: &Observations,
     next: &Step,
     spawned: &mut BTreeSet<JobKey>,
 ) -> Result<(), String> {
@@ -28,6 +32,15 @@ pub(super) fn check_step(
         return Err("the step added, removed or reordered stages".into());
     }
     for plan in spawns(&next.effects) {
+        if seen.jobs.get(&plan.job) == Some(&JobSeen::Unstarted) {
+            if !spawned.contains(&plan.job) {
+                return Err(format!(
+                    "(a) {} started again but never spawned",
+                    plan.job.stem()
+                ));
+            }
+            continue;
+        }
         if !spawned.insert(plan.job.clone()) {
             return Err(format!("(a) {} spawned twice", plan.job.stem()));
         }

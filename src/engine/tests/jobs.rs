@@ -2,8 +2,8 @@
 //! fails only after the spawn grace, one past its deadline is killed, one that vanishes is a
 //! crash, and a cancel kills the running job. Each asserts one scenario's effects.
 
-use super::outcomes::{integration_result, show, worker_result};
-use super::sim::{Sim, TIMEOUTS, Work, at_secs, sid};
+use super::outcomes::{integration_result, plan_of, show, worker_result};
+use super::sim::{BASE, Sim, TIMEOUTS, Work, at_secs, sid};
 use crate::engine::observe::JobSeen;
 use crate::engine::ops;
 use crate::engine::state::{AttemptResult, Escalation, FailReason, Status};
@@ -269,4 +269,71 @@ fn a_kill_not_verified_blocks_the_next_attempt_and_is_kept() {
         fx.iter().any(|f| f.starts_with("spawn a@a2-worker")),
         "{fx:?}"
     );
+}
+
+#[test]
+fn a_job_no_tick_began_is_started_again_as_the_same_attempt_with_its_whole_time() {
+    let mut sim = Sim::new().card("a");
+    let _ = sim.tick();
+    // The dispatching tick stopped between its commit and the start: no log, no job. The
+    // next tick comes long after the spawn grace.
+    sim.at(SPAWN_GRACE_SECS * 5).see("a", JobSeen::Unstarted);
+    let fx = sim.tick();
+    assert_eq!(
+        show(&fx),
+        ["spawn a@a1-worker"],
+        "the same job, not a new attempt"
+    );
+    assert_eq!(
+        plan_of(&fx, "a@a1-worker").start_point.as_deref(),
+        Some(BASE)
+    );
+    let restarted = at_secs(sim.start, SPAWN_GRACE_SECS * 5);
+    let deadline = at_secs(
+        sim.start,
+        SPAWN_GRACE_SECS * 5 + i64::try_from(TIMEOUTS.worker).expect("small"),
+    );
+    assert_eq!(
+        sim.stage("a").status,
+        Status::Working {
+            attempt: 1,
+            since: restarted,
+            deadline
+        },
+        "its whole time, from now"
+    );
+    assert!(
+        sim.stage("a").history.is_empty(),
+        "nothing counted against it"
+    );
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| e.contains("a1 worker job was never started")),
+        "{:?}",
+        sim.events
+    );
+    // Begun now: it has the spawn grace again, and a start that fails after it counts.
+    sim.absent("a").at(SPAWN_GRACE_SECS * 5 + SPAWN_GRACE_SECS);
+    assert!(sim.tick().is_empty());
+    assert_eq!(sim.status("a"), "working");
+    sim.advance(1);
+    let _ = sim.tick();
+    assert_eq!(
+        sim.stage("a").status,
+        Status::Retry {
+            attempt: 1,
+            reason: FailReason::SpawnFailed { role: Role::Worker }
+        }
+    );
+
+    // A later role's job: started again without a start point.
+    let _ = sim.tick();
+    sim.advance(10).finish_worker("a", Work::Done);
+    let _ = sim.tick();
+    sim.advance(30).see("a", JobSeen::Unstarted);
+    let fx = sim.tick();
+    assert_eq!(show(&fx), ["spawn a@a2-acceptance"]);
+    assert_eq!(plan_of(&fx, "a@a2-acceptance").start_point, None);
+    assert_eq!(sim.status("a"), "checking");
 }

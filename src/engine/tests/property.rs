@@ -20,6 +20,8 @@ enum Seen {
     /// Leave the observation as it was.
     Keep,
     Absent,
+    /// No tick began to start it (its dispatching tick stopped first).
+    Unstarted,
     Running,
     Vanished,
     /// An outcome of another attempt, at the current job's place.
@@ -49,6 +51,7 @@ fn seen_strategy() -> impl Strategy<Value = Seen> {
     prop_oneof![
         2 => Just(Seen::Keep),
         1 => Just(Seen::Absent),
+        1 => Just(Seen::Unstarted),
         3 => Just(Seen::Running),
         1 => Just(Seen::Vanished),
         1 => Just(Seen::Stale),
@@ -107,7 +110,7 @@ impl Sim {
                 Seen::Absent => {
                     self.seen.integrations.remove(&sid(id));
                 }
-                Seen::Keep | Seen::Running | Seen::Vanished => {}
+                Seen::Keep | Seen::Running | Seen::Vanished | Seen::Unstarted => {}
             }
             return;
         }
@@ -118,6 +121,9 @@ impl Sim {
             Seen::Keep => {}
             Seen::Absent => {
                 self.absent(id);
+            }
+            Seen::Unstarted => {
+                self.see(id, JobSeen::Unstarted);
             }
             Seen::Running => {
                 self.running(id);

@@ -357,6 +357,7 @@ impl Sim {
             &self.state,
             &self.budget,
             &self.limits,
+            &self.seen,
             &next,
             &mut self.spawned,
         ) {
