@@ -192,9 +192,12 @@ fn ledger_objects_get_packed_every_n_commits() {
     n.extra_env
         .push(("NIGHTSHIFT_PACK_EVERY".into(), "3".into()));
     n.init();
-    for id in ["a", "b", "c"] {
-        let c = n.card(id, "", "body");
-        n.add(&[&c]);
+    // The cards are committed before any ledger commit can start a repack: the user's own
+    // `git add` beside `repack -d` can lose git's race with `prune-packed` removing an empty
+    // object folder ("unable to create temporary file"), as it can beside `gc --auto`.
+    let cards = n.cards(&["a", "b", "c"], "");
+    for c in &cards {
+        n.add(&[c]);
     }
     let start = std::time::Instant::now();
     loop {
@@ -218,6 +221,15 @@ fn ledger_objects_get_packed_every_n_commits() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // fsck reads loose objects the repack's `prune-packed` may still be deleting: it waits
+    // for the repack to end.
+    while repack_running(&n.root) {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the repack still runs after 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     n.assert_fsck_clean("after packing");
     n.tick();
     // The repack leaves `.git/info` alone: detection watches it beside running attempts.
@@ -226,6 +238,20 @@ fn ledger_objects_get_packed_every_n_commits() {
         !n.path(".git/info/refs").exists(),
         "the ledger repack wrote .git/info/refs (update-server-info)"
     );
+}
+
+/// Whether a `git repack` runs in `root` (its working directory there, per `/proc`).
+fn repack_running(root: &std::path::Path) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    dir.flatten().any(|e| {
+        let p = e.path();
+        std::fs::read_link(p.join("cwd")).is_ok_and(|cwd| cwd == root)
+            && std::fs::read(p.join("cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"repack"))
+    })
 }
 
 /// A version-1 `state.yaml` (every stage inline, no `state/stages/`) is read as it is; the next
