@@ -25,11 +25,8 @@ fn tick_killed_at_each_failpoint_recovers_without_losing_or_doubling_attempts() 
         n.init();
         let c = card(&n);
         n.add(&[&c]);
-        let out = n.ns_env(&["tick"], &[("NIGHTSHIFT_FAILPOINT", point)]);
-        n.minute += 1;
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&out.status),
-            Some(9),
+        assert!(
+            n.tick_killed_at(point),
             "{point}: the tick must die by SIGKILL"
         );
         n.settle();
@@ -305,9 +302,7 @@ fn a_tick_killed_after_a_stage_file_ends_the_stage_once() {
     n.add(&[&c]);
     let mut killed = false;
     for _ in 0..20 {
-        let out = n.ns_env(&["tick"], &[("NIGHTSHIFT_FAILPOINT", "after-stage-files")]);
-        n.minute += 1;
-        if std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9) {
+        if n.tick_killed_at("after-stage-files") {
             killed = true;
             break;
         }

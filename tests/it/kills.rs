@@ -81,14 +81,8 @@ fn timeout_decided_then_tick_killed(max_attempts: u32) -> (Night, u32, u32) {
     let (mut n, reg) = started("echo hung; sleep 600", "10m", max_attempts);
     let (wrapper, agent) = (pid_of(&reg["pid"]), pid_of(&reg["child_pid"]));
     n.minute = 12;
-    let out = n.ns_env(
-        &["tick"],
-        &[("NIGHTSHIFT_FAILPOINT", "after-ledger-commit")],
-    );
-    n.minute += 1;
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(9),
+    assert!(
+        n.tick_killed_at("after-ledger-commit"),
         "the tick must die by SIGKILL"
     );
     assert!(

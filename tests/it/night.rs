@@ -245,6 +245,14 @@ impl Night {
         out
     }
 
+    /// One tick with the failpoint `point` armed, then the clock moves on a minute; whether
+    /// the tick died there by SIGKILL (a tick that never reached the point exits normally).
+    pub fn tick_killed_at(&mut self, point: &str) -> bool {
+        let out = self.ns_env(&["tick"], &[("NIGHTSHIFT_FAILPOINT", point)]);
+        self.minute += 1;
+        std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9)
+    }
+
     pub fn status(&self) -> Value {
         serde_json::from_str(&self.ok(&["status", "--json"])).expect("status json")
     }

@@ -391,15 +391,7 @@ fn members_a_dead_tick_never_started_are_started_as_the_same_runs() {
         n.settle();
     }
     // The tick that dispatches the panel dies right after its commit: no member was begun.
-    let out = n.ns_env(
-        &["tick"],
-        &[("NIGHTSHIFT_FAILPOINT", "after-ledger-commit")],
-    );
-    n.minute += 1;
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(9)
-    );
+    assert!(n.tick_killed_at("after-ledger-commit"));
     assert_eq!(n.stage("s1")["job"], "not started", "{:#}", n.status());
     let out = n.tick();
     assert!(out.status.success(), "{}", stderr(&out));
