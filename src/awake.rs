@@ -131,8 +131,17 @@ fn read_entries(path: &Path) -> Vec<AwakeEntry> {
     std::io::BufReader::new(f)
         .lines()
         .map_while(Result::ok)
-        .filter_map(|l| crate::schema::parse_json(&l, "awake record").ok())
+        .filter_map(|l| parse_line(&l))
         .collect()
+}
+
+/// One line of the record, or `None` for a line that is not one (skipped). The typed parse is
+/// the whole check: every rule of `awake-record.schema.json` (the keys, the `by` values, the
+/// times) is one the type enforces, so building the schema's validator (a millisecond and a
+/// half, with the meta-schema's, in every `status`) would refuse nothing more (test
+/// `the_typed_parse_refuses_what_the_schema_refuses`).
+fn parse_line(line: &str) -> Option<AwakeEntry> {
+    serde_json::from_str(line).ok()
 }
 
 /// Every line still kept, oldest first.
@@ -232,6 +241,48 @@ mod tests {
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    /// The record's lines are read by the typed parse alone: it takes exactly the lines the
+    /// schema takes, good and bad alike.
+    #[test]
+    fn the_typed_parse_refuses_what_the_schema_refuses() {
+        let lines = [
+            (r#"{"at":"2027-01-01T01:00:00Z","by":"tick"}"#, true),
+            (
+                r#"{"at":"2027-01-01T01:00:00.123456789Z","by":"heartbeat"}"#,
+                true,
+            ),
+            (
+                r#"{"at":"2027-01-01T01:00:00Z","by":"tick","slept_from":"2027-01-01T00:00:00Z"}"#,
+                true,
+            ),
+            (
+                r#"{"at":"2027-01-01T01:00:00Z","by":"tick","slept_from":null}"#,
+                true,
+            ),
+            (r#"{"at":"2027-01-01T01:00:00Z","by":"cron"}"#, false),
+            (r#"{"at":"2027-01-01T01:00:00Z"}"#, false),
+            (r#"{"by":"tick"}"#, false),
+            (
+                r#"{"at":"2027-01-01T01:00:00Z","by":"tick","extra":1}"#,
+                false,
+            ),
+            (r#"{"at":17,"by":"tick"}"#, false),
+            (
+                r#"{"at":"2027-01-01T01:00:00Z","by":"tick","slept_from":3}"#,
+                false,
+            ),
+            // serde takes a struct as an array of its fields; the checked parse validates the
+            // typed value, so it took this too.
+            (r#"["2027-01-01T01:00:00Z","tick"]"#, true),
+            ("not json", false),
+        ];
+        for (line, good) in lines {
+            let schema = crate::schema::parse_json::<AwakeEntry>(line, "awake record").is_ok();
+            assert_eq!(schema, good, "schema: {line}");
+            assert_eq!(parse_line(line).is_some(), good, "typed: {line}");
+        }
     }
 
     #[test]
