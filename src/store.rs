@@ -391,9 +391,17 @@ struct StageFiles {
     added: String,
 }
 
-/// Validates and serialises the stage files `(order, stage, new)`.
+/// Validates and serialises the stage files `(order, stage, new)`: the new stages in one pack
+/// when there are enough of them ([`split::packed`]), else a file each.
 fn stage_files(paths: &Paths, plan: &[(u64, &Stage, bool)]) -> NsResult<StageFiles> {
-    let texts = crate::par::map(plan, |(order, stage, _)| {
+    let new: Vec<&Stage> = plan.iter().filter(|f| f.2).map(|f| f.1).collect();
+    let pack = plan
+        .iter()
+        .find(|f| f.2)
+        .map(|f| f.0)
+        .filter(|_| split::packed(new.len()));
+    let own: Vec<&(u64, &Stage, bool)> = plan.iter().filter(|f| !(f.2 && pack.is_some())).collect();
+    let texts = crate::par::map(&own, |(order, stage, _)| {
         let file = split::StageFile {
             order: *order,
             stage: (*stage).clone(),
@@ -404,10 +412,10 @@ fn stage_files(paths: &Paths, plan: &[(u64, &Stage, bool)]) -> NsResult<StageFil
             .map_err(|e| NsError::bug(format!("cannot serialise {label}: {e}")))
     });
     let mut out = StageFiles {
-        files: Vec::with_capacity(plan.len()),
+        files: Vec::with_capacity(own.len() + 1),
         added: String::new(),
     };
-    for ((_, stage, new), text) in plan.iter().zip(texts) {
+    for ((_, stage, new), text) in own.iter().zip(texts) {
         if *new {
             out.added.push_str(stage.id.as_str());
             out.added.push('\n');
@@ -416,6 +424,17 @@ fn stage_files(paths: &Paths, plan: &[(u64, &Stage, bool)]) -> NsResult<StageFil
             split::stage_path(paths, &stage.id),
             text?.into_bytes(),
             *new,
+        ));
+    }
+    if let Some(first) = pack {
+        let name = split::pack_name(first);
+        out.added.push_str(split::PACK_LINE);
+        out.added.push_str(&name);
+        out.added.push('\n');
+        out.files.push((
+            paths.state_dir().join(split::STAGES_DIR).join(name),
+            split::pack_bytes(paths, first, &new)?,
+            true,
         ));
     }
     Ok(out)
@@ -545,6 +564,9 @@ pub fn append(
         .collect();
     hot.stage_count += added.len() as u64;
     hot.cold_stamp = hot.seq;
+    if split::packed(added.len()) {
+        hot.packs.push(first);
+    }
     schema::check(&hot, "state/state.yaml")?;
     schema::check(&budget, "state/budget.json")?;
     let files = stage_files(paths, &plan)?;
@@ -645,17 +667,23 @@ pub fn ledger_full_state_listed(
     for (path, blob) in stages.iter().zip(blobs) {
         let Some(bytes) = blob else { continue };
         let name = path.rsplit('/').next().unwrap_or(path).to_owned();
+        if !split::holds_stages(&name) {
+            continue;
+        }
         let label = format!(
             "state/{}/{name} at ledger commit {}",
             split::STAGES_DIR,
             short(commit)
         );
-        let file = split::parse(&String::from_utf8_lossy(&bytes), &label)?;
-        // Only the stages (a crashed add-stage's file past the count is not restored).
-        if file.order < hot.stage_count {
-            files.push((name.clone(), bytes));
+        let entries = split::entries_of(&name, &String::from_utf8_lossy(&bytes), &label)?;
+        // Only the stages (a crashed add-stage's file or pack past the count is not restored).
+        if entries
+            .first()
+            .is_some_and(|e| e.file.order < hot.stage_count)
+        {
+            files.push((name, bytes));
         }
-        parsed.push((name, file, label));
+        parsed.extend(entries);
     }
     let n = hot.stage_count;
     let cold = split::in_order(parsed, n, &|i| {
@@ -909,6 +937,71 @@ mod tests {
             let back: crate::config::RawConfig = serde_json::from_slice(&json).unwrap();
             assert_eq!(back, raw, "{text}");
             assert!(Config::from_raw(back).is_ok());
+        }
+    }
+
+    fn own(order: u64, stage: Stage) -> split::Entry {
+        split::Entry {
+            own: Some(format!("{}.yaml", stage.id)),
+            file: split::StageFile { order, stage },
+            label: "own".into(),
+        }
+    }
+
+    /// A pack reads back as the stages it was written from, numbered from its first; a stage's
+    /// own file wins over its entry whichever comes first; a file and a pack entry that name
+    /// different stages for one number, or two packs with the same number, are refused.
+    #[test]
+    fn packs_read_back_and_own_files_win() {
+        let paths = Paths::new("/nonexistent");
+        let stages: Vec<Stage> = (0..20).map(queued).collect();
+        let refs: Vec<&Stage> = stages.iter().collect();
+        let bytes = split::pack_bytes(&paths, 5, &refs).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(text.lines().count(), 21);
+        let entries = || split::entries_of("pack-5.jsonl", &text, "p").unwrap();
+        let mut later = stages[3].clone();
+        later.title = "changed later".into();
+        let missing = |i: usize| format!("no {i}");
+        for own_first in [false, true] {
+            let mut all: Vec<split::Entry> = entries();
+            let mine = own(8, later.clone());
+            if own_first {
+                all.insert(0, mine);
+            } else {
+                all.push(mine);
+            }
+            let back = split::in_order(all.into_iter().filter(|e| e.file.order >= 5), 25, &|i| {
+                missing(i)
+            });
+            let err = back.err().map(|e| e.message).unwrap_or_default();
+            assert_eq!(err, "no 0", "{own_first}");
+            let mut all: Vec<split::Entry> =
+                (0..5).map(|i| own(i, queued(100 + i as usize))).collect();
+            all.extend(entries());
+            all.insert(usize::from(!own_first) * 10, own(8, later.clone()));
+            let back = split::in_order(all, 25, &missing).unwrap();
+            assert_eq!(back.len(), 25);
+            assert_eq!(back[8].title, "changed later", "{own_first}");
+            assert_eq!(back[9].id, stages[4].id);
+        }
+        let mut wrong = entries();
+        wrong.push(own(8, queued(99)));
+        let err = split::in_order(wrong, 25, &missing).err().unwrap().message;
+        assert!(err.contains("`c00099` as number 8"), "{err}");
+        let mut twice = entries();
+        twice.extend(entries());
+        let err = split::in_order(twice, 25, &missing).err().unwrap().message;
+        assert!(err.contains("is also number 5"), "{err}");
+        assert_eq!(split::pack_first("pack-0.jsonl"), Some(0));
+        for not in [
+            "pack-07.jsonl",
+            "pack-.jsonl",
+            "pack-x.jsonl",
+            "pack-1.yaml",
+            "p.yaml",
+        ] {
+            assert_eq!(split::pack_first(not), None, "{not}");
         }
     }
 

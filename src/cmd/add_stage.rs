@@ -52,17 +52,22 @@ pub fn run(repo: &Path, args: &Args) -> NsResult<i32> {
     .into_iter()
     .collect::<NsResult<Vec<(Card, Stage)>>>()?;
     // Which ids are taken: every stage of a whole state; with the hot file alone, those with a
-    // stage file (every stage has one, hot or not).
+    // stage file or in a pack (every stage is in one or the other, hot or not; a pack's ids are
+    // its first line).
     let (have, taken): (usize, Box<Taken>) = match &queue {
         store::ForAdd::Full(state, _) => {
             let ids: HashSet<StageId> = state.stages.iter().map(|s| s.id.clone()).collect();
             (state.stages.len(), Box::new(move |id| ids.contains(id)))
         }
         store::ForAdd::Hot(hot, _) => {
+            let mut packed: HashSet<StageId> = HashSet::new();
+            for first in &hot.packs {
+                packed.extend(split::pack_ids(&paths, *first)?);
+            }
             let paths = paths.clone();
             (
                 usize::try_from(hot.stage_count).unwrap_or(usize::MAX),
-                Box::new(move |id| split::stage_path(&paths, id).exists()),
+                Box::new(move |id| packed.contains(id) || split::stage_path(&paths, id).exists()),
             )
         }
     };

@@ -35,6 +35,11 @@ pub struct State {
     /// On disk: the seq of the last change that wrote a stage file (the key of their cache).
     #[serde(default)]
     pub cold_stamp: u64,
+    /// On disk: the stage packs, by the number of their first stage: a large `add-stage`
+    /// writes its new stages into one file, `state/stages/pack-<first>.jsonl`, instead of a
+    /// file each (a stage's own file, written when it changes later, wins over its entry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packs: Vec<u64>,
     /// In memory: every stage, in the order added. On disk (`state.yaml`): only the hot ones
     /// (in flight, retrying, escalated, or queued again after an attempt); the others are read
     /// from their files under `state/stages/`.
@@ -139,6 +144,7 @@ impl State {
             consecutive_failures: 0,
             stage_count: 0,
             cold_stamp: 0,
+            packs: Vec::new(),
             stages: Vec::new(),
             paused: std::collections::BTreeMap::new(),
             kills: Vec::new(),

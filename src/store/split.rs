@@ -7,17 +7,25 @@
 //!   queued and never dispatched (written by `add-stage`), or done or cancelled (rewritten when
 //!   it got there). While a stage is hot its file is older than its record in the hot file,
 //!   which wins.
+//! * `state/stages/pack-<first>.jsonl` holds, instead of a file each, the records of the new
+//!   stages of one `add-stage` of [`PACK_AT`] cards or more, as added: a head line (the first
+//!   number and the ids, what `add-stage` reads to know the ids taken) and one `{order,
+//!   stage}` a line. Creating a thousand files was most of a thousand-card `add-stage` (and on
+//!   a disk that had just freed many inodes, several times that). A pack is never rewritten: a
+//!   stage of it that changes while cold gets its own file, which wins over its line. The hot
+//!   file lists the packs (`packs`).
 //!
-//! So a dispatch rewrites the hot file only; `add-stage` writes one file per new card; a stage
-//! that ends rewrites its own file. The ledger commits only what changed (its tree shards
-//! `state/stages/`), and a tick's writes and commits cost what changed, not the queue's length.
+//! So a dispatch rewrites the hot file only; `add-stage` writes one file per new card, or one
+//! pack; a stage that ends rewrites its own file. The ledger commits only what changed (its
+//! tree shards `state/stages/`), and a tick's writes and commits cost what changed, not the
+//! queue's length.
 //!
 //! Every stage is in `state/stages/`, numbered `0..stage_count` (the hot file's count); a file
-//! numbered at or past it is the leftover of an `add-stage` that died before its commit point
-//! (the hot file): `state/.adding` names those files (and the card copies written with them)
-//! while they are written, and the next writer removes them. Reading every file again is slow
-//! at ten thousand stages, so their records are cached ([`super::cache`]), keyed by the hot
-//! file's `cold_stamp` and `stage_count`.
+//! or pack numbered at or past it is the leftover of an `add-stage` that died before its
+//! commit point (the hot file): `state/.adding` names those files and that pack (and the card
+//! copies written with them) while they are written, and the next writer removes them. Reading
+//! every file again is slow at ten thousand stages, so their records are cached
+//! ([`super::cache`]), keyed by the hot file's `cold_stamp` and `stage_count`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -124,6 +132,10 @@ pub struct Plan<'s> {
 #[must_use]
 pub fn plan(state: &State) -> Plan<'_> {
     let known = usize::try_from(state.stage_count).unwrap_or(usize::MAX);
+    let mut packs = state.packs.clone();
+    if packed(state.stages.len().saturating_sub(known)) {
+        packs.push(state.stage_count);
+    }
     let mut files = Vec::new();
     let mut hot_stages = Vec::new();
     for (i, s) in state.stages.iter().enumerate() {
@@ -151,6 +163,7 @@ pub fn plan(state: &State) -> Plan<'_> {
         } else {
             state.seq
         },
+        packs,
         stages: hot_stages,
         paused: state.paused.clone(),
         kills: state.kills.clone(),
@@ -164,6 +177,7 @@ pub fn plan(state: &State) -> Plan<'_> {
 pub fn saved(state: &mut State, hot: &State) {
     state.stage_count = hot.stage_count;
     state.cold_stamp = hot.cold_stamp;
+    state.packs.clone_from(&hot.packs);
     state.loaded = loaded_of(hot, &state.stages);
 }
 
@@ -201,11 +215,11 @@ pub fn merge(mut hot: State, mut cold: Vec<Stage>) -> State {
     hot
 }
 
-/// Reads every stage file (slow at thousands of stages: the cache answers instead when it
-/// can): the records numbered `0..count`, in order.
+/// Reads every stage file and pack (slow at thousands of stages: the cache answers instead
+/// when it can): the records numbered `0..count`, in order.
 ///
 /// # Errors
-/// A state-kind error naming the file at fault, or the number missing.
+/// A state-kind error naming the file (and a pack's line) at fault, or the number missing.
 pub fn read_files(paths: &Paths, count: u64) -> NsResult<Vec<Stage>> {
     let unreadable = |what: &str, e: &std::io::Error| {
         NsError::state(format!("{what} cannot be read"))
@@ -213,67 +227,255 @@ pub fn read_files(paths: &Paths, count: u64) -> NsResult<Vec<Stage>> {
             .hint(super::REPAIR_HINT)
     };
     let dir = format!("state/{STAGES_DIR}/");
-    let mut files = Vec::new();
+    let mut entries = Vec::new();
     for entry in std::fs::read_dir(paths.state_dir().join(STAGES_DIR))
         .map_err(|e| unreadable(&format!("{dir} ({count} stages expected)"), &e))?
     {
         let entry = entry.map_err(|e| unreadable(&dir, &e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !name.ends_with(".yaml") {
+        if !holds_stages(&name) {
             continue;
         }
         let label = format!("{dir}{name}");
         let text = std::fs::read_to_string(entry.path()).map_err(|e| unreadable(&label, &e))?;
-        files.push((name, parse(&text, &label)?, label));
+        entries.extend(entries_of(&name, &text, &label)?);
     }
-    in_order(files, count, &|i| {
+    in_order(entries, count, &|i| {
         format!("{dir} holds no stage number {i} (state/state.yaml counts {count})")
     })
     .map_err(|e| e.hint(super::REPAIR_HINT))
 }
 
-/// The records of parsed stage files `(file name, file, label)`, by their number `0..count`;
-/// a file numbered past it is a crashed `add-stage`'s leftover, not a stage yet. `missing`
-/// words the error for a number no file has.
+/// Whether a file of `state/stages/` named `name` holds stages: a stage's own file or a pack.
+#[must_use]
+pub fn holds_stages(name: &str) -> bool {
+    !name.starts_with('.') && (name.ends_with(".yaml") || pack_first(name).is_some())
+}
+
+/// The stage records in the file `name` of `state/stages/` (its text `text`, named `label` in
+/// errors): one for a stage's own file, each entry of a pack.
 ///
 /// # Errors
-/// A state-kind error when a file holds another stage than its name says, two files have the
-/// same number, or a number is missing.
+/// A state-kind error naming `label` (and the line of a pack) when the file is not valid.
+pub fn entries_of(name: &str, text: &str, label: &str) -> NsResult<Vec<Entry>> {
+    if pack_first(name).is_some() {
+        return parse_pack(text, label);
+    }
+    Ok(vec![Entry {
+        own: Some(name.to_owned()),
+        file: parse(text, label)?,
+        label: label.to_owned(),
+    }])
+}
+
+/// One stage's record as a file holds it.
+pub struct Entry {
+    /// The name of the stage's own file; `None` for an entry of a pack.
+    pub own: Option<String>,
+    pub file: StageFile,
+    /// The file (and a pack's line), for errors.
+    pub label: String,
+}
+
+/// The records of the entries read, by their number `0..count`; a record numbered past it is
+/// a crashed `add-stage`'s leftover, not a stage yet. A stage's own file wins over its entry
+/// in a pack (it is written when the stage changes after the pack). `missing` words the error
+/// for a number nothing holds.
+///
+/// # Errors
+/// A state-kind error when a file holds another stage than its name says, a stage's own file
+/// and its pack entry name different stages, two files (or packs) have the same number, or a
+/// number is missing.
 pub fn in_order(
-    files: impl IntoIterator<Item = (String, StageFile, String)>,
+    entries: impl IntoIterator<Item = Entry>,
     count: u64,
     missing: &dyn Fn(usize) -> String,
 ) -> NsResult<Vec<Stage>> {
     let state_error = NsError::state;
-    let mut slots: Vec<Option<Stage>> = Vec::new();
+    let mut slots: Vec<Option<Entry>> = Vec::new();
     slots.resize_with(usize::try_from(count).unwrap_or(usize::MAX), || None);
-    for (name, file, label) in files {
-        let Some(slot) = usize::try_from(file.order)
+    for entry in entries {
+        let Some(slot) = usize::try_from(entry.file.order)
             .ok()
             .and_then(|i| slots.get_mut(i))
         else {
             continue;
         };
-        if name.strip_suffix(".yaml") != Some(file.stage.id.as_str()) {
+        if let Some(name) = &entry.own
+            && name.strip_suffix(".yaml") != Some(entry.file.stage.id.as_str())
+        {
             return Err(state_error(format!(
-                "{label} holds stage `{}`, not `{}`",
-                file.stage.id,
+                "{} holds stage `{}`, not `{}`",
+                entry.label,
+                entry.file.stage.id,
                 name.trim_end_matches(".yaml")
             )));
         }
-        if slot.is_some() {
+        let Some(held) = slot.take() else {
+            *slot = Some(entry);
+            continue;
+        };
+        if held.own.is_some() == entry.own.is_some() {
             return Err(state_error(format!(
-                "{label}: another stage file is also number {}",
-                file.order
+                "{}: {} is also number {}",
+                entry.label, held.label, entry.file.order
             )));
         }
-        *slot = Some(file.stage);
+        if held.file.stage.id != entry.file.stage.id {
+            return Err(state_error(format!(
+                "{} holds stage `{}` as number {}, {} holds `{}`",
+                entry.label, entry.file.stage.id, entry.file.order, held.label, held.file.stage.id
+            )));
+        }
+        *slot = Some(if entry.own.is_some() { entry } else { held });
     }
     slots
         .into_iter()
         .enumerate()
-        .map(|(i, s)| s.ok_or_else(|| state_error(missing(i))))
+        .map(|(i, s)| {
+            s.map(|e| e.file.stage)
+                .ok_or_else(|| state_error(missing(i)))
+        })
         .collect()
+}
+
+/// An `add-stage` of at least this many cards writes their stages into one pack.
+pub const PACK_AT: usize = 16;
+
+/// Whether `new` stages added at once go into a pack.
+#[must_use]
+pub fn packed(new: usize) -> bool {
+    new >= PACK_AT
+}
+
+/// The name of the pack whose first stage is number `first`.
+#[must_use]
+pub fn pack_name(first: u64) -> String {
+    format!("pack-{first}.jsonl")
+}
+
+/// The number of the first stage of the pack named `name`, if it names one.
+#[must_use]
+pub fn pack_first(name: &str) -> Option<u64> {
+    let n = name.strip_prefix("pack-")?.strip_suffix(".jsonl")?;
+    // One spelling a number: `pack-07.jsonl` is not a pack.
+    n.parse::<u64>().ok().filter(|v| v.to_string() == n)
+}
+
+/// A pack's first line: the number of its first stage and the ids of its stages, in order
+/// (what `add-stage` reads to know the ids taken without reading the records).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackHead {
+    first: u64,
+    ids: Vec<StageId>,
+}
+
+/// A pack's bytes: its head, then one stage file's value a line, as JSON, each validated.
+/// `stages` are numbered from `first`.
+///
+/// # Errors
+/// When a record fails validation (named by the line it would have).
+pub fn pack_bytes(paths: &Paths, first: u64, stages: &[&Stage]) -> NsResult<Vec<u8>> {
+    let label = paths.rel(&paths.state_dir().join(STAGES_DIR).join(pack_name(first)));
+    let head = PackHead {
+        first,
+        ids: stages.iter().map(|s| s.id.clone()).collect(),
+    };
+    let numbered: Vec<(u64, &Stage)> = (first..).zip(stages.iter().copied()).collect();
+    let lines = crate::par::map(&numbered, |&(order, stage)| {
+        let file = StageFile {
+            order,
+            stage: stage.clone(),
+        };
+        let at = format!("{label} (line {})", order - first + 2);
+        crate::schema::check(&file, &at)?;
+        serde_json::to_string(&file)
+            .map_err(|e| NsError::bug(format!("cannot serialise {at}: {e}")))
+    });
+    let mut out = serde_json::to_vec(&head)
+        .map_err(|e| NsError::bug(format!("cannot serialise {label}: {e}")))?;
+    out.push(b'\n');
+    for line in lines {
+        out.extend_from_slice(line?.as_bytes());
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// Parses and validates a pack (named `label` in errors, with the line at fault): each entry
+/// must be numbered in turn from the head's first number and be the stage the head names.
+///
+/// # Errors
+/// A state-kind error naming `label` and the line.
+pub fn parse_pack(text: &str, label: &str) -> NsResult<Vec<Entry>> {
+    let mut lines = text.lines();
+    let head: PackHead = serde_json::from_str(lines.next().unwrap_or_default()).map_err(|e| {
+        NsError::state(format!("{label} (line 1) is not a stage pack's head"))
+            .cause(e.to_string())
+            .hint(super::REPAIR_HINT)
+    })?;
+    let records: Vec<&str> = lines.collect();
+    if records.len() != head.ids.len() {
+        return Err(NsError::state(format!(
+            "{label} holds {} stage records; its head names {}",
+            records.len(),
+            head.ids.len()
+        ))
+        .hint(super::REPAIR_HINT));
+    }
+    let parsed = crate::par::map(&records, |line| {
+        crate::schema::parse_json::<StageFile>(line, label)
+    });
+    let mut out = Vec::with_capacity(records.len());
+    for (i, (file, id)) in parsed.into_iter().zip(&head.ids).enumerate() {
+        let at = format!("{label} (line {})", i + 2);
+        let file = file.map_err(|e| {
+            let mut e = super::to_state_error(e);
+            e.message = e.message.replacen(label, &at, 1);
+            e
+        })?;
+        let want = head.first + i as u64;
+        if file.order != want || &file.stage.id != id {
+            return Err(NsError::state(format!(
+                "{at} holds stage `{}` number {}; the head says `{id}` number {want}",
+                file.stage.id, file.order
+            ))
+            .hint(super::REPAIR_HINT));
+        }
+        out.push(Entry {
+            own: None,
+            file,
+            label: at,
+        });
+    }
+    Ok(out)
+}
+
+/// The ids of the stages of the pack whose first stage is number `first` (its first line
+/// alone is read).
+///
+/// # Errors
+/// When the pack cannot be read or its head is not valid.
+pub fn pack_ids(paths: &Paths, first: u64) -> NsResult<Vec<StageId>> {
+    use std::io::BufRead;
+    let path = paths.state_dir().join(STAGES_DIR).join(pack_name(first));
+    let label = paths.rel(&path);
+    let mut head = String::new();
+    std::fs::File::open(&path)
+        .map(std::io::BufReader::new)
+        .and_then(|mut r| r.read_line(&mut head))
+        .map_err(|e| {
+            NsError::state(format!("{label} cannot be read"))
+                .cause(e.to_string())
+                .hint(super::REPAIR_HINT)
+        })?;
+    let head: PackHead = serde_json::from_str(&head).map_err(|e| {
+        NsError::state(format!("{label} (line 1) is not a stage pack's head"))
+            .cause(e.to_string())
+            .hint(super::REPAIR_HINT)
+    })?;
+    Ok(head.ids)
 }
 
 /// Parses and validates one stage file.
@@ -288,9 +490,13 @@ pub fn parse(text: &str, label: &str) -> NsResult<StageFile> {
 /// `state/cards/`) written with the new stages; the other lines are stage ids.
 pub const COPY_LINE: &str = "copy ";
 
-/// Removes the files a dead `add-stage` left (named in `state/.adding`: stage files numbered at
-/// or past the hot file's count, and the card copies written with them when none of its stages
-/// reached the count), then the intent itself. Runs under the tick lock.
+/// The prefix of a line of `state/.adding` that names a stage pack written with the new stages
+/// (instead of their own files).
+pub const PACK_LINE: &str = "pack ";
+
+/// Removes the files a dead `add-stage` left (named in `state/.adding`: stage files and packs
+/// numbered at or past the hot file's count, and the card copies written with them when none
+/// of its stages reached the count), then the intent itself. Runs under the tick lock.
 ///
 /// # Errors
 /// When a leftover cannot be removed.
@@ -311,7 +517,10 @@ pub fn clear_leftovers(paths: &Paths, stage_count: u64) -> NsResult<()> {
         .filter(|l| !l.is_empty())
         .collect();
     let mut committed = false;
-    for id in lines.iter().filter(|l| !l.starts_with(COPY_LINE)) {
+    for id in lines
+        .iter()
+        .filter(|l| !l.starts_with(COPY_LINE) && !l.starts_with(PACK_LINE))
+    {
         let Ok(id) = StageId::new(id) else { continue };
         let file = stage_path(paths, &id);
         let Ok(body) = std::fs::read_to_string(&file) else {
@@ -327,6 +536,16 @@ pub fn clear_leftovers(paths: &Paths, stage_count: u64) -> NsResult<()> {
             continue;
         }
         remove(&file)?;
+    }
+    for first in lines
+        .iter()
+        .filter_map(|l| pack_first(l.strip_prefix(PACK_LINE)?))
+    {
+        if first < stage_count {
+            committed = true;
+        } else {
+            remove(&paths.state_dir().join(STAGES_DIR).join(pack_name(first)))?;
+        }
     }
     // The copies go with their stages: all of them reached the commit point, or none did.
     for name in lines.iter().filter_map(|l| l.strip_prefix(COPY_LINE)) {

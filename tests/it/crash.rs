@@ -2,7 +2,7 @@
 //! steps, and the next ticks recover with no attempt lost or doubled. Plus: many concurrent
 //! ticks dispatch each attempt exactly once.
 
-use super::night::{Night, PASS, script, writes};
+use super::night::{Night, PASS, script, stderr, writes};
 
 fn card(n: &Night) -> String {
     let front = format!(
@@ -289,6 +289,97 @@ fn add_stage_onto_a_queue_killed_at_each_point_leaves_all_or_nothing() {
         assert_eq!(ids(&n), want, "{point}: read from the files");
         assert!(!n.path("state/.adding").exists(), "{point}");
         n.assert_fsck_clean(point);
+    }
+}
+
+/// A large `add-stage` (its stages in one pack, its card copies in one file) onto a queue,
+/// killed at each point, on the path that appends (caches in step) and on the one that reads
+/// everything (no cache): before the hot file nothing of it is left once the next writer has
+/// run, and its ids are free again; from the hot file on, its stages are found through the
+/// pack (a duplicate is refused, a dependency on one is accepted), and a pack deleted by
+/// accident comes back from the ledger with `repair`.
+#[test]
+fn a_packed_add_stage_killed_at_each_point_leaves_all_or_nothing() {
+    let ids = |n: &Night| -> Vec<String> {
+        n.status()["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for point in [
+        "after-stage-files",
+        "after-budget-write",
+        "after-state-write",
+        "after-ledger-commit",
+    ] {
+        for whole in [false, true] {
+            let at = format!("{point}, {}", if whole { "whole" } else { "append" });
+            let n = Night::new();
+            n.init();
+            let first = n.cards(&["a", "b"], "acceptance: [\"true\"]\n");
+            n.add(&[&first[0], &first[1]]);
+            let batch: Vec<String> = (0..20).map(|i| format!("p{i:02}")).collect();
+            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+            let cards = n.cards(&refs, "depends_on: [a]\nacceptance: [\"true\"]\n");
+            if whole {
+                std::fs::remove_dir_all(n.path("state/.cache")).unwrap();
+            }
+            let mut args = vec!["add-stage"];
+            args.extend(cards.iter().map(String::as_str));
+            let out = n.ns_env(&args, &[("NIGHTSHIFT_FAILPOINT", point)]);
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&out.status),
+                Some(9),
+                "{at}: add-stage must die by SIGKILL"
+            );
+            let committed = matches!(point, "after-state-write" | "after-ledger-commit");
+            let mut want: Vec<String> = vec!["a".into(), "b".into()];
+            if committed {
+                want.extend(batch.iter().cloned());
+            }
+            assert_eq!(ids(&n), want, "{at}");
+            // The next writer clears what the dead one left, or finds its stages in the pack.
+            let dep = n.card("q", "depends_on: [p07]\nacceptance: [\"true\"]\n", "body");
+            let out = n.ns(&["add-stage", &dep]);
+            assert_eq!(
+                out.status.success(),
+                committed,
+                "{at}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let mut files = vec!["a.yaml", "b.yaml"];
+            if committed {
+                files.extend(["pack-2.jsonl", "q.yaml"]);
+                want.push("q".into());
+                let dup = n.card("p13", "acceptance: [\"true\"]\n", "body");
+                let out = n.ns(&["add-stage", &dup]);
+                assert_eq!(out.status.code(), Some(1), "{at}: a duplicate is refused");
+                assert!(stderr(&out).contains("p13"), "{at}: {}", stderr(&out));
+            }
+            assert_eq!(names_in(&n, "state/stages"), files, "{at}");
+            let copies = names_in(&n, "state/cards");
+            assert_eq!(
+                copies.iter().filter(|c| c.starts_with("batch-")).count(),
+                usize::from(committed),
+                "{at}: {copies:?}"
+            );
+            assert!(!n.path("state/.adding").exists(), "{at}");
+            assert_eq!(ids(&n), want, "{at}");
+            if committed {
+                let before = n.status()["stages"].clone();
+                std::fs::remove_file(n.path("state/stages/pack-2.jsonl")).unwrap();
+                let rep = n.ok(&["repair"]);
+                assert!(rep.contains("stage files"), "{at}: {rep}");
+                assert_eq!(n.status()["stages"], before, "{at}");
+            } else {
+                // Its ids are free: the same batch goes in whole.
+                n.add(&args[1..]);
+                assert_eq!(ids(&n).len(), 22, "{at}");
+            }
+            n.assert_fsck_clean(&at);
+        }
     }
 }
 

@@ -103,6 +103,11 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
             "state/stages/s1.yaml",
         ),
         (
+            "stage pack planted",
+            "echo '{\"first\":2,\"ids\":[]}' > \"$R/state/stages/pack-2.jsonl\"".into(),
+            "state/stages/pack-2.jsonl",
+        ),
+        (
             "nightshift.yaml",
             "echo '# forged' >> \"$R/nightshift.yaml\"".into(),
             "nightshift.yaml",

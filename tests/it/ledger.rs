@@ -252,14 +252,16 @@ fn commits_carry_only_the_stages_that_changed() {
     let cards: Vec<String> = (0..40).map(|i| card(&n, &format!("q{i:02}"), "")).collect();
     let refs: Vec<&str> = cards.iter().map(String::as_str).collect();
     n.add(&refs);
-    // The hot file holds no queued stage; each has its own file.
+    // The hot file holds no queued stage; the batch is one pack.
     let hot = n.read("state/state.yaml");
     assert!(!hot.contains("id: q"), "{hot}");
     assert!(hot.contains("stage_count: 40"), "{hot}");
-    assert_eq!(
-        std::fs::read_dir(n.path("state/stages")).unwrap().count(),
-        40
-    );
+    assert!(hot.contains("packs:\n- 0\n"), "{hot}");
+    let names: Vec<String> = std::fs::read_dir(n.path("state/stages"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["pack-0.jsonl"]);
     let out = n.tick();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(n.stage("q00")["status"], "working");

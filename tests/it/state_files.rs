@@ -35,6 +35,56 @@ fn corrupt_state_yaml_is_refused_with_file_line_and_repair_hint_then_repaired() 
     assert_eq!(n.stage("s1")["status"], "working");
 }
 
+/// A stage pack damaged on disk (a record that does not parse, one that does not match the
+/// schema, one that is another stage than its head says, a record missing) is refused with the
+/// pack and the line at fault and the repair hint; a tick never overwrites it; `repair` brings
+/// back the committed pack.
+#[test]
+fn a_damaged_stage_pack_names_its_line_and_is_repaired() {
+    let mut n = Night::new();
+    n.init();
+    let ids: Vec<String> = (0..20).map(|i| format!("p{i:02}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let cards = n.cards(&refs, "acceptance: [\"true\"]\n");
+    let cards: Vec<&str> = cards.iter().map(String::as_str).collect();
+    n.add(&cards);
+    let rel = "state/stages/pack-0.jsonl";
+    let good = n.read(rel);
+    let line5 = good.lines().nth(4).unwrap().to_owned();
+    assert!(line5.contains("\"id\":\"p03\""), "{line5}");
+    let damaged: Vec<(String, &str)> = vec![
+        (line5.replacen('{', "{[", 1), "(line 5)"),
+        (line5.replacen("\"title\":", "\"titel\":", 1), "(line 5)"),
+        (
+            line5.replacen("\"id\":\"p03\"", "\"id\":\"p04\"", 1),
+            "(line 5)",
+        ),
+        (String::new(), "holds 19 stage records; its head names 20"),
+    ];
+    for (bad_line, want) in damaged {
+        let bad = if bad_line.is_empty() {
+            good.replacen(&format!("{line5}\n"), "", 1)
+        } else {
+            good.replacen(&line5, &bad_line, 1)
+        };
+        // Saved as editors save (by rename): the stage files' cache sees the folder changed.
+        n.write("state/stages/.edit", &bad);
+        std::fs::rename(n.path("state/stages/.edit"), n.path(rel)).unwrap();
+        let out = n.tick();
+        assert_eq!(out.status.code(), Some(3), "{want}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(rel) && err.contains(want), "{want}: {err}");
+        assert!(err.contains("nightshift repair"), "{want}: {err}");
+        assert_eq!(n.read(rel), bad, "{want}: a tick never overwrites it");
+        let rep = n.ok(&["repair"]);
+        assert!(rep.contains("stage files"), "{want}: {rep}");
+        assert_eq!(n.read(rel), good, "{want}");
+        assert_eq!(n.status()["stages"].as_array().unwrap().len(), 20);
+    }
+    assert!(n.tick().status.success());
+    assert_eq!(n.stage("p00")["status"], "working");
+}
+
 #[test]
 fn unknown_key_and_duplicate_key_in_state_are_refused() {
     for (from, to) in [
@@ -386,7 +436,7 @@ fn one_card_into_a_long_queue_touches_only_what_it_adds() {
         ])
     };
     for (i, id) in ["x1", "x2"].iter().enumerate() {
-        // Depends on a cold stage: found by its file.
+        // Depends on a cold stage: found in the pack's head.
         add(&write_cards(
             &[(*id).to_owned()],
             "depends_on: [q05]\nacceptance: [\"true\"]\n",
@@ -426,12 +476,12 @@ fn one_card_into_a_long_queue_touches_only_what_it_adds() {
     assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
     assert_eq!(n.git(&["rev-parse", "nightshift/ledger"]), head);
     assert!(!n.path("state/cards/y1.md").exists());
-    // A stage file saved again by hand (same bytes, new inode): the next add reads it all.
-    let q07 = n.read("state/stages/q07.yaml");
-    n.write("state/stages/.edit", &q07);
+    // The pack saved again by hand (same bytes, new inode): the next add reads it all.
+    let pack = n.read("state/stages/pack-0.jsonl");
+    n.write("state/stages/.edit", &pack);
     std::fs::rename(
         n.path("state/stages/.edit"),
-        n.path("state/stages/q07.yaml"),
+        n.path("state/stages/pack-0.jsonl"),
     )
     .unwrap();
     add(&write_cards(&["x3".into()], "acceptance: [\"true\"]\n"));
@@ -449,7 +499,22 @@ fn one_card_into_a_long_queue_touches_only_what_it_adds() {
     std::fs::remove_dir_all(n.path("state/.cache")).unwrap();
     assert_eq!(n.status()["stages"].as_array().unwrap(), &stages);
     n.assert_fsck_clean("after the appends");
-    assert_eq!(ledger_stage_files(&n).lines().count(), 343);
+    // Two packs (the 40, the 300) and a file each for the three added alone.
+    let mut names: Vec<String> = ledger_stage_files(&n)
+        .lines()
+        .map(|l| l.rsplit('/').next().unwrap_or(l).to_owned())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "pack-0.jsonl",
+            "pack-43.jsonl",
+            "x1.yaml",
+            "x2.yaml",
+            "x3.yaml"
+        ]
+    );
 }
 
 /// The stage files at the ledger's head, one path a line.
@@ -492,8 +557,8 @@ fn a_large_batch_keeps_its_card_copies_in_one_file() {
         "{pack}"
     );
     assert!(
-        n.read("state/stages/p07.yaml")
-            .contains(&format!("card_pack: {pack}"))
+        n.read("state/stages/pack-0.jsonl")
+            .contains(&format!("\"card_pack\":\"{pack}\""))
     );
     let tree = ledger_card_files(&n);
     assert_eq!(tree.len(), 1, "{tree:?}");

@@ -661,34 +661,54 @@ fn yaml(text: &str) -> Option<Value> {
     serde_saphyr::from_str::<Value>(text).ok()
 }
 
-/// The whole state on disk: the hot file `state/state.yaml` and the stage files under
-/// `state/stages/` (each `{order, stage}`), the hot file's record winning.
+/// The whole state on disk: the hot file `state/state.yaml`, the stage packs and the stage
+/// files under `state/stages/` (each `{order, stage}`), a stage's own file winning over its
+/// pack entry and the hot file's record over both.
 fn disk_state(n: &Night) -> Value {
     let Some(hot) = yaml(&n.read("state/state.yaml")) else {
         return Value::Null;
     };
-    let files = std::fs::read_dir(n.path("state/stages"))
+    let mut packed = Vec::new();
+    let mut own = Vec::new();
+    for e in std::fs::read_dir(n.path("state/stages"))
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".yaml"))
-        .filter_map(|e| yaml(&std::fs::read_to_string(e.path()).ok()?))
-        .collect();
-    merged(hot, files)
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        if name.starts_with("pack-") && name.ends_with(".jsonl") {
+            packed.extend(pack_entries(&text));
+        } else if name.ends_with(".yaml") {
+            own.extend(yaml(&text));
+        }
+    }
+    packed.extend(own);
+    merged(hot, packed)
 }
 
-/// The stages of the stage files in their order, each replaced by the hot file's record when
-/// it holds one; only the files numbered within the hot file's `stage_count` count.
+/// The `{order, stage}` records of a stage pack: one JSON value a line after its head.
+fn pack_entries(text: &str) -> Vec<Value> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The stages of the stage records in their order (of two with the same number, the later in
+/// `files`), each replaced by the hot file's record when it holds one; only the records
+/// numbered within the hot file's `stage_count` count.
 fn merged(mut hot: Value, files: Vec<Value>) -> Value {
     let count = hot["stage_count"].as_u64().unwrap_or(0);
-    let mut cold: Vec<(u64, Value)> = files
+    let cold: std::collections::BTreeMap<u64, Value> = files
         .into_iter()
         .filter_map(|f| Some((f["order"].as_u64()?, f["stage"].clone())))
         .filter(|(o, _)| *o < count)
         .collect();
-    cold.sort_by_key(|(o, _)| *o);
     let hot_stages = hot["stages"].as_array().cloned().unwrap_or_default();
-    let mut stages: Vec<Value> = cold.into_iter().map(|(_, s)| s).collect();
+    let mut stages: Vec<Value> = cold.into_values().collect();
     for h in hot_stages {
         match stages.iter_mut().find(|s| s["id"] == h["id"]) {
             Some(s) => *s = h,
@@ -699,17 +719,17 @@ fn merged(mut hot: Value, files: Vec<Value>) -> Value {
     hot
 }
 
-/// The shard of a file of `state/stages/` in the ledger's tree.
-fn ledger_stage_path(id: &str) -> String {
+/// The path in the ledger's tree of the file `name` of `state/stages/` (sharded).
+fn ledger_stage_path(name: &str) -> String {
     use sha2::Digest;
-    let name = format!("{id}.yaml");
     let shard = sha2::Sha256::digest(name.as_bytes())[0];
     format!("state/stages/{shard:02x}/{name}")
 }
 
-/// Every whole state the ledger branch ever held (its `state.yaml` and the stage files of
-/// `ids`), oldest first (one `git cat-file --batch`).
-fn ledger_states(n: &Night, ids: &[String]) -> Vec<(String, Value)> {
+/// Every whole state the ledger branch ever held (its `state.yaml`, the packs `packs` (by
+/// their first number) and the stage files of `ids`), oldest first (one `git cat-file
+/// --batch`).
+fn ledger_states(n: &Night, ids: &[String], packs: &[u64]) -> Vec<(String, Value)> {
     let commits = n.git(&["rev-list", "--reverse", "nightshift/ledger"]);
     let commits: Vec<&str> = commits.lines().collect();
     let mut child = Command::new("git")
@@ -724,8 +744,15 @@ fn ledger_states(n: &Night, ids: &[String]) -> Vec<(String, Value)> {
     let mut input = String::new();
     for c in &commits {
         let _ = writeln!(input, "{c}:state/state.yaml");
+        for first in packs {
+            let _ = writeln!(
+                input,
+                "{c}:{}",
+                ledger_stage_path(&format!("pack-{first}.jsonl"))
+            );
+        }
         for id in ids {
-            let _ = writeln!(input, "{c}:{}", ledger_stage_path(id));
+            let _ = writeln!(input, "{c}:{}", ledger_stage_path(&format!("{id}.yaml")));
         }
     }
     let mut stdin = child.stdin.take().unwrap();
@@ -752,11 +779,16 @@ fn ledger_states(n: &Night, ids: &[String]) -> Vec<(String, Value)> {
     let mut states = Vec::new();
     for c in commits {
         let Some(hot) = next() else { break };
-        let files: Vec<Value> = ids
+        let mut files: Vec<Value> = packs
             .iter()
             .filter_map(|_| next().flatten())
-            .filter_map(|b| yaml(&b))
+            .flat_map(|b| pack_entries(&b))
             .collect();
+        files.extend(
+            ids.iter()
+                .filter_map(|_| next().flatten())
+                .filter_map(|b| yaml(&b)),
+        );
         let Some(hot) = hot else { continue };
         // An unreadable state is kept as Null: the caller names the commit.
         states.push((
@@ -1000,7 +1032,13 @@ fn ledger_invariants(n: &Night) -> Vec<String> {
         .flatten()
         .filter_map(|s| s["id"].as_str().map(str::to_owned))
         .collect();
-    let states = ledger_states(n, &ids);
+    let packs: Vec<u64> = yaml(&n.read("state/state.yaml"))
+        .and_then(|h| h["packs"].as_array().cloned())
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_u64())
+        .collect();
+    let states = ledger_states(n, &ids, &packs);
     if states.is_empty() {
         v.push("the ledger branch holds no state.yaml".into());
     }
