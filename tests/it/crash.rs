@@ -163,12 +163,7 @@ fn twenty_concurrent_ticks_dispatch_each_attempt_once() {
 /// one that adds other cards; from the hot file on, the stages exist and reach the ledger.
 #[test]
 fn add_stage_killed_at_each_point_leaves_all_or_nothing() {
-    for point in [
-        "after-stage-files",
-        "after-budget-write",
-        "after-state-write",
-        "after-ledger-commit",
-    ] {
+    for point in ADD_STAGE_POINTS {
         let mut n = Night::new();
         n.init();
         let cards = n.cards(&["a", "b", "c"], "acceptance: [\"true\"]\n");
@@ -206,18 +201,12 @@ fn add_stage_killed_at_each_point_leaves_all_or_nothing() {
             // The dead command's cards can be added again, after d.
             n.add(&refs);
         }
-        let ids: Vec<String> = n.status()["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().to_owned())
-            .collect();
         let want = if committed {
             ["a", "b", "c", "d"]
         } else {
             ["d", "a", "b", "c"]
         };
-        assert_eq!(ids, want, "{point}: the order stages were added");
+        assert_eq!(stage_ids(&n), want, "{point}: the order stages were added");
         n.drain(40);
         // Every stage is whole in the ledger: `repair` on a deleted stage file restores it.
         let before = n.stage("b");
@@ -227,6 +216,25 @@ fn add_stage_killed_at_each_point_leaves_all_or_nothing() {
         assert_eq!(n.stage("b"), before, "{point}");
         n.assert_fsck_clean(point);
     }
+}
+
+/// The durable steps of `add-stage`, in order: the hot file (`after-state-write`) is its
+/// commit point.
+const ADD_STAGE_POINTS: [&str; 4] = [
+    "after-stage-files",
+    "after-budget-write",
+    "after-state-write",
+    "after-ledger-commit",
+];
+
+/// The ids of the stages `status` shows, in order.
+fn stage_ids(n: &Night) -> Vec<String> {
+    n.status()["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// The names of the files in `dir` (not dot-files), sorted.
@@ -245,20 +253,7 @@ fn names_in(n: &Night, dir: &str) -> Vec<String> {
 /// one, the caches agree with the files, and the next add sees every stage.
 #[test]
 fn add_stage_onto_a_queue_killed_at_each_point_leaves_all_or_nothing() {
-    let ids = |n: &Night| -> Vec<String> {
-        n.status()["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    for point in [
-        "after-stage-files",
-        "after-budget-write",
-        "after-state-write",
-        "after-ledger-commit",
-    ] {
+    for point in ADD_STAGE_POINTS {
         let n = Night::new();
         n.init();
         let first = n.cards(&["a", "b"], "acceptance: [\"true\"]\n");
@@ -279,14 +274,14 @@ fn add_stage_onto_a_queue_killed_at_each_point_leaves_all_or_nothing() {
         } else {
             &["a", "b"]
         };
-        assert_eq!(ids(&n), want, "{point}");
+        assert_eq!(stage_ids(&n), want, "{point}");
         let e = n.card("e", "depends_on: [b]\nacceptance: [\"true\"]\n", "body");
         n.add(&[&e]);
         let mut want = want.to_vec();
         want.push("e");
-        assert_eq!(ids(&n), want, "{point}");
+        assert_eq!(stage_ids(&n), want, "{point}");
         std::fs::remove_dir_all(n.path("state/.cache")).unwrap();
-        assert_eq!(ids(&n), want, "{point}: read from the files");
+        assert_eq!(stage_ids(&n), want, "{point}: read from the files");
         assert!(!n.path("state/.adding").exists(), "{point}");
         n.assert_fsck_clean(point);
     }
@@ -300,20 +295,7 @@ fn add_stage_onto_a_queue_killed_at_each_point_leaves_all_or_nothing() {
 /// accident comes back from the ledger with `repair`.
 #[test]
 fn a_packed_add_stage_killed_at_each_point_leaves_all_or_nothing() {
-    let ids = |n: &Night| -> Vec<String> {
-        n.status()["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    for point in [
-        "after-stage-files",
-        "after-budget-write",
-        "after-state-write",
-        "after-ledger-commit",
-    ] {
+    for point in ADD_STAGE_POINTS {
         for whole in [false, true] {
             let at = format!("{point}, {}", if whole { "whole" } else { "append" });
             let n = Night::new();
@@ -339,7 +321,7 @@ fn a_packed_add_stage_killed_at_each_point_leaves_all_or_nothing() {
             if committed {
                 want.extend(batch.iter().cloned());
             }
-            assert_eq!(ids(&n), want, "{at}");
+            assert_eq!(stage_ids(&n), want, "{at}");
             // The next writer clears what the dead one left, or finds its stages in the pack.
             let dep = n.card("q", "depends_on: [p07]\nacceptance: [\"true\"]\n", "body");
             let out = n.ns(&["add-stage", &dep]);
@@ -366,7 +348,7 @@ fn a_packed_add_stage_killed_at_each_point_leaves_all_or_nothing() {
                 "{at}: {copies:?}"
             );
             assert!(!n.path("state/.adding").exists(), "{at}");
-            assert_eq!(ids(&n), want, "{at}");
+            assert_eq!(stage_ids(&n), want, "{at}");
             if committed {
                 let before = n.status()["stages"].clone();
                 std::fs::remove_file(n.path("state/stages/pack-2.jsonl")).unwrap();
@@ -376,7 +358,7 @@ fn a_packed_add_stage_killed_at_each_point_leaves_all_or_nothing() {
             } else {
                 // Its ids are free: the same batch goes in whole.
                 n.add(&args[1..]);
-                assert_eq!(ids(&n).len(), 22, "{at}");
+                assert_eq!(stage_ids(&n).len(), 22, "{at}");
             }
             n.assert_fsck_clean(&at);
         }

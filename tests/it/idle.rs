@@ -105,13 +105,10 @@ fn a_stale_corrupt_or_forged_state_cache_is_ignored() {
     assert_eq!(n.stage("s1")["title"], "Stage s1");
     // Stale: the stage file saved by hand (by rename, as editors save) after the cache was made.
     n.ok(&["status"]);
-    let file = n.path("state/stages/s1.yaml");
-    let yaml = std::fs::read_to_string(&file)
-        .unwrap()
+    let yaml = n
+        .read("state/stages/s1.yaml")
         .replace("Stage s1", "Renamed s1");
-    let tmp = n.path("state/stages/.edit");
-    std::fs::write(&tmp, &yaml).unwrap();
-    std::fs::rename(&tmp, &file).unwrap();
+    n.save_by_rename("state/stages/s1.yaml", &yaml);
     assert_eq!(n.stage("s1")["title"], "Renamed s1");
     // The hot file's cache: forged, then stale.
     let hot = n.path("state/.cache/state.json");

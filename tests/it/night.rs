@@ -106,6 +106,15 @@ impl Night {
         std::fs::write(p, text).unwrap();
     }
 
+    /// Writes `text` to `rel` as editors save: a temp file beside it, renamed over it (a new
+    /// inode, and the folder's times change).
+    pub fn save_by_rename(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        let tmp = p.with_file_name(".edit");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &p).unwrap();
+    }
+
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).unwrap_or_default()
     }

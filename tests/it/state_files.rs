@@ -68,8 +68,7 @@ fn a_damaged_stage_pack_names_its_line_and_is_repaired() {
             good.replacen(&line5, &bad_line, 1)
         };
         // Saved as editors save (by rename): the stage files' cache sees the folder changed.
-        n.write("state/stages/.edit", &bad);
-        std::fs::rename(n.path("state/stages/.edit"), n.path(rel)).unwrap();
+        n.save_by_rename(rel, &bad);
         let out = n.tick();
         assert_eq!(out.status.code(), Some(3), "{want}: {}", stderr(&out));
         let err = stderr(&out);
@@ -478,12 +477,7 @@ fn one_card_into_a_long_queue_touches_only_what_it_adds() {
     assert!(!n.path("state/cards/y1.md").exists());
     // The pack saved again by hand (same bytes, new inode): the next add reads it all.
     let pack = n.read("state/stages/pack-0.jsonl");
-    n.write("state/stages/.edit", &pack);
-    std::fs::rename(
-        n.path("state/stages/.edit"),
-        n.path("state/stages/pack-0.jsonl"),
-    )
-    .unwrap();
+    n.save_by_rename("state/stages/pack-0.jsonl", &pack);
     add(&write_cards(&["x3".into()], "acceptance: [\"true\"]\n"));
     assert_ne!(ino("state/.cache/stages.json"), before[0], "rebuilt");
     assert!(!n.path("state/.cache/stages.add.json").exists());
