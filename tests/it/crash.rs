@@ -141,10 +141,10 @@ fn twenty_concurrent_ticks_dispatch_each_attempt_once() {
             .filter(|e| e.starts_with(&format!("{id}: a1 dispatched")))
             .count();
         assert_eq!(sent, 1, "{id}: {events:#?}");
+        let stage = n.stage(id);
         assert_eq!(
-            n.stage(id)["attempt"],
-            1,
-            "{id} must not have needed a second attempt"
+            stage["attempt"], 1,
+            "{id} must not have needed a second attempt: {stage:#}\n{events:#?}"
         );
     }
     // Never more jobs than lanes at once: every worker log has one run.

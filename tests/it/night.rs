@@ -287,9 +287,12 @@ impl Night {
                 .iter()
                 .filter_map(|s| s["job"].as_str())
                 .collect();
-            // A job still "starting" after a few seconds never will (a crash ate its spawn):
-            // the engine's spawn grace period judges that, not the harness.
-            let starting_too_long = start.elapsed() > Duration::from_secs(5);
+            // A job still "starting" after a few seconds with no wrapper process of this
+            // repository alive never will (a crash ate its spawn): the engine's spawn grace
+            // period judges that, not the harness. One whose wrapper lives is only slow (a
+            // loaded machine) and is waited for.
+            let starting_too_long =
+                start.elapsed() > Duration::from_secs(5) && !self.job_wrapper_alive();
             if !jobs
                 .iter()
                 .any(|j| *j == "running" || (*j == "starting" && !starting_too_long))
@@ -302,6 +305,28 @@ impl Night {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether a job wrapper of this repository runs: a `nightshift __job --repo <repo>`
+    /// process, per `/proc` (a zombie has no command line and does not count).
+    fn job_wrapper_alive(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        let canonical = std::fs::canonicalize(&self.repo).unwrap_or_else(|_| self.repo.clone());
+        let ours = |arg: &[u8]| {
+            let p = Path::new(std::ffi::OsStr::from_bytes(arg));
+            p == self.repo || p == canonical
+        };
+        dir.flatten().any(|e| {
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.contains(&b"__job".as_slice())
+                && args.windows(2).any(|w| w[0] == b"--repo" && ours(w[1]))
+        })
     }
 
     /// Tick, settle, repeat until every stage is final (or `max` ticks). Returns the ticks used.
