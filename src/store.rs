@@ -370,7 +370,7 @@ fn save_with(
     schema::check(&plan.hot, "state/state.yaml")?;
     schema::check(budget, "state/budget.json")?;
     // Every file is validated before anything is written.
-    let files = stage_files(paths, &plan.files)?;
+    let files = stage_files(paths, &plan.files, &plan.hot.packs)?;
     let hot = plan.hot;
     if write_stage_files(paths, &files, copies)? {
         // Ready before the hot file that keys it, so no reader rebuilds it from the files.
@@ -392,14 +392,15 @@ struct StageFiles {
 }
 
 /// Validates and serialises the stage files `(order, stage, new)`: the new stages in one pack
-/// when there are enough of them ([`split::packed`]), else a file each.
-fn stage_files(paths: &Paths, plan: &[(u64, &Stage, bool)]) -> NsResult<StageFiles> {
+/// when the hot file that will count them lists one at their first number (`packs`), else a
+/// file each.
+fn stage_files(paths: &Paths, plan: &[(u64, &Stage, bool)], packs: &[u64]) -> NsResult<StageFiles> {
     let new: Vec<&Stage> = plan.iter().filter(|f| f.2).map(|f| f.1).collect();
     let pack = plan
         .iter()
         .find(|f| f.2)
         .map(|f| f.0)
-        .filter(|_| split::packed(new.len()));
+        .filter(|first| packs.contains(first));
     let own: Vec<&(u64, &Stage, bool)> = plan.iter().filter(|f| !(f.2 && pack.is_some())).collect();
     let texts = crate::par::map(&own, |(order, stage, _)| {
         let file = split::StageFile {
@@ -432,7 +433,7 @@ fn stage_files(paths: &Paths, plan: &[(u64, &Stage, bool)]) -> NsResult<StageFil
         out.added.push_str(&name);
         out.added.push('\n');
         out.files.push((
-            paths.state_dir().join(split::STAGES_DIR).join(name),
+            split::pack_path(paths, first),
             split::pack_bytes(paths, first, &new)?,
             true,
         ));
@@ -569,7 +570,7 @@ pub fn append(
     }
     schema::check(&hot, "state/state.yaml")?;
     schema::check(&budget, "state/budget.json")?;
-    let files = stage_files(paths, &plan)?;
+    let files = stage_files(paths, &plan, &hot.packs)?;
     if write_stage_files(paths, &files, copies)? {
         let after = cache::stages_key(paths, hot.cold_stamp, hot.stage_count);
         if first == 0 {

@@ -214,16 +214,7 @@ pub(super) fn collect(stage: &mut Stage, cx: &mut Ctx<'_>, attempt: u32) -> bool
             Seen::Unstarted => {
                 // The tick that dispatched it stopped before starting it: the same run starts
                 // now, with its whole time.
-                let timeout = stage.timeouts.verifier;
-                m.state = MemberState::Running {
-                    since: cx.now,
-                    deadline: later(cx.now, timeout),
-                };
-                cx.effects.push(Effect::Spawn(SpawnPlan {
-                    job: key.clone(),
-                    timeout_secs: timeout,
-                    start_point: None,
-                }));
+                start_member(m, key.clone(), stage.timeouts.verifier, cx);
                 cx.events.push(Event::stage(
                     &stage.id,
                     format!(
@@ -438,27 +429,31 @@ pub(super) fn dispatch_members(state: &mut State, cx: &mut Ctx<'_>) {
             let Some(round) = stage.panel_round_mut() else {
                 break;
             };
-            let m = &mut round.members[j];
-            m.runs += 1;
-            m.state = MemberState::Running {
-                since: cx.now,
-                deadline: later(cx.now, timeout),
-            };
-            let (name, run) = (m.member.clone(), m.runs);
+            round.members[j].runs += 1;
+            let (name, run) = (round.members[j].member.clone(), round.members[j].runs);
             let job = round.key(&id, &name, run);
+            start_member(&mut round.members[j], job, timeout, cx);
             cx.reserved += timeout;
             cx.jobs += 1;
-            cx.effects.push(Effect::Spawn(SpawnPlan {
-                job,
-                timeout_secs: timeout,
-                start_point: None,
-            }));
             cx.events.push(Event::stage(
                 &id,
                 format!("a{} panel: dispatched {name} (run {run})", round.attempt),
             ));
         }
     }
+}
+
+/// Sets member `m` running from now, with the whole `timeout`, and asks for its job `job`.
+fn start_member(m: &mut PanelMember, job: crate::ids::JobKey, timeout: u64, cx: &mut Ctx<'_>) {
+    m.state = MemberState::Running {
+        since: cx.now,
+        deadline: later(cx.now, timeout),
+    };
+    cx.effects.push(Effect::Spawn(SpawnPlan {
+        job,
+        timeout_secs: timeout,
+        start_point: None,
+    }));
 }
 
 #[cfg(test)]

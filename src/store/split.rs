@@ -114,6 +114,12 @@ pub fn stage_path(paths: &Paths, id: &StageId) -> PathBuf {
         .join(format!("{}.yaml", id.as_str()))
 }
 
+/// The pack whose first stage is number `first`.
+#[must_use]
+pub fn pack_path(paths: &Paths, first: u64) -> PathBuf {
+    paths.state_dir().join(STAGES_DIR).join(pack_name(first))
+}
+
 /// The intent file naming the stage files an `add-stage` is writing.
 #[must_use]
 pub fn adding_path(paths: &Paths) -> PathBuf {
@@ -377,7 +383,7 @@ struct PackHead {
 /// # Errors
 /// When a record fails validation (named by the line it would have).
 pub fn pack_bytes(paths: &Paths, first: u64, stages: &[&Stage]) -> NsResult<Vec<u8>> {
-    let label = paths.rel(&paths.state_dir().join(STAGES_DIR).join(pack_name(first)));
+    let label = paths.rel(&pack_path(paths, first));
     let head = PackHead {
         first,
         ids: stages.iter().map(|s| s.id.clone()).collect(),
@@ -410,11 +416,7 @@ pub fn pack_bytes(paths: &Paths, first: u64, stages: &[&Stage]) -> NsResult<Vec<
 /// A state-kind error naming `label` and the line.
 pub fn parse_pack(text: &str, label: &str) -> NsResult<Vec<Entry>> {
     let mut lines = text.lines();
-    let head: PackHead = serde_json::from_str(lines.next().unwrap_or_default()).map_err(|e| {
-        NsError::state(format!("{label} (line 1) is not a stage pack's head"))
-            .cause(e.to_string())
-            .hint(super::REPAIR_HINT)
-    })?;
+    let head = parse_head(lines.next().unwrap_or_default(), label)?;
     let records: Vec<&str> = lines.collect();
     if records.len() != head.ids.len() {
         return Err(NsError::state(format!(
@@ -424,17 +426,21 @@ pub fn parse_pack(text: &str, label: &str) -> NsResult<Vec<Entry>> {
         ))
         .hint(super::REPAIR_HINT));
     }
-    let parsed = crate::par::map(&records, |line| {
-        crate::schema::parse_json::<StageFile>(line, label)
+    let numbered: Vec<(String, &str)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, line)| (format!("{label} (line {})", i + 2), *line))
+        .collect();
+    let parsed = crate::par::map(&numbered, |(at, line)| {
+        crate::schema::parse_json::<StageFile>(line, at).map_err(super::to_state_error)
     });
     let mut out = Vec::with_capacity(records.len());
-    for (i, (file, id)) in parsed.into_iter().zip(&head.ids).enumerate() {
-        let at = format!("{label} (line {})", i + 2);
-        let file = file.map_err(|e| {
-            let mut e = super::to_state_error(e);
-            e.message = e.message.replacen(label, &at, 1);
-            e
-        })?;
+    for (i, ((at, _), (file, id))) in numbered
+        .into_iter()
+        .zip(parsed.into_iter().zip(&head.ids))
+        .enumerate()
+    {
+        let file = file?;
         let want = head.first + i as u64;
         if file.order != want || &file.stage.id != id {
             return Err(NsError::state(format!(
@@ -459,7 +465,7 @@ pub fn parse_pack(text: &str, label: &str) -> NsResult<Vec<Entry>> {
 /// When the pack cannot be read or its head is not valid.
 pub fn pack_ids(paths: &Paths, first: u64) -> NsResult<Vec<StageId>> {
     use std::io::BufRead;
-    let path = paths.state_dir().join(STAGES_DIR).join(pack_name(first));
+    let path = pack_path(paths, first);
     let label = paths.rel(&path);
     let mut head = String::new();
     std::fs::File::open(&path)
@@ -470,12 +476,16 @@ pub fn pack_ids(paths: &Paths, first: u64) -> NsResult<Vec<StageId>> {
                 .cause(e.to_string())
                 .hint(super::REPAIR_HINT)
         })?;
-    let head: PackHead = serde_json::from_str(&head).map_err(|e| {
+    Ok(parse_head(&head, &label)?.ids)
+}
+
+/// A pack's first line, `line`, of the pack named `label`.
+fn parse_head(line: &str, label: &str) -> NsResult<PackHead> {
+    serde_json::from_str(line).map_err(|e| {
         NsError::state(format!("{label} (line 1) is not a stage pack's head"))
             .cause(e.to_string())
             .hint(super::REPAIR_HINT)
-    })?;
-    Ok(head.ids)
+    })
 }
 
 /// Parses and validates one stage file.
@@ -544,7 +554,7 @@ pub fn clear_leftovers(paths: &Paths, stage_count: u64) -> NsResult<()> {
         if first < stage_count {
             committed = true;
         } else {
-            remove(&paths.state_dir().join(STAGES_DIR).join(pack_name(first)))?;
+            remove(&pack_path(paths, first))?;
         }
     }
     // The copies go with their stages: all of them reached the commit point, or none did.
